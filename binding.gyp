@@ -1,0 +1,28 @@
+{
+  "targets": [
+    {
+      "target_name": "crossport",
+      "sources": [
+        "native/addon.cc",
+        "native/link.cc",
+        "native/message.cc",
+        "native/port.cc",
+        "native/ring.cc",
+        "native/segment.cc",
+        "native/serializer.cc"
+      ],
+      "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
+      "cflags_cc": ["-std=c++20", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "cflags_cc!": ["-std=gnu++17"],
+      "conditions": [
+        ["OS!='win'", { "sources": ["native/posix/os.cc"] }],
+        ["OS=='mac'", {
+          "xcode_settings": {
+            "CLANG_CXX_LANGUAGE_STANDARD": "c++20",
+            "GCC_ENABLE_CPP_EXCEPTIONS": "YES"
+          }
+        }]
+      ]
+    }
+  ]
+}

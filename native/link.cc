@@ -1,0 +1,306 @@
+#include "link.h"
+
+#include <cstring>
+
+namespace crossport {
+
+namespace {
+
+// Messages above this size go out of band: one copy into a sealed memory object that the
+// receiver maps, instead of two copies through the ring and a wait for room.
+uint64_t OutOfBandThreshold(const Ring& ring) { return ring.capacity() / 8; }
+
+// The largest out-of-band message a peer may announce (the receiver maps this much).
+constexpr uint64_t kMaxOutOfBandSize = uint64_t{1} << 34;
+
+}  // namespace
+
+IncomingRecord::~IncomingRecord() {
+  if (mapped_ != nullptr) os::Unmap(mapped_, mapped_size_);
+  for (int fd : fds) os::Close(fd);
+}
+
+Link::Link(std::unique_ptr<Segment> segment, int socket_fd, int side, uv_loop_t* loop,
+           LinkClient* client)
+    : segment_(std::move(segment)),
+      send_(segment_->SendRing(side)),
+      receive_(segment_->ReceiveRing(side)),
+      socket_(socket_fd),
+      side_(side),
+      client_(client) {
+  uv_poll_init(loop, &poll_, socket_);
+  poll_.data = this;
+  // A new port is not referenced: it does not keep the event loop alive until it listens.
+  uv_unref(reinterpret_cast<uv_handle_t*>(&poll_));
+  // Until someone reads, every record wakes us, so a port that starts later finds them all.
+  receive_.MarkAsleep();
+  UpdatePoll();
+}
+
+Link* Link::FromState(LinkState* state, uv_loop_t* loop, LinkClient* client,
+                      os::SystemError* err) {
+  std::unique_ptr<Segment> segment(Segment::Adopt(state->segment_fd, err));
+  if (!segment) return nullptr;
+  state->segment_fd = -1;
+  auto* link = new Link(std::move(segment), state->socket_fd, state->side, loop, client);
+  state->socket_fd = -1;
+  link->received_fds_ = std::move(state->received_fds);
+  link->overflow_ = std::move(state->overflow);
+  for (const PendingRecord& record : link->overflow_) link->overflow_bytes_ += record.payload.size();
+  return link;
+}
+
+Link::~Link() {
+  os::Close(socket_);
+  for (size_t i = received_fds_head_; i < received_fds_.size(); i++) os::Close(received_fds_[i]);
+  for (PendingRecord& record : overflow_) {
+    for (size_t i = record.fds_sent; i < record.fds.size(); i++) os::Close(record.fds[i]);
+  }
+}
+
+void Link::Destroy() {
+  uv_poll_stop(&poll_);
+  uv_close(reinterpret_cast<uv_handle_t*>(&poll_),
+           [](uv_handle_t* handle) { delete static_cast<Link*>(handle->data); });
+}
+
+bool Link::Send(RecordType type, const uint8_t* head, size_t head_size, const uint8_t* body,
+                size_t body_size, std::vector<int>&& fds, os::SystemError* err) {
+  if (broken_ || peer_gone_) {
+    for (int fd : fds) os::Close(fd);
+    return false;
+  }
+  size_t size = head_size + body_size;
+  uint64_t oob_size = size;
+  if (size > OutOfBandThreshold(send_)) {
+    int memory = os::CreateSealedCopy(head, head_size, body, body_size, err);
+    if (memory < 0) {
+      for (int fd : fds) os::Close(fd);
+      return false;
+    }
+    fds.insert(fds.begin(), memory);
+    type = RecordType::kOutOfBand;
+    head = reinterpret_cast<const uint8_t*>(&oob_size);
+    head_size = sizeof oob_size;
+    body = nullptr;
+    body_size = 0;
+    size = head_size;
+  }
+  PendingRecord record{type, static_cast<uint16_t>(fds.size()), {}, std::move(fds), 0};
+  if (overflow_.empty() && (record.fds.empty() || SendFds(&record))) {
+    uint8_t* at = send_.Reserve(static_cast<uint32_t>(size));
+    if (at != nullptr) {
+      if (head_size > 0) memcpy(at, head, head_size);
+      if (body_size > 0) memcpy(at + head_size, body, body_size);
+      if (send_.Commit(type, record.fd_count)) Wake();
+      return true;
+    }
+    if (send_.corrupt()) {
+      MarkBroken();
+      return false;
+    }
+  }
+  record.payload.reserve(size);
+  record.payload.insert(record.payload.end(), head, head + head_size);
+  if (body_size > 0) record.payload.insert(record.payload.end(), body, body + body_size);
+  overflow_bytes_ += size;
+  overflow_.push_back(std::move(record));
+  Flush();
+  return !broken_;
+}
+
+bool Link::SendFds(PendingRecord* record) {
+  while (record->fds_sent < record->fds.size()) {
+    size_t count = record->fds.size() - record->fds_sent;
+    if (count > os::kMaxFdsPerPacket) count = os::kMaxFdsPerPacket;
+    os::IoResult result = os::SendPacket(socket_, &record->fds[record->fds_sent], count, nullptr);
+    if (result == os::IoResult::kWouldBlock) return false;
+    if (result != os::IoResult::kOk) {
+      peer_gone_ = true;
+      return false;
+    }
+    // The kernel holds its own reference to each fd in flight; ours can go.
+    for (size_t i = 0; i < count; i++) os::Close(record->fds[record->fds_sent + i]);
+    record->fds_sent += count;
+  }
+  return true;
+}
+
+bool Link::WriteRecord(PendingRecord* record) {
+  if (!SendFds(record)) return false;
+  uint8_t* at = send_.Reserve(static_cast<uint32_t>(record->payload.size()));
+  if (at == nullptr) {
+    if (send_.corrupt()) return false;
+    send_.MarkWriterWaiting();
+    at = send_.Reserve(static_cast<uint32_t>(record->payload.size()));
+    if (at == nullptr) return false;
+  }
+  if (!record->payload.empty()) memcpy(at, record->payload.data(), record->payload.size());
+  if (send_.Commit(record->type, record->fd_count)) Wake();
+  return true;
+}
+
+void Link::Flush() {
+  while (!overflow_.empty() && !broken_ && !peer_gone_) {
+    PendingRecord& record = overflow_.front();
+    if (!WriteRecord(&record)) break;
+    overflow_bytes_ -= record.payload.size();
+    overflow_.pop_front();
+  }
+  if (send_.corrupt()) MarkBroken();
+  UpdatePoll();
+}
+
+void Link::Wake() {
+  os::IoResult result = os::SendPacket(socket_, nullptr, 0, nullptr);
+  // kWouldBlock: the peer has unread packets already, so it will wake anyway.
+  if (result == os::IoResult::kPeerGone || result == os::IoResult::kError) peer_gone_ = true;
+}
+
+void Link::DrainSocket() {
+  if (socket_ < 0) return;
+  for (;;) {
+    os::IoResult result = os::ReceivePacket(socket_, &received_fds_, nullptr);
+    if (result == os::IoResult::kWouldBlock) break;
+    if (result != os::IoResult::kOk) {
+      peer_gone_ = true;
+      break;
+    }
+    if (received_fds_.size() - received_fds_head_ > kMaxQueuedFds) {
+      MarkBroken();  // a peer that floods us with fds no record claims
+      break;
+    }
+  }
+  if (received_fds_head_ > 0 && received_fds_head_ == received_fds_.size()) {
+    received_fds_.clear();
+    received_fds_head_ = 0;
+  }
+  UpdatePoll();
+}
+
+NextStatus Link::Next(IncomingRecord* record) {
+  if (broken_) return NextStatus::kBroken;
+  RecordView view;
+  ReadStatus status = receive_.Peek(&view);
+  if (status == ReadStatus::kEmpty) return NextStatus::kEmpty;
+  if (status == ReadStatus::kCorrupt) {
+    MarkBroken();
+    return NextStatus::kBroken;
+  }
+  if (view.fd_count > received_fds_.size() - received_fds_head_) DrainSocket();
+  if (view.fd_count > received_fds_.size() - received_fds_head_) {
+    // The fds of a record are always sent before it is published: the peer lied.
+    MarkBroken();
+    return NextStatus::kBroken;
+  }
+  record->fds.assign(received_fds_.begin() + received_fds_head_,
+                     received_fds_.begin() + received_fds_head_ + view.fd_count);
+  received_fds_head_ += view.fd_count;
+  record->type = view.type;
+  if (view.type == RecordType::kMessage) {
+    record->copy_.assign(view.payload, view.payload + view.length);
+  } else if (view.type == RecordType::kOutOfBand) {
+    // An unreadable out-of-band message leaves the payload empty: the message then fails to
+    // deserialize and the receiver gets 'messageerror', while the link goes on.
+    uint64_t size = 0;
+    if (view.length == sizeof size) memcpy(&size, view.payload, sizeof size);
+    record->type = RecordType::kMessage;
+    if (!record->fds.empty()) {
+      int memory = record->fds.front();
+      record->fds.erase(record->fds.begin());
+      int64_t actual = os::FileSize(memory);
+      if (size > 0 && size <= kMaxOutOfBandSize && actual >= 0 &&
+          static_cast<uint64_t>(actual) == size && os::IsSealedReadOnly(memory)) {
+        void* mapped = os::MapShared(memory, size, false, nullptr);
+        if (mapped != nullptr) {
+          record->mapped_ = static_cast<uint8_t*>(mapped);
+          record->mapped_size_ = size;
+        }
+      }
+      os::Close(memory);
+    }
+  }
+  receive_.Consume();
+  return NextStatus::kRecord;
+}
+
+bool Link::PeekClose(bool* close_next) {
+  RecordView view;
+  ReadStatus status = receive_.Peek(&view);
+  if (status == ReadStatus::kCorrupt) {
+    MarkBroken();
+    *close_next = true;
+    return true;
+  }
+  *close_next = status == ReadStatus::kRecord && view.type == RecordType::kClose;
+  return status == ReadStatus::kEmpty || *close_next;
+}
+
+bool Link::FinishBatch() {
+  if (receive_.TakeWriterWaiting()) Wake();
+  return receive_.PrepareSleep();
+}
+
+void Link::Sleep() { receive_.MarkAsleep(); }
+
+void Link::Ref() { uv_ref(reinterpret_cast<uv_handle_t*>(&poll_)); }
+void Link::Unref() { uv_unref(reinterpret_cast<uv_handle_t*>(&poll_)); }
+bool Link::HasRef() const { return uv_has_ref(reinterpret_cast<const uv_handle_t*>(&poll_)); }
+
+void Link::MarkBroken() {
+  broken_ = true;
+  UpdatePoll();
+}
+
+void Link::UpdatePoll() {
+  if (socket_ < 0 || uv_is_closing(reinterpret_cast<uv_handle_t*>(&poll_))) return;
+  if (peer_gone_ || broken_) {
+    uv_poll_stop(&poll_);
+    return;
+  }
+  bool want_writable = false;
+  if (!overflow_.empty()) {
+    const PendingRecord& front = overflow_.front();
+    want_writable = front.fds_sent < front.fds.size();
+  }
+  uv_poll_start(&poll_, UV_READABLE | (want_writable ? UV_WRITABLE : 0), OnPoll);
+}
+
+void Link::OnPoll(uv_poll_t* handle, int status, int events) {
+  auto* link = static_cast<Link*>(handle->data);
+  if (status < 0) {
+    link->peer_gone_ = true;
+  } else {
+    link->DrainSocket();
+    if (!link->overflow_.empty()) link->Flush();
+  }
+  (void)events;
+  link->client_->OnLinkEvent();
+}
+
+void Link::Release(LinkState* state) {
+  uv_poll_stop(&poll_);
+  state->side = side_;
+  state->socket_fd = socket_;
+  socket_ = -1;
+  state->segment_fd = segment_->ReleaseFd();
+  state->received_fds.assign(received_fds_.begin() + received_fds_head_, received_fds_.end());
+  received_fds_.clear();
+  received_fds_head_ = 0;
+  state->overflow = std::move(overflow_);
+  overflow_.clear();
+  overflow_bytes_ = 0;
+}
+
+bool Link::DuplicateFds(int* segment_fd, int* socket_fd, os::SystemError* err) {
+  *segment_fd = os::Duplicate(segment_->fd(), err);
+  *socket_fd = *segment_fd < 0 ? -1 : os::Duplicate(socket_, err);
+  if (*socket_fd < 0) {
+    os::Close(*segment_fd);
+    *segment_fd = -1;
+    return false;
+  }
+  return true;
+}
+
+}  // namespace crossport

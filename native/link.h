@@ -1,0 +1,147 @@
+// One side of a channel: the shared segment, the unix socket to the other side, and the
+// protocol between them (wake-ups, fds, overflow, close). Knows nothing of JavaScript.
+//
+// Sending: a record goes straight into the ring when it fits and nothing waits before it.
+// Otherwise it joins an ordered overflow queue, flushed as the consumer frees room (it wakes us
+// through the socket when we flagged that we wait). A message larger than a ring record can
+// carry goes out of band: a sealed memory object whose fd travels with the record.
+// File descriptors travel over the socket (SCM_RIGHTS) before the record that names them.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <vector>
+
+#include "os.h"
+#include "ring.h"
+#include "segment.h"
+
+namespace crossport {
+
+// A record that could not be written yet.
+struct PendingRecord {
+  RecordType type;
+  uint16_t fd_count;          // the number of fds the record announces
+  std::vector<uint8_t> payload;
+  std::vector<int> fds;       // owned; fds[0, fds_sent) already went out over the socket
+  size_t fds_sent = 0;
+};
+
+// A record taken from the ring, with its payload copied out (or mapped, when out of band).
+class IncomingRecord {
+ public:
+  IncomingRecord() = default;
+  ~IncomingRecord();
+  IncomingRecord(const IncomingRecord&) = delete;
+  IncomingRecord& operator=(const IncomingRecord&) = delete;
+
+  RecordType type = RecordType::kMessage;
+  std::vector<int> fds;  // owned: fds of handles and ports named by the message
+  const uint8_t* data() const { return mapped_ != nullptr ? mapped_ : copy_.data(); }
+  size_t size() const { return mapped_ != nullptr ? mapped_size_ : copy_.size(); }
+
+ private:
+  friend class Link;
+  std::vector<uint8_t> copy_;
+  uint8_t* mapped_ = nullptr;
+  size_t mapped_size_ = 0;
+};
+
+// What a port carries with it when it moves to another process (see message.h).
+struct LinkState {
+  int segment_fd = -1;
+  int socket_fd = -1;
+  int side = 0;
+  std::vector<int> received_fds;           // read from the socket, not yet claimed by a record
+  std::deque<PendingRecord> overflow;      // records not yet written
+};
+
+class LinkClient {
+ public:
+  virtual ~LinkClient() = default;
+  // The socket woke us: records may be waiting, or room to write appeared, or the peer left.
+  virtual void OnLinkEvent() = 0;
+};
+
+enum class NextStatus { kEmpty, kRecord, kBroken };
+
+class Link {
+ public:
+  // Takes ownership of `segment` and `socket_fd`. `client` is told of socket events.
+  Link(std::unique_ptr<Segment> segment, int socket_fd, int side, uv_loop_t* loop,
+       LinkClient* client);
+  // Rebuilds a link from the state another process (or port) handed over.
+  static Link* FromState(LinkState* state, uv_loop_t* loop, LinkClient* client,
+                         os::SystemError* err);
+  // Closes the poll handle; the Link deletes itself when libuv is done with it.
+  void Destroy();
+
+  void set_client(LinkClient* client) { client_ = client; }
+  int side() const { return side_; }
+  bool broken() const { return broken_; }
+  bool peer_gone() const { return peer_gone_; }
+  bool has_overflow() const { return !overflow_.empty(); }
+  uint64_t overflow_bytes() const { return overflow_bytes_; }
+
+  // Queues or writes a record whose payload is `head` followed by `body`. Takes the fds.
+  // Returns false when the link is broken (the peer is gone or misbehaved).
+  bool Send(RecordType type, const uint8_t* head, size_t head_size, const uint8_t* body,
+            size_t body_size, std::vector<int>&& fds, os::SystemError* err);
+  // Writes what waits in the overflow queue, as far as room allows.
+  void Flush();
+
+  // Reads the next record (payload copied or mapped, fds claimed). kBroken when the peer
+  // wrote something that cannot be a record; the link is then beyond repair.
+  NextStatus Next(IncomingRecord* record);
+  // True when a close record or nothing is next; `close_next` tells which.
+  bool PeekClose(bool* close_next);
+  // After a batch: wakes a producer that waits for room. Then, if the ring is empty, marks us
+  // asleep so the next record wakes us; returns false if a record arrived meanwhile.
+  bool FinishBatch();
+  // Marks us asleep unconditionally: used while no one reads (each record then wakes us).
+  void Sleep();
+
+  // Reads every packet waiting on the socket (fds, wake-ups, end of stream).
+  void DrainSocket();
+
+  void Ref();
+  void Unref();
+  bool HasRef() const;
+
+  // Hands over everything this side owns; the link is then inert (call Destroy()).
+  void Release(LinkState* state);
+  // Duplicates the segment and socket fds (for a child process). -1s on failure.
+  bool DuplicateFds(int* segment_fd, int* socket_fd, os::SystemError* err);
+
+ private:
+  ~Link();
+  static void OnPoll(uv_poll_t* handle, int status, int events);
+  bool SendFds(PendingRecord* record);
+  bool WriteRecord(PendingRecord* record);
+  void Wake();
+  void UpdatePoll();
+  void MarkBroken();
+
+  std::unique_ptr<Segment> segment_;
+  Ring send_;
+  Ring receive_;
+  int socket_;
+  int side_;
+  LinkClient* client_;
+  uv_poll_t poll_;
+  bool polling_writable_ = false;
+  bool broken_ = false;
+  bool peer_gone_ = false;
+  std::deque<PendingRecord> overflow_;
+  uint64_t overflow_bytes_ = 0;
+  std::vector<int> received_fds_;
+  size_t received_fds_head_ = 0;
+};
+
+// The most fds one side keeps waiting for records to claim before it gives up on its peer.
+constexpr size_t kMaxQueuedFds = 4096;
+
+}  // namespace crossport

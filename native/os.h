@@ -1,0 +1,58 @@
+// The operating-system services the rest of the addon needs, behind one small interface so that
+// another backend (Windows) can be added without touching ring, link or port code.
+// The POSIX implementation lives in native/posix/os.cc.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace crossport::os {
+
+// An error from a system call: the errno name ("EMFILE") and the call that failed ("mmap").
+struct SystemError {
+  int errnum;
+  const char* syscall;
+};
+
+// Creates an anonymous shared-memory object of `size` bytes that no other process can open by
+// name (memfd on Linux). Returns the fd, close-on-exec, or -1 with `err` set.
+int CreateSharedMemory(size_t size, SystemError* err);
+
+// Maps `size` bytes of a shared-memory fd read-write (or read-only). Returns nullptr on failure.
+void* MapShared(int fd, size_t size, bool writable, SystemError* err);
+void Unmap(void* addr, size_t size);
+
+// Size of the object behind `fd`, or -1.
+int64_t FileSize(int fd);
+
+// Writes `head` then `body` into a new shared-memory object and seals it against any further
+// change, so that its receiver can map it without copying and without fearing later writes.
+int CreateSealedCopy(const void* head, size_t head_size, const void* body, size_t body_size,
+                     SystemError* err);
+// True when `fd` is a sealed object that nobody can write, grow or shrink any more.
+bool IsSealedReadOnly(int fd);
+
+// A connected pair of message-oriented unix sockets, close-on-exec and non-blocking.
+bool SocketPair(int fds[2], SystemError* err);
+
+enum class IoResult { kOk, kWouldBlock, kPeerGone, kError };
+
+// Sends one packet carrying one byte and `fds`. kWouldBlock when the socket buffer is full.
+IoResult SendPacket(int socket, const int* fds, size_t fd_count, SystemError* err);
+
+// The largest number of fds one packet can carry.
+constexpr size_t kMaxFdsPerPacket = 64;
+
+// Receives one packet, appending the fds it carried to `fds` (close-on-exec).
+// kWouldBlock when nothing is waiting; kPeerGone at end of stream.
+IoResult ReceivePacket(int socket, std::vector<int>* fds, SystemError* err);
+
+void Close(int fd);
+// Marks an inherited fd close-on-exec; false if it is not open.
+bool SetCloseOnExec(int fd);
+// Duplicates an fd, close-on-exec; -1 on failure.
+int Duplicate(int fd, SystemError* err);
+
+}  // namespace crossport::os

@@ -1,0 +1,238 @@
+// POSIX implementation of native/os.h (Linux: memfd with seals; elsewhere shm_open + unlink).
+#include "../os.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+
+namespace crossport::os {
+
+namespace {
+
+void SetError(SystemError* err, const char* syscall) {
+  if (err != nullptr) *err = SystemError{errno, syscall};
+}
+
+#ifdef __linux__
+int NewMemoryObject(unsigned flags, SystemError* err) {
+  int fd = memfd_create("crossport", MFD_CLOEXEC | flags);
+  if (fd < 0) SetError(err, "memfd_create");
+  return fd;
+}
+#else
+int NewMemoryObject(unsigned, SystemError* err) {
+  // A random name that is unlinked at once: no other process can open it afterwards.
+  char name[64];
+  for (int attempt = 0; attempt < 16; attempt++) {
+    snprintf(name, sizeof name, "/crossport-%d-%lx", getpid(), static_cast<long>(random()));
+    int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
+    if (fd >= 0) {
+      shm_unlink(name);
+      fcntl(fd, F_SETFD, FD_CLOEXEC);
+      return fd;
+    }
+    if (errno != EEXIST) break;
+  }
+  SetError(err, "shm_open");
+  return -1;
+}
+#endif
+
+}  // namespace
+
+int CreateSharedMemory(size_t size, SystemError* err) {
+  int fd = NewMemoryObject(0, err);
+  if (fd < 0) return -1;
+  if (ftruncate(fd, static_cast<off_t>(size)) != 0) {
+    SetError(err, "ftruncate");
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+void* MapShared(int fd, size_t size, bool writable, SystemError* err) {
+  int prot = PROT_READ | (writable ? PROT_WRITE : 0);
+  void* addr = mmap(nullptr, size, prot, MAP_SHARED, fd, 0);
+  if (addr == MAP_FAILED) {
+    SetError(err, "mmap");
+    return nullptr;
+  }
+  return addr;
+}
+
+void Unmap(void* addr, size_t size) {
+  if (addr != nullptr) munmap(addr, size);
+}
+
+int64_t FileSize(int fd) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return -1;
+  return static_cast<int64_t>(st.st_size);
+}
+
+namespace {
+bool WriteAll(int fd, const void* data, size_t size, off_t at) {
+  const char* p = static_cast<const char*>(data);
+  size_t done = 0;
+  while (done < size) {
+    ssize_t n = pwrite(fd, p + done, size - done, at + static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    done += static_cast<size_t>(n);
+  }
+  return true;
+}
+}  // namespace
+
+int CreateSealedCopy(const void* head, size_t head_size, const void* body, size_t body_size,
+                     SystemError* err) {
+#ifdef __linux__
+  int fd = NewMemoryObject(MFD_ALLOW_SEALING, err);
+#else
+  int fd = NewMemoryObject(0, err);
+#endif
+  if (fd < 0) return -1;
+  if (ftruncate(fd, static_cast<off_t>(head_size + body_size)) != 0) {
+    SetError(err, "ftruncate");
+    close(fd);
+    return -1;
+  }
+  if (!WriteAll(fd, head, head_size, 0) ||
+      !WriteAll(fd, body, body_size, static_cast<off_t>(head_size))) {
+    SetError(err, "pwrite");
+    close(fd);
+    return -1;
+  }
+#ifdef __linux__
+  if (fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
+    SetError(err, "fcntl");
+    close(fd);
+    return -1;
+  }
+#endif
+  return fd;
+}
+
+bool IsSealedReadOnly(int fd) {
+#ifdef __linux__
+  int seals = fcntl(fd, F_GET_SEALS);
+  const int needed = F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW;
+  return seals >= 0 && (seals & needed) == needed;
+#else
+  (void)fd;
+  return false;  // No seals: the receiver copies before it parses.
+#endif
+}
+
+bool SocketPair(int fds[2], SystemError* err) {
+#ifdef __linux__
+  int type = SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK;
+  if (socketpair(AF_UNIX, type, 0, fds) != 0) {
+    SetError(err, "socketpair");
+    return false;
+  }
+#else
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, fds) != 0) {
+    SetError(err, "socketpair");
+    return false;
+  }
+  for (int i = 0; i < 2; i++) {
+    fcntl(fds[i], F_SETFD, FD_CLOEXEC);
+    fcntl(fds[i], F_SETFL, fcntl(fds[i], F_GETFL) | O_NONBLOCK);
+  }
+#endif
+  return true;
+}
+
+IoResult SendPacket(int socket, const int* fds, size_t fd_count, SystemError* err) {
+  char byte = 0;
+  struct iovec iov = {&byte, 1};
+  struct msghdr msg = {};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFdsPerPacket)];
+  if (fd_count > 0) {
+    if (fd_count > kMaxFdsPerPacket) fd_count = kMaxFdsPerPacket;
+    msg.msg_control = control;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fd_count);
+    struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int) * fd_count);
+    memcpy(CMSG_DATA(cmsg), fds, sizeof(int) * fd_count);
+  }
+  for (;;) {
+    ssize_t n = sendmsg(socket, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n >= 0) return IoResult::kOk;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return IoResult::kWouldBlock;
+    if (errno == EPIPE || errno == ECONNRESET || errno == ENOTCONN) return IoResult::kPeerGone;
+    SetError(err, "sendmsg");
+    return IoResult::kError;
+  }
+}
+
+IoResult ReceivePacket(int socket, std::vector<int>* fds, SystemError* err) {
+  char bytes[16];
+  struct iovec iov = {bytes, sizeof bytes};
+  struct msghdr msg = {};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFdsPerPacket)];
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  ssize_t n;
+  for (;;) {
+#ifdef MSG_CMSG_CLOEXEC
+    n = recvmsg(socket, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+#else
+    n = recvmsg(socket, &msg, MSG_DONTWAIT);
+#endif
+    if (n >= 0 || errno != EINTR) break;
+  }
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return IoResult::kWouldBlock;
+    if (errno == ECONNRESET || errno == ENOTCONN) return IoResult::kPeerGone;
+    SetError(err, "recvmsg");
+    return IoResult::kError;
+  }
+  // Take every fd the kernel handed us, even from a malformed packet, so none leaks.
+  for (struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg); cmsg != nullptr; cmsg = CMSG_NXTHDR(&msg, cmsg)) {
+    if (cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS) continue;
+    if (cmsg->cmsg_len < CMSG_LEN(0)) continue;
+    size_t count = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < count; i++) {
+      int fd;
+      memcpy(&fd, CMSG_DATA(cmsg) + i * sizeof(int), sizeof fd);
+#ifndef MSG_CMSG_CLOEXEC
+      fcntl(fd, F_SETFD, FD_CLOEXEC);
+#endif
+      fds->push_back(fd);
+    }
+  }
+  if (n == 0) return IoResult::kPeerGone;
+  return IoResult::kOk;
+}
+
+void Close(int fd) {
+  if (fd >= 0) close(fd);
+}
+
+bool SetCloseOnExec(int fd) {
+  return fcntl(fd, F_SETFD, FD_CLOEXEC) == 0;
+}
+
+int Duplicate(int fd, SystemError* err) {
+  int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (copy < 0) SetError(err, "fcntl");
+  return copy;
+}
+
+}  // namespace crossport::os

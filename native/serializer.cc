@@ -1,0 +1,205 @@
+#include "serializer.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+namespace crossport {
+
+namespace {
+
+// napi_value and v8::Local<v8::Value> are the same pointer in Node (see Node's
+// js_native_api_v8.h: V8LocalValueFromJsValue / JsValueFromV8LocalValue).
+v8::Local<v8::Value> ToV8(napi_value value) {
+  v8::Local<v8::Value> local;
+  static_assert(sizeof local == sizeof value, "napi_value is a Local");
+  memcpy(static_cast<void*>(&local), &value, sizeof value);
+  return local;
+}
+
+napi_value FromV8(v8::Local<v8::Value> local) { return reinterpret_cast<napi_value>(*local); }
+
+// The tag in a port object's single internal field (its address is what counts).
+const int kPortTag = 0x706f7274;
+
+v8::Local<v8::String> Text(v8::Isolate* isolate, const char* text) {
+  return v8::String::NewFromUtf8(isolate, text).ToLocalChecked();
+}
+
+class WriteDelegate : public v8::ValueSerializer::Delegate {
+ public:
+  WriteDelegate(CloneEnvironment* environment, v8::Isolate* isolate,
+                const std::vector<Napi::Object>& ports)
+      : environment_(environment), isolate_(isolate), ports_(ports) {}
+
+  void set_serializer(v8::ValueSerializer* serializer) { serializer_ = serializer; }
+
+  void ThrowDataCloneError(v8::Local<v8::String> message) override {
+    crossport::ThrowDataCloneError(environment_, message);
+  }
+
+  v8::Maybe<bool> WriteHostObject(v8::Isolate* isolate, v8::Local<v8::Object> object) override {
+    for (size_t i = 0; i < ports_.size(); i++) {
+      if (ToV8(ports_[i])->StrictEquals(object)) {
+        serializer_->WriteUint32(static_cast<uint32_t>(i));
+        return v8::Just(true);
+      }
+    }
+    if (IsPortObject(Napi::Value(nullptr, FromV8(object)))) {
+      ThrowDataCloneError(Text(isolate, "Object that needs transfer was found in message but not "
+                                        "listed in transferList"));
+    } else {
+      v8::String::Utf8Value name(isolate, object->GetConstructorName());
+      std::string message = std::string("#<") + (*name ? *name : "Object") +
+                            "> could not be cloned.";
+      ThrowDataCloneError(Text(isolate, message.c_str()));
+    }
+    return v8::Nothing<bool>();
+  }
+
+  v8::Maybe<uint32_t> GetSharedArrayBufferId(v8::Isolate*,
+                                             v8::Local<v8::SharedArrayBuffer>) override {
+    return v8::Just<uint32_t>(0);  // rejected by the receiver, see GetSharedArrayBufferFromId
+  }
+
+  v8::Maybe<uint32_t> GetWasmModuleTransferId(v8::Isolate* isolate,
+                                              v8::Local<v8::WasmModuleObject>) override {
+    ThrowDataCloneError(Text(isolate, "#<Module> could not be cloned."));
+    return v8::Nothing<uint32_t>();
+  }
+
+  void* ReallocateBufferMemory(void* old_buffer, size_t size, size_t* actual_size) override {
+    void* buffer = realloc(old_buffer, size);
+    *actual_size = buffer != nullptr ? size : 0;
+    return buffer;
+  }
+
+  void FreeBufferMemory(void* buffer) override { free(buffer); }
+
+ private:
+  CloneEnvironment* environment_;
+  v8::Isolate* isolate_;
+  const std::vector<Napi::Object>& ports_;
+  v8::ValueSerializer* serializer_ = nullptr;
+};
+
+class ReadDelegate : public v8::ValueDeserializer::Delegate {
+ public:
+  ReadDelegate(CloneEnvironment* environment, const std::vector<Napi::Object>& ports)
+      : environment_(environment), ports_(ports) {}
+
+  void set_deserializer(v8::ValueDeserializer* deserializer) { deserializer_ = deserializer; }
+
+  v8::MaybeLocal<v8::Object> ReadHostObject(v8::Isolate* isolate) override {
+    uint32_t index;
+    if (!deserializer_->ReadUint32(&index) || index >= ports_.size()) {
+      ThrowDataCloneError(environment_, Text(isolate, "Unable to deserialize cloned data."));
+      return {};
+    }
+    return ToV8(ports_[index]).As<v8::Object>();
+  }
+
+  v8::MaybeLocal<v8::SharedArrayBuffer> GetSharedArrayBufferFromId(v8::Isolate* isolate,
+                                                                   uint32_t) override {
+    ThrowDataCloneError(environment_,
+                        Text(isolate, "A SharedArrayBuffer cannot be shared between processes; "
+                                      "it could not be cloned."));
+    return {};
+  }
+
+  v8::MaybeLocal<v8::WasmModuleObject> GetWasmModuleFromId(v8::Isolate* isolate,
+                                                           uint32_t) override {
+    ThrowDataCloneError(environment_, Text(isolate, "Unable to deserialize cloned data."));
+    return {};
+  }
+
+ private:
+  CloneEnvironment* environment_;
+  const std::vector<Napi::Object>& ports_;
+  v8::ValueDeserializer* deserializer_ = nullptr;
+};
+
+}  // namespace
+
+SerializedMessage::~SerializedMessage() { free(data_); }
+
+void ThrowDataCloneError(CloneEnvironment* environment, v8::Local<v8::String> message) {
+  v8::Isolate* isolate = v8::Isolate::GetCurrent();
+  v8::Local<v8::Context> context = environment->context.Get(isolate);
+  v8::Local<v8::Value> args[] = {message, Text(isolate, "DataCloneError")};
+  v8::Local<v8::Object> error;
+  if (environment->dom_exception.Get(isolate)->NewInstance(context, 2, args).ToLocal(&error)) {
+    isolate->ThrowException(error);
+  }
+}
+
+Napi::Object NewPortObject(Napi::Env env, v8::Global<v8::ObjectTemplate>* port_template) {
+  v8::Isolate* isolate = v8::Isolate::GetCurrent();
+  if (port_template->IsEmpty()) {
+    v8::Local<v8::ObjectTemplate> created = v8::ObjectTemplate::New(isolate);
+    // Exactly one internal field: V8's serializer hands such objects to WriteHostObject.
+    created->SetInternalFieldCount(1);
+    port_template->Reset(isolate, created);
+  }
+  v8::Local<v8::Context> context = isolate->GetCurrentContext();
+  v8::Local<v8::Object> object =
+      port_template->Get(isolate)->NewInstance(context).ToLocalChecked();
+  object->SetAlignedPointerInInternalField(0, const_cast<int*>(&kPortTag));
+  return Napi::Object(env, FromV8(object));
+}
+
+bool IsPortObject(Napi::Value value) {
+  v8::Local<v8::Value> local = ToV8(value);
+  if (!local->IsObject()) return false;
+  v8::Local<v8::Object> object = local.As<v8::Object>();
+  return object->InternalFieldCount() == 1 &&
+         object->GetAlignedPointerFromInternalField(0) == &kPortTag;
+}
+
+bool Serialize(CloneEnvironment* environment, Napi::Value value,
+               const std::vector<Napi::Object>& ports, SerializedMessage* out) {
+  v8::Isolate* isolate = v8::Isolate::GetCurrent();
+  v8::Local<v8::Context> context = environment->context.Get(isolate);
+  WriteDelegate delegate(environment, isolate, ports);
+  v8::ValueSerializer serializer(isolate, &delegate);
+  delegate.set_serializer(&serializer);
+  serializer.WriteHeader();
+  if (serializer.WriteValue(context, ToV8(value)).IsNothing()) return false;
+  std::pair<uint8_t*, size_t> bytes = serializer.Release();
+  out->data_ = bytes.first;
+  out->size_ = bytes.second;
+  return true;
+}
+
+Napi::Value Deserialize(CloneEnvironment* environment, Napi::Env env, const uint8_t* data,
+                        size_t size, const std::vector<Napi::Object>& ports, bool* failed) {
+  v8::Isolate* isolate = v8::Isolate::GetCurrent();
+  v8::Local<v8::Context> context = environment->context.Get(isolate);
+  v8::TryCatch try_catch(isolate);
+  ReadDelegate delegate(environment, ports);
+  v8::ValueDeserializer deserializer(isolate, data, size, &delegate);
+  delegate.set_deserializer(&deserializer);
+  v8::Local<v8::Value> result;
+  if (size == 0) {
+    ThrowDataCloneError(environment, Text(isolate, "Unable to deserialize cloned data."));
+  } else if (deserializer.ReadHeader(context).FromMaybe(false) &&
+             deserializer.ReadValue(context).ToLocal(&result)) {
+    *failed = false;
+    return Napi::Value(env, FromV8(result));
+  }
+  *failed = true;
+  if (!try_catch.HasCaught()) {
+    return NewDataCloneError(environment, env, "Unable to deserialize cloned data.");
+  }
+  return Napi::Value(env, FromV8(try_catch.Exception()));
+}
+
+Napi::Value NewDataCloneError(CloneEnvironment* environment, Napi::Env env, const char* message) {
+  v8::Isolate* isolate = v8::Isolate::GetCurrent();
+  v8::TryCatch try_catch(isolate);
+  ThrowDataCloneError(environment, Text(isolate, message));
+  if (!try_catch.HasCaught()) return env.Undefined();
+  return Napi::Value(env, FromV8(try_catch.Exception()));
+}
+
+}  // namespace crossport

@@ -1,0 +1,59 @@
+// Structured clone with V8's own ValueSerializer / ValueDeserializer — the algorithm
+// worker_threads uses — and our delegates: ports are host objects, written as an index into the
+// message's port table; a SharedArrayBuffer serializes but cannot be rebuilt by the receiver
+// (its memory cannot follow a message into another process), which then gets a DataCloneError.
+// This is the only file pair that speaks the V8 API, which ties the binary to a Node ABI.
+#pragma once
+
+#include <napi.h>
+#include <v8.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace crossport {
+
+// What the serializer needs from its environment.
+struct CloneEnvironment {
+  v8::Global<v8::Context> context;
+  v8::Global<v8::Function> dom_exception;  // globalThis.DOMException
+};
+
+// Bytes produced by the serializer (allocated by its delegate), freed with this object.
+class SerializedMessage {
+ public:
+  SerializedMessage() = default;
+  ~SerializedMessage();
+  SerializedMessage(const SerializedMessage&) = delete;
+  SerializedMessage& operator=(const SerializedMessage&) = delete;
+  const uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+
+ private:
+  friend bool Serialize(CloneEnvironment*, Napi::Value, const std::vector<Napi::Object>&,
+                        SerializedMessage*);
+  uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+// Marks `object` (made by NewPortObject) as a port, which the serializer treats as a host object.
+Napi::Object NewPortObject(Napi::Env env, v8::Global<v8::ObjectTemplate>* port_template);
+bool IsPortObject(Napi::Value value);
+
+// Serializes `value`. A port met in the value is written as its index in `ports` (the ports of
+// the transfer list); any port or host object not there is a DataCloneError. Returns false with
+// the JS exception pending.
+bool Serialize(CloneEnvironment* environment, Napi::Value value,
+               const std::vector<Napi::Object>& ports, SerializedMessage* out);
+
+// Deserializes `data`; port indexes resolve to `ports`. When the bytes are not a message we
+// can rebuild, sets *failed and returns the error (nothing is left pending).
+Napi::Value Deserialize(CloneEnvironment* environment, Napi::Env env, const uint8_t* data,
+                        size_t size, const std::vector<Napi::Object>& ports, bool* failed);
+
+// Throws `new DOMException(message, 'DataCloneError')`.
+void ThrowDataCloneError(CloneEnvironment* environment, v8::Local<v8::String> message);
+// Returns it instead.
+Napi::Value NewDataCloneError(CloneEnvironment* environment, Napi::Env env, const char* message);
+
+}  // namespace crossport
