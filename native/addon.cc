@@ -34,6 +34,11 @@ Napi::Value Setup(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+Napi::Value Stop(const Napi::CallbackInfo& info) {
+  GetAddon(info.Env())->stopping = true;
+  return info.Env().Undefined();
+}
+
 Napi::Value CreateChannel(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Addon* addon = GetAddon(env);
@@ -94,6 +99,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   addon->port_handle_class = Napi::Persistent(port_handle);
   exports.Set("PortHandle", port_handle);
   exports.Set("setup", Napi::Function::New(env, Setup, "setup"));
+  exports.Set("stop", Napi::Function::New(env, Stop, "stop"));
   exports.Set("createChannel", Napi::Function::New(env, CreateChannel, "createChannel"));
   exports.Set("adopt", Napi::Function::New(env, Adopt, "adopt"));
   exports.Set("newPortObject", Napi::Function::New(env, NewPort, "newPortObject"));

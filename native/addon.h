@@ -21,6 +21,7 @@ struct Addon {
   Napi::FunctionReference on_close;         // (port) => void
   Napi::FunctionReference create_port;      // (handle) => port
   Napi::ObjectReference empty;              // what receive() returns when nothing waits
+  bool stopping = false;                    // set at process 'exit': JS can no longer run
 };
 
 Addon* GetAddon(Napi::Env env);

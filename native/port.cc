@@ -316,6 +316,7 @@ void PortHandle::Dispatch() {
   if (state_ != State::kOpen || !started_ || link_ == nullptr) return;
   Napi::Env env = Env();
   Addon* addon = GetAddon(env);
+  if (addon->stopping) return;
   v8::Isolate* isolate = v8::Isolate::GetCurrent();
   v8::HandleScope v8_scope(isolate);
   v8::Context::Scope context_scope(addon->clone.context.Get(isolate));
@@ -334,13 +335,15 @@ void PortHandle::Dispatch() {
     Napi::Value data;
     Napi::Array ports;
     if (Decode(&record, &data, &ports)) {
-      Call(addon->on_message, {Value(), data, ports});
+      if (!Call(addon->on_message, {data, ports})) break;
     } else {
-      Call(addon->on_message_error, {Value(), data});
+      if (!Call(addon->on_message_error, {data})) break;
     }
     // The listener may have closed, transferred or stopped the port: the rest waits.
     if (state_ != State::kOpen || !started_ || link_ == nullptr) return;
   }
+  // Batch budget spent, or a listener threw (as Node does, the rest waits for the next turn).
+  if (link_ == nullptr) return;
   link_->FinishBatch();
   pending_dispatch_ = true;
   ScheduleIdle();
@@ -372,28 +375,34 @@ void PortHandle::OnIdle(uv_idle_t* idle) {
   auto* self = static_cast<PortHandle*>(idle->data);
   uv_idle_stop(idle);
   uv_unref(reinterpret_cast<uv_handle_t*>(idle));
+  if (GetAddon(self->Env())->stopping) return;  // the environment is exiting: no more JS
   Napi::HandleScope scope(self->Env());
   if (self->pending_dispatch_) self->Dispatch();
   if (self->pending_close_ && !self->pending_dispatch_) {
     self->pending_close_ = false;
     if (!self->close_emitted_) {
       self->close_emitted_ = true;
-      self->Call(GetAddon(self->Env())->on_close, {self->Value()});
+      self->Call(GetAddon(self->Env())->on_close, {});
     }
     self->UpdateOwnerHold();
   }
 }
 
-void PortHandle::Call(const Napi::FunctionReference& hook,
+bool PortHandle::Call(const Napi::FunctionReference& hook,
                       std::initializer_list<napi_value> args) {
   Napi::Env env = Env();
-  Napi::Object owner = owner_.IsEmpty() ? Napi::Object() : owner_.Value();
-  if (owner.IsEmpty()) return;  // the port object is gone: nobody can listen
+  if (GetAddon(env)->stopping || owner_.IsEmpty()) return false;
+  Napi::Object owner = owner_.Value();
+  if (owner.IsEmpty()) return false;  // the port object is gone: nobody can listen
+  std::vector<napi_value> argv{owner};
+  argv.insert(argv.end(), args.begin(), args.end());
   try {
-    hook.MakeCallback(owner, args, *async_context_);
+    hook.MakeCallback(owner, argv, *async_context_);
+    return true;
   } catch (const Napi::Error& error) {
     // A listener threw: report it as Node reports errors thrown from its own callbacks.
     napi_fatal_exception(env, error.Value());
+    return false;
   }
 }
 

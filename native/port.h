@@ -53,7 +53,8 @@ class PortHandle : public Napi::ObjectWrap<PortHandle>, public LinkClient {
   // Ends the port: 'close' is emitted asynchronously, once.
   void Finish();
   void DestroyLink();
-  void Call(const Napi::FunctionReference& hook, std::initializer_list<napi_value> args);
+  // Calls a hook with (port, ...args); false if it threw or cannot run (then stop the batch).
+  bool Call(const Napi::FunctionReference& hook, std::initializer_list<napi_value> args);
 
   Link* link_ = nullptr;
   State state_ = State::kOpen;

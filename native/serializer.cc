@@ -83,40 +83,46 @@ class WriteDelegate : public v8::ValueSerializer::Delegate {
   v8::ValueSerializer* serializer_ = nullptr;
 };
 
+// V8 runs the deserializer's delegate where JavaScript may not run, so it cannot construct a
+// DOMException there: it records the message, throws a placeholder, and Deserialize builds the
+// DataCloneError once V8 has returned.
 class ReadDelegate : public v8::ValueDeserializer::Delegate {
  public:
-  ReadDelegate(CloneEnvironment* environment, const std::vector<Napi::Object>& ports)
-      : environment_(environment), ports_(ports) {}
+  explicit ReadDelegate(const std::vector<Napi::Object>& ports) : ports_(ports) {}
 
   void set_deserializer(v8::ValueDeserializer* deserializer) { deserializer_ = deserializer; }
+  const char* clone_error() const { return clone_error_; }
 
   v8::MaybeLocal<v8::Object> ReadHostObject(v8::Isolate* isolate) override {
     uint32_t index;
     if (!deserializer_->ReadUint32(&index) || index >= ports_.size()) {
-      ThrowDataCloneError(environment_, Text(isolate, "Unable to deserialize cloned data."));
-      return {};
+      return Fail(isolate, "Unable to deserialize cloned data.");
     }
     return ToV8(ports_[index]).As<v8::Object>();
   }
 
   v8::MaybeLocal<v8::SharedArrayBuffer> GetSharedArrayBufferFromId(v8::Isolate* isolate,
                                                                    uint32_t) override {
-    ThrowDataCloneError(environment_,
-                        Text(isolate, "A SharedArrayBuffer cannot be shared between processes; "
-                                      "it could not be cloned."));
+    Fail(isolate, "A SharedArrayBuffer cannot be shared between processes; it could not be cloned.");
     return {};
   }
 
   v8::MaybeLocal<v8::WasmModuleObject> GetWasmModuleFromId(v8::Isolate* isolate,
                                                            uint32_t) override {
-    ThrowDataCloneError(environment_, Text(isolate, "Unable to deserialize cloned data."));
+    Fail(isolate, "Unable to deserialize cloned data.");
     return {};
   }
 
  private:
-  CloneEnvironment* environment_;
+  v8::MaybeLocal<v8::Object> Fail(v8::Isolate* isolate, const char* message) {
+    clone_error_ = message;
+    isolate->ThrowException(v8::Exception::Error(Text(isolate, message)));
+    return {};
+  }
+
   const std::vector<Napi::Object>& ports_;
   v8::ValueDeserializer* deserializer_ = nullptr;
+  const char* clone_error_ = nullptr;
 };
 
 }  // namespace
@@ -175,23 +181,27 @@ Napi::Value Deserialize(CloneEnvironment* environment, Napi::Env env, const uint
                         size_t size, const std::vector<Napi::Object>& ports, bool* failed) {
   v8::Isolate* isolate = v8::Isolate::GetCurrent();
   v8::Local<v8::Context> context = environment->context.Get(isolate);
-  v8::TryCatch try_catch(isolate);
-  ReadDelegate delegate(environment, ports);
-  v8::ValueDeserializer deserializer(isolate, data, size, &delegate);
-  delegate.set_deserializer(&deserializer);
-  v8::Local<v8::Value> result;
-  if (size == 0) {
-    ThrowDataCloneError(environment, Text(isolate, "Unable to deserialize cloned data."));
-  } else if (deserializer.ReadHeader(context).FromMaybe(false) &&
-             deserializer.ReadValue(context).ToLocal(&result)) {
-    *failed = false;
-    return Napi::Value(env, FromV8(result));
+  v8::Local<v8::Value> error;
+  {
+    v8::TryCatch try_catch(isolate);
+    ReadDelegate delegate(ports);
+    v8::ValueDeserializer deserializer(isolate, data, size, &delegate);
+    delegate.set_deserializer(&deserializer);
+    v8::Local<v8::Value> result;
+    if (size > 0 && deserializer.ReadHeader(context).FromMaybe(false) &&
+        deserializer.ReadValue(context).ToLocal(&result)) {
+      *failed = false;
+      return Napi::Value(env, FromV8(result));
+    }
+    if (delegate.clone_error() != nullptr) {
+      *failed = true;
+      return NewDataCloneError(environment, env, delegate.clone_error());
+    }
+    if (try_catch.HasCaught()) error = try_catch.Exception();
   }
   *failed = true;
-  if (!try_catch.HasCaught()) {
-    return NewDataCloneError(environment, env, "Unable to deserialize cloned data.");
-  }
-  return Napi::Value(env, FromV8(try_catch.Exception()));
+  if (error.IsEmpty()) return NewDataCloneError(environment, env, "Unable to deserialize cloned data.");
+  return Napi::Value(env, FromV8(error));
 }
 
 Napi::Value NewDataCloneError(CloneEnvironment* environment, Napi::Env env, const char* message) {

@@ -1,0 +1,2 @@
+export { MessageChannel, MessagePort, receiveMessageOnPort } from './port';
+export { fork, parentPort, type CrossportChildProcess } from './process';

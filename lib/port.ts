@@ -1,0 +1,316 @@
+// MessagePort, MessageChannel and receiveMessageOnPort with worker_threads' API and behaviour.
+//
+// A port object is made by the addon (an object V8's serializer treats as a host object, so a
+// port can sit anywhere in a message) and given MessagePort.prototype. For events it reuses
+// Node's own NodeEventTarget — the base class of worker_threads' MessagePort — so `on`,
+// `addEventListener`, `once`, `{ signal }` and every other listener form behave exactly as in
+// Node: the port is started and referenced by the first 'message' listener and stopped by the
+// removal of the last, through the same listener hooks Node's ports use.
+import * as workerThreads from 'node:worker_threads';
+
+import { dataCloneError, nodeError } from './errors';
+import { native, type PortHandle } from './native';
+
+type Listener = (...args: any[]) => void;
+/** What a transfer list may hold: ArrayBuffers and crossport MessagePorts. */
+export type TransferItem = ArrayBuffer | MessagePort;
+
+// Node's NodeEventTarget: the class worker_threads' MessagePort extends (not exported by Node).
+const NodeEventTarget = Object.getPrototypeOf(workerThreads.MessagePort) as new () => EventTarget;
+
+function eventTargetSymbol(description: string): symbol {
+  for (const symbol of Object.getOwnPropertySymbols(EventTarget.prototype)) {
+    if (symbol.description === description) return symbol;
+  }
+  throw new Error(`crossport: this Node.js has no EventTarget ${description}; Node >= 20 needed`);
+}
+
+// Hooks of Node's EventTarget that its own ports use (lib/internal/event_target.js).
+const kHybridDispatch = Symbol.for('nodejs.internal.kHybridDispatch');
+const kCreateEvent = eventTargetSymbol('kCreateEvent');
+const kNewListener = eventTargetSymbol('kNewListener');
+const kRemoveListener = eventTargetSymbol('kRemoveListener');
+
+interface PortState {
+  handle: PortHandle;
+  /** closed, or transferred away: the object no longer owns a channel end */
+  detached: boolean;
+  receivingPorts: MessagePort[] | undefined;
+  onmessage: unknown;
+  onmessageerror: unknown;
+  handlers: Map<string, Listener>;
+}
+
+const kState = Symbol('crossport.state');
+
+function stateOf(port: MessagePort): PortState {
+  return (port as unknown as { [kState]: PortState })[kState];
+}
+
+export function isMessagePort(value: unknown): value is MessagePort {
+  return typeof value === 'object' && value !== null && kState in value;
+}
+
+export function handleOf(port: MessagePort): PortHandle {
+  return stateOf(port).handle;
+}
+
+/**
+ * One end of a channel, as `worker_threads.MessagePort`, whose other end may be in another
+ * process. Instances come from `MessageChannel`, `fork()`, `parentPort` and received messages.
+ */
+export class MessagePort extends NodeEventTarget {
+  constructor() {
+    throw nodeError(TypeError, 'ERR_CONSTRUCT_CALL_INVALID', 'Constructor cannot be called');
+    super();
+  }
+
+  /**
+   * Sends a structured clone of `value`. ArrayBuffers and MessagePorts in `transfer` move to the
+   * receiver (detached or neutered here). Throws a `DataCloneError` and sends nothing when the
+   * value cannot be cloned.
+   */
+  postMessage(value: any, transfer?: readonly TransferItem[] | { transfer?: readonly TransferItem[] }): void;
+  postMessage(...args: unknown[]): boolean | undefined {
+    if (args.length === 0) {
+      throw nodeError(TypeError, 'ERR_MISSING_ARGS', 'Not enough arguments to MessagePort.postMessage');
+    }
+    const buffers: ArrayBuffer[] = [];
+    const ports: MessagePort[] = [];
+    for (const item of transferListOf(args[1])) {
+      if (item instanceof ArrayBuffer) {
+        if (buffers.includes(item)) throw dataCloneError('Transfer list contains duplicate ArrayBuffer');
+        buffers.push(item);
+      } else if (isMessagePort(item)) {
+        if (item === this) throw dataCloneError('Transfer list contains source port');
+        if (ports.includes(item)) throw dataCloneError('Transfer list contains duplicate MessagePort');
+        if (stateOf(item).detached) throw dataCloneError('MessagePort in transfer list is already detached');
+        ports.push(item);
+      } else {
+        throw nodeError(TypeError, 'ERR_INVALID_TRANSFER_OBJECT', 'Found invalid object in transferList');
+      }
+    }
+    const state = stateOf(this);
+    const detach = buffers.filter((buffer) => !isBufferPool(buffer));
+    state.handle.post(args[0], ports, ports.map(handleOf), detach);
+    for (const port of ports) stateOf(port).detached = true;
+    return state.detached ? undefined : true;
+  }
+
+  /** Starts delivering messages (a 'message' listener does it by itself). */
+  start(): void {
+    stateOf(this).handle.start();
+  }
+
+  /** Closes both ends: 'close' fires here and, after everything posted before, at the peer. */
+  close(callback?: () => void): void {
+    if (typeof callback === 'function') this.once('close', callback);
+    const state = stateOf(this);
+    state.detached = true;
+    state.handle.close();
+  }
+
+  /** Keeps the process alive while the port is open (the default once it listens). */
+  ref(): void {
+    stateOf(this).handle.ref();
+  }
+
+  /** Lets the process exit even though this port listens. */
+  unref(): void {
+    stateOf(this).handle.unref();
+  }
+
+  hasRef(): boolean {
+    return stateOf(this).handle.hasRef();
+  }
+
+  get onmessage(): ((this: MessagePort, event: MessageEvent) => void) | null {
+    return (stateOf(this).onmessage as never) ?? null;
+  }
+
+  set onmessage(handler: ((this: MessagePort, event: MessageEvent) => void) | null) {
+    setEventHandler(this, 'message', handler);
+  }
+
+  get onmessageerror(): ((this: MessagePort, event: MessageEvent) => void) | null {
+    return (stateOf(this).onmessageerror as never) ?? null;
+  }
+
+  set onmessageerror(handler: ((this: MessagePort, event: MessageEvent) => void) | null) {
+    setEventHandler(this, 'messageerror', handler);
+  }
+
+  /** @internal Node's EventTarget asks this for the event given to addEventListener listeners. */
+  [kCreateEvent](data: unknown, type: string): Event {
+    const event = new MessageEvent(type, { data });
+    const ports = stateOf(this).receivingPorts;
+    if (ports !== undefined && ports.length > 0) {
+      Object.defineProperty(event, 'ports', { value: ports, enumerable: true });
+    }
+    return event;
+  }
+
+  /** @internal Called by Node's EventTarget after a listener is added (size: the new count). */
+  [kNewListener](size: number, type: string, ...rest: unknown[]): void {
+    (EventTarget.prototype as any)[kNewListener].call(this, size, type, ...rest);
+    if (type === 'message' && size === 1) {
+      const { handle } = stateOf(this);
+      handle.ref();
+      handle.start();
+    }
+  }
+
+  /** @internal Called by Node's EventTarget after a listener goes (size: the new count). */
+  [kRemoveListener](size: number, type: string, ...rest: unknown[]): void {
+    (EventTarget.prototype as any)[kRemoveListener].call(this, size, type, ...rest);
+    if (type === 'message' && size === 0) {
+      const { handle } = stateOf(this);
+      handle.stop();
+      handle.unref();
+    }
+  }
+}
+
+// Node-style methods come from NodeEventTarget; declare them for TypeScript.
+export interface MessagePort {
+  on(event: 'message', listener: (value: any) => void): this;
+  on(event: 'messageerror', listener: (error: Error) => void): this;
+  on(event: 'close', listener: () => void): this;
+  on(event: string | symbol, listener: Listener): this;
+  once(event: 'message', listener: (value: any) => void): this;
+  once(event: 'messageerror', listener: (error: Error) => void): this;
+  once(event: 'close', listener: () => void): this;
+  once(event: string | symbol, listener: Listener): this;
+  off(event: string | symbol, listener: Listener): this;
+  addListener(event: string | symbol, listener: Listener): this;
+  removeListener(event: string | symbol, listener: Listener): this;
+  removeAllListeners(event?: string | symbol): this;
+  emit(event: string | symbol, ...args: any[]): boolean;
+  listenerCount(event: string | symbol): number;
+  eventNames(): (string | symbol)[];
+  setMaxListeners(n: number): this;
+  getMaxListeners(): number;
+}
+
+function setEventHandler(port: MessagePort, type: 'message' | 'messageerror', handler: unknown): void {
+  const state = stateOf(port);
+  const previous = state.handlers.get(type);
+  if (previous !== undefined) {
+    port.removeEventListener(type, previous);
+    state.handlers.delete(type);
+  }
+  state[type === 'message' ? 'onmessage' : 'onmessageerror'] = handler;
+  if (typeof handler === 'function') {
+    const listener = function (this: MessagePort, event: Event) {
+      return (handler as Listener).call(this, event);
+    };
+    state.handlers.set(type, listener);
+    port.addEventListener(type, listener);
+  }
+}
+
+/** The transfer list of postMessage's second argument, checked as Node checks it. */
+function transferListOf(option: unknown): Iterable<unknown> {
+  if (option === undefined || option === null) return [];
+  if (typeof option !== 'object' && typeof option !== 'function') {
+    throw nodeError(TypeError, 'ERR_INVALID_ARG_TYPE', 'Optional transferList argument must be an iterable');
+  }
+  if (isIterable(option)) return option;
+  const transfer = (option as { transfer?: unknown }).transfer;
+  if (transfer === undefined) return [];
+  if (!isIterable(transfer)) {
+    throw nodeError(TypeError, 'ERR_INVALID_ARG_TYPE', 'Optional options.transfer argument must be an iterable');
+  }
+  return transfer;
+}
+
+function isIterable(value: unknown): value is Iterable<unknown> {
+  return (
+    (typeof value === 'object' || typeof value === 'function') &&
+    value !== null &&
+    typeof (value as Iterable<unknown>)[Symbol.iterator] === 'function'
+  );
+}
+
+/**
+ * Node copies rather than detaches the ArrayBuffer behind its pool of small Buffers. Node 20
+ * gives no public test for that mark, so we recognise the current pool by identity.
+ */
+function isBufferPool(buffer: ArrayBuffer): boolean {
+  return buffer.byteLength === Buffer.poolSize && Buffer.from([0]).buffer === buffer;
+}
+
+/** Makes the port object for a native handle (also called by the addon for received ports). */
+export function createPort(handle: PortHandle): MessagePort {
+  const port = native.newPortObject() as MessagePort;
+  Object.setPrototypeOf(port, MessagePort.prototype);
+  // NodeEventTarget keeps its state in own symbol-keyed properties set by its constructor;
+  // take them from a fresh instance.
+  const template = new NodeEventTarget();
+  for (const key of Reflect.ownKeys(template)) {
+    Object.defineProperty(port, key, Object.getOwnPropertyDescriptor(template, key)!);
+  }
+  const state: PortState = {
+    handle,
+    detached: false,
+    receivingPorts: undefined,
+    onmessage: null,
+    onmessageerror: null,
+    handlers: new Map(),
+  };
+  Object.defineProperty(port, kState, { value: state });
+  handle.setOwner(port);
+  return port;
+}
+
+/** What the addon returns from receive() when no message waits. */
+const EMPTY: object = Object.freeze({});
+
+native.setup({
+  message(port, data, ports) {
+    const state = stateOf(port as MessagePort);
+    state.receivingPorts = ports as MessagePort[];
+    try {
+      (port as any)[kHybridDispatch](data, 'message', undefined);
+    } finally {
+      state.receivingPorts = undefined;
+    }
+  },
+  messageerror(port, error) {
+    (port as any)[kHybridDispatch](error, 'messageerror', undefined);
+  },
+  close(port) {
+    stateOf(port as MessagePort).detached = true;
+    (port as MessagePort).dispatchEvent(new Event('close'));
+  },
+  createPort: createPort as (handle: PortHandle) => object,
+  empty: EMPTY,
+  DOMException,
+});
+
+// After 'exit' no JavaScript may run; the addon must not dispatch into it.
+process.once('exit', () => native.stop());
+
+/** Two entangled ports. Either may be sent to another process. */
+export class MessageChannel {
+  readonly port1: MessagePort;
+  readonly port2: MessagePort;
+  constructor() {
+    const [first, second] = native.createChannel();
+    this.port1 = createPort(first);
+    this.port2 = createPort(second);
+  }
+}
+
+/**
+ * Takes the next message waiting on `port` synchronously, bypassing its listeners:
+ * `{ message }`, or `undefined` when none waits. Also accepts a worker_threads port.
+ */
+export function receiveMessageOnPort(port: MessagePort | workerThreads.MessagePort): { message: any } | undefined {
+  if (port instanceof workerThreads.MessagePort) return workerThreads.receiveMessageOnPort(port);
+  if (!isMessagePort(port)) {
+    throw nodeError(TypeError, 'ERR_INVALID_ARG_TYPE', 'The "port" argument must be a MessagePort instance');
+  }
+  const message = stateOf(port).handle.receive();
+  return message === EMPTY ? undefined : { message };
+}

@@ -1,0 +1,90 @@
+// fork() and parentPort: a channel between a parent and a child process. The child's end of
+// the channel (its segment and socket fds) is passed as two extra stdio entries; the child finds
+// them through an environment variable and adopts them as `parentPort`.
+import * as childProcess from 'node:child_process';
+import * as fs from 'node:fs';
+
+import { nodeError } from './errors';
+import { native } from './native';
+import { createPort, handleOf, MessageChannel, type MessagePort } from './port';
+
+const kEnvironmentKey = 'CROSSPORT_PARENT_PORT';
+
+/** A ChildProcess with the parent's end of its channel. */
+export interface CrossportChildProcess extends childProcess.ChildProcess {
+  /** Connected to the child's `parentPort`. */
+  port: MessagePort;
+}
+
+/**
+ * Like `child_process.fork` (same arguments and options), and returns the ChildProcess with a
+ * `port` connected to the child's `parentPort`.
+ */
+export function fork(modulePath: string | URL, options?: childProcess.ForkOptions): CrossportChildProcess;
+export function fork(
+  modulePath: string | URL,
+  args?: readonly string[],
+  options?: childProcess.ForkOptions,
+): CrossportChildProcess;
+export function fork(
+  modulePath: string | URL,
+  argsOrOptions?: readonly string[] | childProcess.ForkOptions,
+  maybeOptions?: childProcess.ForkOptions,
+): CrossportChildProcess {
+  let args: readonly string[] = [];
+  let options: childProcess.ForkOptions = {};
+  if (Array.isArray(argsOrOptions)) {
+    args = argsOrOptions;
+    options = maybeOptions ?? {};
+  } else if (argsOrOptions !== undefined && argsOrOptions !== null) {
+    if (typeof argsOrOptions !== 'object') {
+      throw nodeError(TypeError, 'ERR_INVALID_ARG_VALUE', 'The argument \'args\' is invalid.');
+    }
+    options = argsOrOptions as childProcess.ForkOptions;
+  }
+  const stdio = forkStdio(options);
+  const { port1, port2 } = new MessageChannel();
+  const [segmentFd, socketFd, side] = handleOf(port2).exportFds();
+  const first = stdio.length;
+  stdio.push(segmentFd, socketFd);
+  const env = { ...(options.env ?? process.env), [kEnvironmentKey]: `${first},${first + 1},${side}` };
+  let child: childProcess.ChildProcess;
+  try {
+    child = childProcess.fork(modulePath, args, { ...options, stdio, env });
+  } catch (error) {
+    port1.close();
+    throw error;
+  } finally {
+    // The child has its own copies now (or never will): ours go, and so does port2.
+    fs.closeSync(segmentFd);
+    fs.closeSync(socketFd);
+    handleOf(port2).dispose();
+  }
+  return Object.assign(child, { port: port1 });
+}
+
+function forkStdio(options: childProcess.ForkOptions): childProcess.StdioOptions & unknown[] {
+  const { stdio, silent } = options;
+  if (stdio === undefined) {
+    return silent ? ['pipe', 'pipe', 'pipe', 'ipc'] : [0, 1, 2, 'ipc'];
+  }
+  if (typeof stdio === 'string') return [stdio, stdio, stdio, 'ipc'];
+  if (!stdio.includes('ipc')) {
+    throw nodeError(Error, 'ERR_CHILD_PROCESS_IPC_REQUIRED', 'Forked processes must have an IPC channel, missing value \'ipc\' in options.stdio');
+  }
+  return [...stdio];
+}
+
+function adoptParentPort(): MessagePort | null {
+  const value = process.env[kEnvironmentKey];
+  if (value === undefined) return null;
+  // Our own children must not mistake these fds for theirs.
+  delete process.env[kEnvironmentKey];
+  const numbers = value.split(',').map(Number);
+  if (numbers.length !== 3 || !numbers.every(Number.isInteger)) return null;
+  const [segmentFd, socketFd, side] = numbers;
+  return createPort(native.adopt(segmentFd, socketFd, side));
+}
+
+/** In a process started by `fork()`, the port connected to the parent; otherwise `null`. */
+export const parentPort: MessagePort | null = adoptParentPort();
