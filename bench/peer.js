@@ -41,8 +41,8 @@ if (transport === 'worker_threads') {
   throw new Error(`peer.js: unknown transport ${transport}`);
 }
 
-// If the driver dies without closing anything, don't linger (does not keep the process alive).
-if (typeof process.send === 'function') process.on('disconnect', () => setTimeout(() => process.exit(0), 2000).unref());
+// No process.on('disconnect') here: such a listener refs the IPC channel and would keep a
+// crossport child alive after its port closes. If the driver dies, run.js kills the whole group.
 
 let reported = false;
 function check(message, expectedId) {

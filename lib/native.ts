@@ -45,11 +45,12 @@ export interface Native {
 function load(): Native {
   const root = path.join(__dirname, '..');
   const candidates = [
+    // An explicit choice, e.g. the cmake-js build in CI's smoke test.
+    ...(process.env.CROSSPORT_ADDON ? [path.resolve(process.env.CROSSPORT_ADDON)] : []),
     path.join(root, 'build', 'Release', 'crossport.node'),
     path.join(root, 'build', 'Debug', 'crossport.node'),
     path.join(root, 'build', 'cmake', 'Release', 'crossport.node'),
-    path.join(root, 'build', 'cmake', 'crossport.node'),
-  ];
+      ];
   const failures: string[] = [];
   for (const candidate of candidates) {
     try {

@@ -1,0 +1,57 @@
+// fork(), parentPort, and what each side sees when the other process leaves or dies.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+import { report, runFixture } from './helpers';
+
+describe('fork and parentPort', () => {
+  test('parentPort is null in a process not started by fork()', async () => {
+    expect(report(await runFixture('print-parent-port.js'), 'parentPort')).toEqual({ kind: 'parentPort', isNull: true });
+  });
+
+  test('parent and child exchange a Map, a Date, a transferred ArrayBuffer and a new port', async () => {
+    const run = await runFixture('fork-parent.js');
+    expect(report(run, 'parentPortInParent')).toMatchObject({ isNull: true, hasPort: true });
+    const echo = report(run, 'echo');
+    expect(echo.reply).toEqual({ mapEntries: [['k', 1]], dateIsDate: true, time: 1234, bytes: [9, 8, 7], pid: echo.childPid });
+    expect(echo.sentBufferLength).toBe(0);
+    expect(report(run, 'newPort').viaNewPort).toEqual({ via: 'new port', from: echo.childPid });
+    report(run, 'newPortClosed');
+    report(run, 'childGone');
+    expect(run.code).toBe(0);
+  });
+
+  test('a child killed with SIGKILL mid-stream: the parent gets close and a gap-free prefix', async () => {
+    const run = await runFixture('kill-child.js');
+    const closed = report(run, 'closed');
+    expect(closed.gapFree).toBe(true);
+    expect(closed.received).toBeGreaterThanOrEqual(closed.killedAt);
+    expect(report(run, 'exit').signal).toBe('SIGKILL');
+    expect(run.code).toBe(0);
+    expect(run.stderr).toBe('');
+  });
+
+  test('a parent killed with SIGKILL: the child gets close on parentPort', async () => {
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'crossport-')), 'orphan.json');
+    const run = await runFixture('doomed-parent.js', [file]);
+    expect(run.signal).toBe('SIGKILL');
+    for (let waited = 0; !fs.existsSync(file) && waited < 200; waited++) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(JSON.parse(fs.readFileSync(file, 'utf8'))).toMatchObject({ kind: 'orphanClosed' });
+  });
+});
+
+describe('process lifetime', () => {
+  test('a listening port keeps the process alive until its peer closes', async () => {
+    const run = await runFixture('keepalive.js', ['listen']);
+    expect(run.reports.map((r) => r.kind)).toEqual(['close', 'exit']);
+  });
+
+  test('an unref()ed listening port lets the process exit', async () => {
+    const run = await runFixture('keepalive.js', ['unref']);
+    expect(run.reports.map((r) => r.kind)).toEqual(['exit']);
+    expect(run.code).toBe(0);
+  });
+});
