@@ -1,5 +1,6 @@
 'use strict';
-// crossport benchmark:  node bench/run.js   (npm run bench)      BENCH_QUICK=1 cuts counts by 10x.
+// crossport benchmark:  node bench/run.js   (npm run bench)      BENCH_QUICK=1 cuts counts by 10x;
+// BENCH_TIMEOUT_MS overrides the per-run timeout (default 60 s, 30 s quick).
 //
 // Compares four ways for two Node.js contexts to exchange messages:
 //   crossport       parent <-> child made with crossport fork(), child.port <-> parentPort
@@ -28,7 +29,8 @@ const CASES = {
   throughput: { count: 200000 / SCALE, warmup: 20000 / SCALE },
   pingpong: { count: 20000 / SCALE, warmup: 2000 / SCALE },
 };
-const RUN_TIMEOUT_MS = QUICK ? 30000 : 60000;
+// Per run; a run that takes longer is killed (with its peer) and reported as failed.
+const RUN_TIMEOUT_MS = Number(process.env.BENCH_TIMEOUT_MS) || (QUICK ? 30000 : 60000);
 const CASE_SCRIPT = path.join(__dirname, 'case.js');
 const RESULTS_FILE = path.join(__dirname, 'results.json');
 

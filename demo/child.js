@@ -51,6 +51,7 @@ parentPort.on('message', (message) => {
       const before = reply.byteLength;
       parentPort.postMessage({ kind: 'buffer-reply', buffer: reply }, [reply]);
       log(`transferred an ArrayBuffer back: byteLength here ${before} -> ${reply.byteLength}`);
+      parentPort.postMessage({ kind: 'buffer-sent', byteLengthAfter: reply.byteLength });
       break;
     }
 
