@@ -18,8 +18,6 @@ export interface PortHandle {
   exportFds(): [number, number, number];
   /** Lets go of the link without telling the peer (its fds now live elsewhere). */
   dispose(): void;
-  /** Bytes waiting in the overflow queue for room in the ring. */
-  queuedBytes(): number;
 }
 
 /** Functions the addon calls back into (one call per message). */

@@ -46,7 +46,6 @@ Link* Link::FromState(LinkState* state, uv_loop_t* loop, LinkClient* client,
   state->socket_fd = -1;
   link->received_fds_ = std::move(state->received_fds);
   link->overflow_ = std::move(state->overflow);
-  for (const PendingRecord& record : link->overflow_) link->overflow_bytes_ += record.payload.size();
   return link;
 }
 
@@ -103,7 +102,6 @@ bool Link::Send(RecordType type, const uint8_t* head, size_t head_size, const ui
   record.payload.reserve(size);
   record.payload.insert(record.payload.end(), head, head + head_size);
   if (body_size > 0) record.payload.insert(record.payload.end(), body, body + body_size);
-  overflow_bytes_ += size;
   overflow_.push_back(std::move(record));
   Flush();
   return !broken_;
@@ -144,7 +142,6 @@ void Link::Flush() {
   while (!overflow_.empty() && !broken_ && !peer_gone_) {
     PendingRecord& record = overflow_.front();
     if (!WriteRecord(&record)) break;
-    overflow_bytes_ -= record.payload.size();
     overflow_.pop_front();
   }
   if (send_.corrupt()) MarkBroken();
@@ -289,7 +286,6 @@ void Link::Release(LinkState* state) {
   received_fds_head_ = 0;
   state->overflow = std::move(overflow_);
   overflow_.clear();
-  overflow_bytes_ = 0;
 }
 
 bool Link::DuplicateFds(int* segment_fd, int* socket_fd, os::SystemError* err) {

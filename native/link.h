@@ -84,7 +84,6 @@ class Link {
   bool broken() const { return broken_; }
   bool peer_gone() const { return peer_gone_; }
   bool has_overflow() const { return !overflow_.empty(); }
-  uint64_t overflow_bytes() const { return overflow_bytes_; }
 
   // Queues or writes a record whose payload is `head` followed by `body`. Takes the fds.
   // Returns false when the link is broken (the peer is gone or misbehaved).
@@ -136,7 +135,6 @@ class Link {
   bool broken_ = false;
   bool peer_gone_ = false;
   std::deque<PendingRecord> overflow_;
-  uint64_t overflow_bytes_ = 0;
   std::vector<int> received_fds_;
   size_t received_fds_head_ = 0;
 };

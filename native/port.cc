@@ -27,7 +27,6 @@ Napi::Function PortHandle::Define(Napi::Env env) {
                          InstanceMethod("close", &PortHandle::Close),
                          InstanceMethod("exportFds", &PortHandle::ExportFds),
                          InstanceMethod("dispose", &PortHandle::Dispose),
-                         InstanceMethod("queuedBytes", &PortHandle::QueuedBytes),
                      });
 }
 
@@ -216,6 +215,9 @@ Napi::Value PortHandle::Stop(const Napi::CallbackInfo& info) {
   if (started_) {
     started_ = false;
     UpdateOwnerHold();
+    // A close already waiting behind the last message read must still be seen (next turn).
+    pending_dispatch_ = true;
+    ScheduleIdle();
   }
   return info.Env().Undefined();
 }
@@ -233,11 +235,6 @@ Napi::Value PortHandle::Unref(const Napi::CallbackInfo& info) {
 Napi::Value PortHandle::HasRef(const Napi::CallbackInfo& info) {
   bool ref = link_ != nullptr && state_ == State::kOpen && link_->HasRef();
   return Napi::Boolean::New(info.Env(), ref);
-}
-
-Napi::Value PortHandle::QueuedBytes(const Napi::CallbackInfo& info) {
-  double bytes = link_ != nullptr ? static_cast<double>(link_->overflow_bytes()) : 0;
-  return Napi::Number::New(info.Env(), bytes);
 }
 
 Napi::Value PortHandle::Close(const Napi::CallbackInfo& info) {
@@ -299,8 +296,12 @@ void PortHandle::OnLinkEvent() {
   if (state_ != State::kOpen) return;
   if (started_) {
     Dispatch();
-    return;
+  } else {
+    CheckWhileStopped();
   }
+}
+
+void PortHandle::CheckWhileStopped() {
   // Nobody reads: messages wait. Only a close with nothing before it ends the port now.
   bool close_next = false;
   bool nothing_before_close = link_->PeekClose(&close_next);
@@ -313,7 +314,8 @@ void PortHandle::OnLinkEvent() {
 
 void PortHandle::Dispatch() {
   pending_dispatch_ = false;
-  if (state_ != State::kOpen || !started_ || link_ == nullptr) return;
+  if (state_ != State::kOpen || link_ == nullptr) return;
+  if (!started_) return CheckWhileStopped();
   Napi::Env env = Env();
   Addon* addon = GetAddon(env);
   if (addon->stopping) return;
@@ -328,8 +330,7 @@ void PortHandle::Dispatch() {
     if (status == NextStatus::kEmpty) {
       if (link_->peer_gone()) return Finish();
       if (link_->FinishBatch()) return;  // asleep: the next record wakes us
-      budget++;
-      continue;
+      continue;  // a record arrived meanwhile (this still spends budget: a peer cannot spin us)
     }
     if (record.type == RecordType::kClose) return Finish();
     Napi::Value data;
@@ -340,7 +341,8 @@ void PortHandle::Dispatch() {
       if (!Call(addon->on_message_error, {data})) break;
     }
     // The listener may have closed, transferred or stopped the port: the rest waits.
-    if (state_ != State::kOpen || !started_ || link_ == nullptr) return;
+    if (state_ != State::kOpen || link_ == nullptr) return;
+    if (!started_) return CheckWhileStopped();
   }
   // Batch budget spent, or a listener threw (as Node does, the rest waits for the next turn).
   if (link_ == nullptr) return;

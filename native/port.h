@@ -37,7 +37,6 @@ class PortHandle : public Napi::ObjectWrap<PortHandle>, public LinkClient {
   Napi::Value Close(const Napi::CallbackInfo& info);
   Napi::Value ExportFds(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
-  Napi::Value QueuedBytes(const Napi::CallbackInfo& info);
 
   // Takes the link away for a transfer; the handle becomes inert.
   bool ReleaseTo(LinkState* state);
@@ -48,6 +47,8 @@ class PortHandle : public Napi::ObjectWrap<PortHandle>, public LinkClient {
   static void OnIdle(uv_idle_t* idle);
   // Reads and dispatches up to a batch of records; schedules the rest.
   void Dispatch();
+  // While nobody reads: ends the port if a close (or the peer's end) is all that waits.
+  void CheckWhileStopped();
   // Deserializes one record; returns false with the error in *data when it cannot.
   bool Decode(IncomingRecord* record, Napi::Value* data, Napi::Array* ports);
   // Ends the port: 'close' is emitted asynchronously, once.

@@ -61,15 +61,6 @@ bool Ring::Commit(RecordType type, uint16_t fd_count) {
   return control_->reader_asleep.exchange(0, std::memory_order_relaxed) != 0;
 }
 
-bool Ring::Write(RecordType type, uint16_t fd_count, const void* payload, uint32_t length,
-                 bool* wake) {
-  uint8_t* at = Reserve(length);
-  if (at == nullptr) return false;
-  if (length > 0) memcpy(at, payload, length);
-  *wake = Commit(type, fd_count);
-  return true;
-}
-
 void Ring::MarkWriterWaiting() {
   control_->writer_waiting.store(1, std::memory_order_relaxed);
   // Store-load barrier against the consumer's TakeWriterWaiting (read_pos store, then flag
@@ -123,10 +114,6 @@ void Ring::Consume() {
   position_ = peeked_end_;
   // Release: the producer may reuse these bytes only after we are done reading them.
   control_->read_pos.store(position_, std::memory_order_release);
-}
-
-bool Ring::Empty() {
-  return control_->write_pos.load(std::memory_order_acquire) == position_;
 }
 
 bool Ring::PrepareSleep() {

@@ -71,8 +71,6 @@ class Ring {
   Ring(RingControl* control, uint8_t* data, uint64_t capacity, bool producer);
 
   uint64_t capacity() const { return capacity_; }
-  // The largest payload a single record can carry.
-  uint64_t MaxPayload() const { return capacity_ / 2 - sizeof(RecordHeader); }
 
   // --- producer ---
   // Reserves room for a payload of `length` bytes and returns where to write it, or nullptr
@@ -80,9 +78,6 @@ class Ring {
   uint8_t* Reserve(uint32_t length);
   // Publishes the reserved record. Returns true when the consumer was asleep and must be woken.
   bool Commit(RecordType type, uint16_t fd_count);
-  // Convenience: Reserve + copy + Commit. Returns false when there is no room.
-  bool Write(RecordType type, uint16_t fd_count, const void* payload, uint32_t length,
-             bool* wake);
   // Records that the producer waits for room; it must try once more afterwards, since room
   // may have appeared before the consumer could see the flag.
   void MarkWriterWaiting();
@@ -90,8 +85,6 @@ class Ring {
   // --- consumer ---
   ReadStatus Peek(RecordView* view);
   void Consume();
-  // True if the ring holds no record right now.
-  bool Empty();
   // Announces that the consumer goes to sleep. Returns false (and stays awake) when a record
   // arrived meanwhile.
   bool PrepareSleep();

@@ -155,6 +155,16 @@ describe('MessagePort', () => {
     expect(port1.postMessage('after close')).toBeUndefined();
   });
 
+  test('a close right behind the message that removed the last listener still arrives', async () => {
+    const { port1, port2 } = channel();
+    const closed = new Promise<string>((resolve) => {
+      port2.once('message', (m) => port2.on('close', () => resolve(`closed after ${m}`)));
+    });
+    port1.postMessage('last');
+    port1.close();
+    await expect(closed).resolves.toBe('closed after last');
+  });
+
   test('a SharedArrayBuffer gives messageerror with a DataCloneError, and the next message arrives', async () => {
     const { port1, port2 } = channel();
     const error = new Promise<any>((resolve) => port2.on('messageerror', resolve));
