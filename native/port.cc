@@ -126,12 +126,8 @@ Napi::Value PortHandle::Post(const Napi::CallbackInfo& info) {
 bool PortHandle::ReleaseTo(LinkState* state) {
   if (state_ != State::kOpen || link_ == nullptr) return false;
   link_->Release(state);
-  DestroyLink();
   // The old port object is neutered; like worker_threads, it still gets 'close'.
-  state_ = State::kReleased;
-  started_ = false;
-  pending_close_ = true;
-  ScheduleIdle();
+  End(State::kReleased, true);
   return true;
 }
 
@@ -179,8 +175,7 @@ bool PortHandle::Decode(IncomingRecord* record, Napi::Value* data, Napi::Array* 
 }
 
 void PortHandle::Abandon() {
-  DestroyLink();
-  state_ = State::kClosed;
+  End(State::kClosed, false);
   close_emitted_ = true;
 }
 
@@ -202,24 +197,32 @@ Napi::Value PortHandle::Receive(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value PortHandle::Start(const Napi::CallbackInfo& info) {
-  if (state_ == State::kOpen && !started_) {
-    started_ = true;
-    UpdateOwnerHold();
-    pending_dispatch_ = true;
-    ScheduleIdle();
-  }
+  SetStarted(true);
   return info.Env().Undefined();
 }
 
 Napi::Value PortHandle::Stop(const Napi::CallbackInfo& info) {
-  if (started_) {
-    started_ = false;
-    UpdateOwnerHold();
-    // A close already waiting behind the last message read must still be seen (next turn).
-    pending_dispatch_ = true;
-    ScheduleIdle();
-  }
+  SetStarted(false);
   return info.Env().Undefined();
+}
+
+void PortHandle::SetStarted(bool started) {
+  if (started_ == started || state_ != State::kOpen) return;
+  started_ = started;
+  UpdateOwnerHold();
+  // Next turn: starting delivers what waits; stopping still looks for a close that waits
+  // behind the last message read.
+  pending_dispatch_ = true;
+  ScheduleIdle();
+}
+
+void PortHandle::End(State next, bool emit_close) {
+  if (next != State::kClosing) DestroyLink();
+  state_ = next;
+  started_ = false;
+  pending_close_ = pending_close_ || emit_close;
+  UpdateOwnerHold();
+  if (emit_close) ScheduleIdle();
 }
 
 Napi::Value PortHandle::Ref(const Napi::CallbackInfo& info) {
@@ -244,16 +247,11 @@ Napi::Value PortHandle::Close(const Napi::CallbackInfo& info) {
     link_->Send(RecordType::kClose, nullptr, 0, nullptr, 0, {}, &error);
     if (link_->has_overflow() && !link_->peer_gone() && !link_->broken()) {
       // Stay alive until the overflow is written (OnLinkEvent), then let go of the link.
-      state_ = State::kClosing;
       link_->Ref();
+      End(State::kClosing, true);
     } else {
-      DestroyLink();
-      state_ = State::kClosed;
+      End(State::kClosed, true);
     }
-    started_ = false;
-    pending_close_ = true;
-    UpdateOwnerHold();
-    ScheduleIdle();
   }
   return info.Env().Undefined();
 }
@@ -277,10 +275,7 @@ Napi::Value PortHandle::ExportFds(const Napi::CallbackInfo& info) {
 
 Napi::Value PortHandle::Dispose(const Napi::CallbackInfo& info) {
   // This side now lives elsewhere (its fds were exported): let go without a close record.
-  DestroyLink();
-  state_ = State::kReleased;
-  started_ = false;
-  UpdateOwnerHold();
+  End(State::kReleased, false);
   return info.Env().Undefined();
 }
 
@@ -353,12 +348,7 @@ void PortHandle::Dispatch() {
 
 void PortHandle::Finish() {
   if (state_ == State::kClosed || state_ == State::kReleased) return;
-  DestroyLink();
-  state_ = State::kClosed;
-  started_ = false;
-  pending_close_ = true;
-  UpdateOwnerHold();
-  ScheduleIdle();
+  End(State::kClosed, true);
 }
 
 void PortHandle::ScheduleIdle() {

@@ -53,6 +53,9 @@ class PortHandle : public Napi::ObjectWrap<PortHandle>, public LinkClient {
   bool Decode(IncomingRecord* record, Napi::Value* data, Napi::Array* ports);
   // Ends the port: 'close' is emitted asynchronously, once.
   void Finish();
+  // Moves to `next` (letting go of the link unless closing), optionally owing a 'close' event.
+  void End(State next, bool emit_close);
+  void SetStarted(bool started);
   void DestroyLink();
   // Calls a hook with (port, ...args); false if it threw or cannot run (then stop the batch).
   bool Call(const Napi::FunctionReference& hook, std::initializer_list<napi_value> args);
