@@ -42,6 +42,7 @@ interface PortState {
 }
 
 const kState = Symbol('crossport.state');
+const NONE = Object.freeze([]) as unknown as never[];
 
 function stateOf(port: MessagePort): PortState {
   return (port as unknown as { [kState]: PortState })[kState];
@@ -75,6 +76,12 @@ export class MessagePort extends NodeEventTarget {
     if (args.length === 0) {
       throw nodeError(TypeError, 'ERR_MISSING_ARGS', 'Not enough arguments to MessagePort.postMessage');
     }
+    const state = stateOf(this);
+    if (args[1] === undefined) {
+      // The common case, kept free of per-message allocations.
+      state.handle.post(args[0], NONE, NONE, NONE);
+      return state.detached ? undefined : true;
+    }
     const buffers: ArrayBuffer[] = [];
     const ports: MessagePort[] = [];
     for (const item of transferListOf(args[1])) {
@@ -90,7 +97,6 @@ export class MessagePort extends NodeEventTarget {
         throw nodeError(TypeError, 'ERR_INVALID_TRANSFER_OBJECT', 'Found invalid object in transferList');
       }
     }
-    const state = stateOf(this);
     const detach = buffers.filter((buffer) => !isBufferPool(buffer));
     state.handle.post(args[0], ports, ports.map(handleOf), detach);
     for (const port of ports) stateOf(port).detached = true;
