@@ -22,7 +22,8 @@ export interface PortHandle {
 
 /** Functions the addon calls back into (one call per message). */
 export interface Hooks {
-  message(port: object, data: unknown, ports: object[]): void;
+  /** `ports` is undefined when the message carried none. */
+  message(port: object, data: unknown, ports: object[] | undefined): void;
   messageerror(port: object, error: unknown): void;
   close(port: object): void;
   createPort(handle: PortHandle): object;

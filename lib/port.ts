@@ -275,7 +275,7 @@ const EMPTY: object = Object.freeze({});
 native.setup({
   message(port, data, ports) {
     const state = stateOf(port as MessagePort);
-    state.receivingPorts = ports as MessagePort[];
+    state.receivingPorts = ports as MessagePort[] | undefined;
     try {
       (port as any)[kHybridDispatch](data, 'message', undefined);
     } finally {

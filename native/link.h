@@ -131,7 +131,6 @@ class Link {
   int side_;
   LinkClient* client_;
   uv_poll_t poll_;
-  bool polling_writable_ = false;
   bool broken_ = false;
   bool peer_gone_ = false;
   std::deque<PendingRecord> overflow_;

@@ -131,7 +131,7 @@ bool PortHandle::ReleaseTo(LinkState* state) {
   return true;
 }
 
-bool PortHandle::Decode(IncomingRecord* record, Napi::Value* data, Napi::Array* port_array) {
+bool PortHandle::Decode(IncomingRecord* record, Napi::Value* data, Napi::Value* port_array) {
   Napi::Env env = Env();
   Addon* addon = GetAddon(env);
   std::vector<LinkState> states;
@@ -156,13 +156,18 @@ bool PortHandle::Decode(IncomingRecord* record, Napi::Value* data, Napi::Array* 
   }
   std::vector<Napi::Object> ports;
   std::vector<PortHandle*> handles;
-  *port_array = Napi::Array::New(env, links.size());
-  for (Link* link : links) {
-    Napi::Object handle = New(env, link);
-    handles.push_back(Napi::ObjectWrap<PortHandle>::Unwrap(handle));
-    Napi::Object port = addon->create_port.Call({handle}).As<Napi::Object>();
-    port_array->Set(static_cast<uint32_t>(ports.size()), port);
-    ports.push_back(port);
+  // Most messages carry no port: they get `undefined` rather than a new empty array.
+  *port_array = env.Undefined();
+  if (!links.empty()) {
+    Napi::Array array = Napi::Array::New(env, links.size());
+    for (Link* link : links) {
+      Napi::Object handle = New(env, link);
+      handles.push_back(Napi::ObjectWrap<PortHandle>::Unwrap(handle));
+      Napi::Object port = addon->create_port.Call({handle}).As<Napi::Object>();
+      array.Set(static_cast<uint32_t>(ports.size()), port);
+      ports.push_back(port);
+    }
+    *port_array = array;
   }
   bool failed = false;
   *data = Deserialize(&addon->clone, env, record->data() + body, record->size() - body, ports,
@@ -191,7 +196,7 @@ Napi::Value PortHandle::Receive(const Napi::CallbackInfo& info) {
     return addon->empty.Value();
   }
   Napi::Value data;
-  Napi::Array ports;
+  Napi::Value ports;
   if (!Decode(&record, &data, &ports)) throw Napi::Error(env, data);
   return data;
 }
@@ -281,10 +286,9 @@ Napi::Value PortHandle::Dispose(const Napi::CallbackInfo& info) {
 
 void PortHandle::OnLinkEvent() {
   if (state_ == State::kClosing) {
-    if (link_ != nullptr &&
-        (!link_->has_overflow() || link_->peer_gone() || link_->broken())) {
-      DestroyLink();
-      state_ = State::kClosed;
+    // 'close' is already on its way; the link goes once the overflow is out (or cannot be).
+    if (!link_->has_overflow() || link_->peer_gone() || link_->broken()) {
+      End(State::kClosed, false);
     }
     return;
   }
@@ -329,7 +333,7 @@ void PortHandle::Dispatch() {
     }
     if (record.type == RecordType::kClose) return Finish();
     Napi::Value data;
-    Napi::Array ports;
+    Napi::Value ports;
     if (Decode(&record, &data, &ports)) {
       if (!Call(addon->on_message, {data, ports})) break;
     } else {
@@ -386,10 +390,11 @@ bool PortHandle::Call(const Napi::FunctionReference& hook,
   if (GetAddon(env)->stopping || owner_.IsEmpty()) return false;
   Napi::Object owner = owner_.Value();
   if (owner.IsEmpty()) return false;  // the port object is gone: nobody can listen
-  std::vector<napi_value> argv{owner};
-  argv.insert(argv.end(), args.begin(), args.end());
+  napi_value argv[3] = {owner};
+  size_t argc = 1;
+  for (napi_value arg : args) argv[argc++] = arg;  // hooks take at most (port, data, ports)
   try {
-    hook.MakeCallback(owner, argv, *async_context_);
+    hook.MakeCallback(owner, argc, argv, *async_context_);
     return true;
   } catch (const Napi::Error& error) {
     // A listener threw: report it as Node reports errors thrown from its own callbacks.

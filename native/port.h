@@ -50,7 +50,7 @@ class PortHandle : public Napi::ObjectWrap<PortHandle>, public LinkClient {
   // While nobody reads: ends the port if a close (or the peer's end) is all that waits.
   void CheckWhileStopped();
   // Deserializes one record; returns false with the error in *data when it cannot.
-  bool Decode(IncomingRecord* record, Napi::Value* data, Napi::Array* ports);
+  bool Decode(IncomingRecord* record, Napi::Value* data, Napi::Value* ports);
   // Ends the port: 'close' is emitted asynchronously, once.
   void Finish();
   // Moves to `next` (letting go of the link unless closing), optionally owing a 'close' event.

@@ -15,14 +15,17 @@ Ring::Ring(RingControl* control, uint8_t* data, uint64_t capacity, bool producer
   position_ = producer ? control_->write_pos.load(std::memory_order_acquire)
                        : control_->read_pos.load(std::memory_order_acquire);
   position_ = AlignRecord(position_);
+  peer_position_ = position_;  // producer: no room known yet; consumer: nothing known yet
+  if (producer) peer_position_ -= capacity_;
 }
 
 uint64_t Ring::FreeSpace() {
   // Acquire: the consumer released read_pos after it finished reading those bytes.
-  uint64_t read = control_->read_pos.load(std::memory_order_acquire);
-  uint64_t used = position_ - read;
+  peer_position_ = control_->read_pos.load(std::memory_order_acquire);
+  uint64_t used = position_ - peer_position_;
   if (used > capacity_) {
     corrupt_ = true;
+    peer_position_ = position_ - capacity_;  // no room, whatever the peer wrote
     return 0;
   }
   return capacity_ - used;
@@ -34,7 +37,7 @@ uint8_t* Ring::Reserve(uint32_t length) {
   uint64_t offset = position_ & (capacity_ - 1);
   uint64_t to_end = capacity_ - offset;
   uint64_t total = need <= to_end ? need : to_end + need;
-  if (total > FreeSpace()) return nullptr;
+  if (total > capacity_ - (position_ - peer_position_) && total > FreeSpace()) return nullptr;
   if (need > to_end) {
     RecordHeader pad{static_cast<uint32_t>(to_end - sizeof(RecordHeader)),
                      static_cast<uint16_t>(RecordType::kPadding), 0};
@@ -71,8 +74,11 @@ void Ring::MarkWriterWaiting() {
 ReadStatus Ring::Peek(RecordView* view) {
   for (;;) {
     // Acquire: pairs with the producer's release of write_pos, so the record bytes are visible.
-    uint64_t written = control_->write_pos.load(std::memory_order_acquire);
-    if (written == position_) return ReadStatus::kEmpty;
+    if (peer_position_ == position_) {
+      peer_position_ = control_->write_pos.load(std::memory_order_acquire);
+      if (peer_position_ == position_) return ReadStatus::kEmpty;
+    }
+    uint64_t written = peer_position_;
     uint64_t available = written - position_;
     if (available > capacity_ || available < sizeof(RecordHeader)) {
       corrupt_ = true;

@@ -102,6 +102,10 @@ class Ring {
   uint8_t* data_ = nullptr;
   uint64_t capacity_ = 0;
   uint64_t position_ = 0;       // our own position: write_pos (producer) or read_pos (consumer)
+  // The peer's position as last loaded (read_pos for the producer, write_pos for the consumer).
+  // Reloaded only when it no longer suffices, so the peer's cache line is not pulled over for
+  // every record. Bytes up to it were published by that (acquire) load, so reusing it is safe.
+  uint64_t peer_position_ = 0;
   uint64_t pending_at_ = 0;     // producer: offset of the reserved record
   uint64_t pending_end_ = 0;    // producer: position after the reserved record
   uint32_t pending_length_ = 0;
