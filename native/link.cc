@@ -1,5 +1,7 @@
 #include "link.h"
 
+#include <cerrno>
+#include <cstdint>
 #include <cstring>
 
 namespace crossport {
@@ -84,6 +86,12 @@ bool Link::Send(RecordType type, const uint8_t* head, size_t head_size, const ui
     body = nullptr;
     body_size = 0;
     size = head_size;
+  }
+  if (fds.size() > UINT16_MAX) {
+    // A record header counts its fds in 16 bits; more would desynchronise the fd stream.
+    for (int fd : fds) os::Close(fd);
+    *err = os::SystemError{E2BIG, "sendmsg"};
+    return false;
   }
   PendingRecord record{type, static_cast<uint16_t>(fds.size()), {}, std::move(fds), 0};
   if (overflow_.empty() && (record.fds.empty() || SendFds(&record))) {

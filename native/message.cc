@@ -11,8 +11,7 @@ void Append(std::vector<uint8_t>* out, const void* data, size_t size) {
   out->insert(out->end(), bytes, bytes + size);
 }
 
-// The largest number of ports or overflow records one message may carry.
-constexpr uint32_t kMaxPortsPerMessage = 1024;
+// The largest number of overflow records one transferred port may carry.
 constexpr uint32_t kMaxOverflowRecords = 1 << 20;
 
 }  // namespace

@@ -36,6 +36,9 @@ struct OverflowDescriptor {
   uint64_t length;
 };
 
+// The most ports one message may transfer (the receiver refuses more).
+constexpr uint32_t kMaxPortsPerMessage = 1024;
+
 static_assert(sizeof(MessageHead) == 8 && sizeof(PortDescriptor) == 16 &&
                   sizeof(OverflowDescriptor) == 16,
               "message layout");

@@ -92,6 +92,12 @@ Napi::Value PortHandle::Post(const Napi::CallbackInfo& info) {
   Napi::Array port_list = info[1].As<Napi::Array>();
   Napi::Array handle_list = info[2].As<Napi::Array>();
   Napi::Array buffer_list = info[3].As<Napi::Array>();
+  if (port_list.Length() > kMaxPortsPerMessage) {
+    v8::Isolate* isolate = v8::Isolate::GetCurrent();
+    ThrowDataCloneError(&addon->clone,
+                        v8::String::NewFromUtf8Literal(isolate, "Too many MessagePorts in transfer list"));
+    return Napi::Value();
+  }
   std::vector<Napi::Object> ports;
   for (uint32_t i = 0; i < port_list.Length(); i++) {
     ports.push_back(port_list.Get(i).As<Napi::Object>());

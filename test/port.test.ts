@@ -114,6 +114,20 @@ describe('MessagePort', () => {
     );
   });
 
+  test('more than 1024 ports in one message is a DataCloneError that neuters none of them', () => {
+    const { port1 } = channel();
+    const pairs = Array.from({ length: 1025 }, () => channel());
+    const many = pairs.map((pair) => pair.port1);
+    expect(() => port1.postMessage(many, many)).toThrow(
+      expect.objectContaining({ name: 'DataCloneError', message: 'Too many MessagePorts in transfer list' }),
+    );
+    const stillConnected = pairs.filter(({ port1: mine, port2: peer }) => {
+      mine.postMessage('still mine');
+      return receiveMessageOnPort(peer)?.message === 'still mine';
+    });
+    expect(stillConnected).toHaveLength(1025);
+  });
+
   test('receiveMessageOnPort takes messages synchronously', () => {
     const { port1, port2 } = channel();
     expect(receiveMessageOnPort(port2)).toBeUndefined();
