@@ -1,5 +1,5 @@
 // ES module entry: the same objects as require('crossport').
 import crossport from '../dist/index.js';
 
-export const { MessageChannel, MessagePort, receiveMessageOnPort, fork, parentPort } = crossport;
+export const { MessageChannel, MessagePort, receiveMessageOnPort, FileDescriptor, fork, parentPort } = crossport;
 export default crossport;

@@ -1,2 +1,3 @@
-export { MessageChannel, MessagePort, receiveMessageOnPort } from './port';
+export { MessageChannel, MessagePort, receiveMessageOnPort, type TransferItem } from './port';
+export { FileDescriptor } from './handles';
 export { fork, parentPort, type CrossportChildProcess } from './process';

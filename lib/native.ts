@@ -4,8 +4,12 @@ import * as path from 'node:path';
 /** The native half of a MessagePort (native/port.cc). */
 export interface PortHandle {
   setOwner(port: object): void;
-  /** Serializes and sends; throws a DataCloneError (nothing sent). True when it went out. */
-  post(value: unknown, ports: object[], handles: PortHandle[], detach: ArrayBuffer[]): boolean;
+  /**
+   * Serializes and sends; throws a DataCloneError (nothing sent). True when it went out.
+   * `objects` are the host objects the value may hold (handle stand-ins, then ports), `ports`
+   * the ports' handles, `handles` the OS handles as kind, fd, kind, fd, ... (sent as duplicates).
+   */
+  post(value: unknown, objects: object[], ports: PortHandle[], handles: number[], detach: ArrayBuffer[]): boolean;
   /** The next message, or the `empty` marker given to setup(). */
   receive(): unknown;
   start(): void;
@@ -27,6 +31,12 @@ export interface Hooks {
   messageerror(port: object, error: unknown): void;
   close(port: object): void;
   createPort(handle: PortHandle): object;
+  /** The objects for a received message's handles (lib owns the fds from here). */
+  createHandles(kinds: number[], fds: number[]): object[];
+  /** Closes the handle objects of a message that could not be delivered. */
+  discardHandles(objects: object[]): void;
+  /** A message holds a FileHandle: learn how to make one, then call fileHandlesReady(). */
+  loadFileHandles(): void;
   empty: object;
   DOMException: typeof DOMException;
 }
@@ -35,6 +45,8 @@ export interface Native {
   setup(hooks: Hooks): void;
   /** The environment is exiting: deliver nothing more. */
   stop(): void;
+  /** FileHandles can be made now: messages that waited for that are delivered. */
+  fileHandlesReady(): void;
   createChannel(ringCapacity?: number): [PortHandle, PortHandle];
   adopt(segmentFd: number, socketFd: number, side: number): PortHandle;
   /** An object V8's serializer sees as a host object (one internal field). */

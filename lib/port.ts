@@ -9,11 +9,27 @@
 import * as workerThreads from 'node:worker_threads';
 
 import { dataCloneError, nodeError } from './errors';
+import {
+  closeHandle,
+  createHandles,
+  discardHandles,
+  type FileDescriptor,
+  describeHandle,
+  loadFileHandles,
+  replaceHandles,
+} from './handles';
 import { native, type PortHandle } from './native';
 
 type Listener = (...args: any[]) => void;
-/** What a transfer list may hold: ArrayBuffers and crossport MessagePorts. */
-export type TransferItem = ArrayBuffer | MessagePort;
+/** What a transfer list may hold: ArrayBuffers, crossport MessagePorts and OS handles. */
+export type TransferItem =
+  | ArrayBuffer
+  | MessagePort
+  | import('node:net').Socket
+  | import('node:net').Server
+  | import('node:dgram').Socket
+  | import('node:fs/promises').FileHandle
+  | FileDescriptor;
 
 // Node's NodeEventTarget: the class worker_threads' MessagePort extends (not exported by Node).
 const NodeEventTarget = Object.getPrototypeOf(workerThreads.MessagePort) as new () => EventTarget;
@@ -79,11 +95,13 @@ export class MessagePort extends NodeEventTarget {
     const state = stateOf(this);
     if (args[1] === undefined) {
       // The common case, kept free of per-message allocations.
-      state.handle.post(args[0], NONE, NONE, NONE);
+      state.handle.post(args[0], NONE, NONE, NONE, NONE);
       return state.detached ? undefined : true;
     }
     const buffers: ArrayBuffer[] = [];
     const ports: MessagePort[] = [];
+    const handles: object[] = [];
+    const handleFds: number[] = [];  // kind, fd, kind, fd, ...
     for (const item of transferListOf(args[1])) {
       if (item instanceof ArrayBuffer) {
         if (buffers.includes(item)) throw dataCloneError('Transfer list contains duplicate ArrayBuffer');
@@ -94,12 +112,28 @@ export class MessagePort extends NodeEventTarget {
         if (stateOf(item).detached) throw dataCloneError('MessagePort in transfer list is already detached');
         ports.push(item);
       } else {
-        throw nodeError(TypeError, 'ERR_INVALID_TRANSFER_OBJECT', 'Found invalid object in transferList');
+        const handle = typeof item === 'object' && item !== null ? describeHandle(item) : undefined;
+        if (handle === undefined) {
+          throw nodeError(TypeError, 'ERR_INVALID_TRANSFER_OBJECT', 'Found invalid object in transferList');
+        }
+        if (handles.includes(item as object)) throw dataCloneError('Transfer list contains duplicate handle');
+        handles.push(item as object);
+        handleFds.push(handle.kind, handle.fd);
       }
     }
+    let value = args[0];
+    let objects: object[] = ports;
+    if (handles.length > 0) {
+      // Handles travel as stand-ins (host objects) listed before the ports.
+      const standIns = new Map(handles.map((handle) => [handle, native.newPortObject()]));
+      value = replaceHandles(value, standIns);
+      objects = [...standIns.values(), ...ports];
+    }
     const detach = buffers.filter((buffer) => !isBufferPool(buffer));
-    state.handle.post(args[0], ports, ports.map(handleOf), detach);
+    state.handle.post(value, objects, ports.map(handleOf), handleFds, detach);
     for (const port of ports) stateOf(port).detached = true;
+    // The receiver has its own copies now (or, on a closed port, nobody does).
+    for (const handle of handles) closeHandle(handle);
     return state.detached ? undefined : true;
   }
 
@@ -290,6 +324,9 @@ native.setup({
     (port as MessagePort).dispatchEvent(new Event('close'));
   },
   createPort: createPort as (handle: PortHandle) => object,
+  createHandles,
+  discardHandles,
+  loadFileHandles,
   empty: EMPTY,
   DOMException,
 });

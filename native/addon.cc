@@ -24,6 +24,9 @@ Napi::Value Setup(const Napi::CallbackInfo& info) {
   addon->on_message_error = Napi::Persistent(hooks.Get("messageerror").As<Napi::Function>());
   addon->on_close = Napi::Persistent(hooks.Get("close").As<Napi::Function>());
   addon->create_port = Napi::Persistent(hooks.Get("createPort").As<Napi::Function>());
+  addon->create_handles = Napi::Persistent(hooks.Get("createHandles").As<Napi::Function>());
+  addon->discard_handles = Napi::Persistent(hooks.Get("discardHandles").As<Napi::Function>());
+  addon->load_file_handles = Napi::Persistent(hooks.Get("loadFileHandles").As<Napi::Function>());
   addon->empty = Napi::Persistent(hooks.Get("empty").As<Napi::Object>());
   v8::Isolate* isolate = v8::Isolate::GetCurrent();
   v8::Local<v8::Value> dom_exception;
@@ -36,6 +39,16 @@ Napi::Value Setup(const Napi::CallbackInfo& info) {
 
 Napi::Value Stop(const Napi::CallbackInfo& info) {
   GetAddon(info.Env())->stopping = true;
+  return info.Env().Undefined();
+}
+
+// lib/ can now make FileHandles: messages that waited for that are delivered.
+Napi::Value FileHandlesReady(const Napi::CallbackInfo& info) {
+  Addon* addon = GetAddon(info.Env());
+  addon->file_handles_ready = true;
+  std::set<PortHandle*> waiting;
+  waiting.swap(addon->waiting_for_file_handles);
+  for (PortHandle* port : waiting) port->Resume();
   return info.Env().Undefined();
 }
 
@@ -100,6 +113,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("PortHandle", port_handle);
   exports.Set("setup", Napi::Function::New(env, Setup, "setup"));
   exports.Set("stop", Napi::Function::New(env, Stop, "stop"));
+  exports.Set("fileHandlesReady", Napi::Function::New(env, FileHandlesReady, "fileHandlesReady"));
   exports.Set("createChannel", Napi::Function::New(env, CreateChannel, "createChannel"));
   exports.Set("adopt", Napi::Function::New(env, Adopt, "adopt"));
   exports.Set("newPortObject", Napi::Function::New(env, NewPort, "newPortObject"));

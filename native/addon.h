@@ -3,12 +3,16 @@
 #pragma once
 
 #include <napi.h>
+
+#include <set>
 #include <uv.h>
 #include <v8.h>
 
 #include "serializer.h"
 
 namespace crossport {
+
+class PortHandle;
 
 struct Addon {
   CloneEnvironment clone;
@@ -20,6 +24,11 @@ struct Addon {
   Napi::FunctionReference on_message_error;  // (port, error) => void
   Napi::FunctionReference on_close;         // (port) => void
   Napi::FunctionReference create_port;      // (handle) => port
+  Napi::FunctionReference create_handles;   // (kinds, fds) => objects (lib owns the fds)
+  Napi::FunctionReference discard_handles;  // (objects) => void: closes them
+  Napi::FunctionReference load_file_handles;  // () => void: fileHandlesReady() follows
+  bool file_handles_ready = false;
+  std::set<PortHandle*> waiting_for_file_handles;
   Napi::ObjectReference empty;              // what receive() returns when nothing waits
   bool stopping = false;                    // set at process 'exit': JS can no longer run
 };

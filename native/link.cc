@@ -22,6 +22,14 @@ IncomingRecord::~IncomingRecord() {
   for (int fd : fds) os::Close(fd);
 }
 
+void IncomingRecord::Swap(IncomingRecord* other) {
+  std::swap(type, other->type);
+  fds.swap(other->fds);
+  copy_.swap(other->copy_);
+  std::swap(mapped_, other->mapped_);
+  std::swap(mapped_size_, other->mapped_size_);
+}
+
 Link::Link(std::unique_ptr<Segment> segment, int socket_fd, int side, uv_loop_t* loop,
            LinkClient* client)
     : segment_(std::move(segment)),
@@ -48,6 +56,14 @@ Link* Link::FromState(LinkState* state, uv_loop_t* loop, LinkClient* client,
   state->socket_fd = -1;
   link->received_fds_ = std::move(state->received_fds);
   link->overflow_ = std::move(state->overflow);
+  for (PendingRecord& carried : state->unread) {
+    auto record = std::make_unique<IncomingRecord>();
+    record->type = carried.type;
+    record->copy_ = std::move(carried.payload);
+    record->fds = std::move(carried.fds);
+    link->unread_.push_back(std::move(record));
+  }
+  state->unread.clear();
   return link;
 }
 
@@ -183,7 +199,18 @@ void Link::DrainSocket() {
   UpdatePoll();
 }
 
+void Link::Unread(IncomingRecord* record) {
+  auto saved = std::make_unique<IncomingRecord>();
+  saved->Swap(record);
+  unread_.push_front(std::move(saved));
+}
+
 NextStatus Link::Next(IncomingRecord* record) {
+  if (!unread_.empty()) {
+    record->Swap(unread_.front().get());
+    unread_.pop_front();
+    return NextStatus::kRecord;
+  }
   if (broken_) return NextStatus::kBroken;
   RecordView view;
   ReadStatus status = receive_.Peek(&view);
@@ -230,6 +257,8 @@ NextStatus Link::Next(IncomingRecord* record) {
 }
 
 bool Link::PeekClose(bool* close_next) {
+  *close_next = false;
+  if (!unread_.empty()) return false;
   RecordView view;
   ReadStatus status = receive_.Peek(&view);
   if (status == ReadStatus::kCorrupt) {
@@ -296,6 +325,14 @@ void Link::Release(LinkState* state) {
   received_fds_head_ = 0;
   state->overflow = std::move(overflow_);
   overflow_.clear();
+  for (std::unique_ptr<IncomingRecord>& record : unread_) {
+    PendingRecord carried{record->type, static_cast<uint16_t>(record->fds.size()), {}, {}, 0};
+    carried.payload.assign(record->data(), record->data() + record->size());
+    carried.fds = std::move(record->fds);
+    record->fds.clear();
+    state->unread.push_back(std::move(carried));
+  }
+  unread_.clear();
 }
 
 bool Link::DuplicateFds(int* segment_fd, int* socket_fd, os::SystemError* err) {

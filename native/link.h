@@ -42,6 +42,7 @@ class IncomingRecord {
   std::vector<int> fds;  // owned: fds of handles and ports named by the message
   const uint8_t* data() const { return mapped_ != nullptr ? mapped_ : copy_.data(); }
   size_t size() const { return mapped_ != nullptr ? mapped_size_ : copy_.size(); }
+  void Swap(IncomingRecord* other);
 
  private:
   friend class Link;
@@ -57,6 +58,7 @@ struct LinkState {
   int side = 0;
   std::vector<int> received_fds;           // read from the socket, not yet claimed by a record
   std::deque<PendingRecord> overflow;      // records not yet written
+  std::vector<PendingRecord> unread;       // records read but not delivered (whole, fds included)
 };
 
 class LinkClient {
@@ -95,6 +97,9 @@ class Link {
   // Reads the next record (payload copied or mapped, fds claimed). kBroken when the peer
   // wrote something that cannot be a record; the link is then beyond repair.
   NextStatus Next(IncomingRecord* record);
+  // Puts a record taken by Next() back in front of everything else, to be read again later
+  // (here, or wherever the port moves).
+  void Unread(IncomingRecord* record);
   // True when a close record or nothing is next; `close_next` tells which.
   bool PeekClose(bool* close_next);
   // After a batch: wakes a producer that waits for room. Then, if the ring is empty, marks us
@@ -136,6 +141,7 @@ class Link {
   std::deque<PendingRecord> overflow_;
   std::vector<int> received_fds_;
   size_t received_fds_head_ = 0;
+  std::deque<std::unique_ptr<IncomingRecord>> unread_;
 };
 
 // The most fds one side keeps waiting for records to claim before it gives up on its peer.

@@ -11,36 +11,94 @@ void Append(std::vector<uint8_t>* out, const void* data, size_t size) {
   out->insert(out->end(), bytes, bytes + size);
 }
 
-// The largest number of overflow records one transferred port may carry.
-constexpr uint32_t kMaxOverflowRecords = 1 << 20;
+// The largest number of overflow or unread records one transferred port may carry.
+constexpr uint32_t kMaxCarriedRecords = 1 << 20;
+
+// Appends one carried record: its descriptor, its payload, and (into `fds`) its unsent fds.
+void EncodeRecord(PendingRecord* record, std::vector<uint8_t>* head, std::vector<int>* fds) {
+  RecordDescriptor descriptor{static_cast<uint16_t>(record->type), record->fd_count,
+                              static_cast<uint32_t>(record->fds.size() - record->fds_sent),
+                              record->payload.size()};
+  Append(head, &descriptor, sizeof descriptor);
+  Append(head, record->payload.data(), record->payload.size());
+  head->resize(AlignRecord(head->size()));
+  fds->insert(fds->end(), record->fds.begin() + record->fds_sent, record->fds.end());
+  record->fds.clear();
+  record->fds_sent = 0;
+}
+
+void ClosePending(PendingRecord* record) {
+  for (size_t i = record->fds_sent; i < record->fds.size(); i++) os::Close(record->fds[i]);
+  record->fds.clear();
+}
+
+// Reads a head untrusted: each step checks what it reads against what is left.
+class HeadReader {
+ public:
+  HeadReader(const uint8_t* data, size_t end) : data_(data), end_(end) {}
+
+  template <typename T>
+  bool Read(T* out) {
+    if (end_ - at_ < sizeof(T)) return false;
+    memcpy(out, data_ + at_, sizeof(T));
+    at_ += sizeof(T);
+    return true;
+  }
+
+  bool ReadPayload(uint64_t length, std::vector<uint8_t>* out) {
+    if (length > end_ - at_ || AlignRecord(length) > end_ - at_) return false;
+    out->assign(data_ + at_, data_ + at_ + length);
+    at_ += AlignRecord(length);
+    return true;
+  }
+
+  bool done() const { return at_ == end_; }
+
+ private:
+  const uint8_t* data_;
+  size_t end_;
+  size_t at_ = 0;
+};
+
+bool ReadMessageHead(const uint8_t* data, size_t size, MessageHead* message) {
+  if (size < sizeof *message) return false;
+  memcpy(message, data, sizeof *message);
+  return message->body_offset >= sizeof *message && message->body_offset <= size &&
+         message->port_count <= kMaxPortsPerMessage &&
+         message->handle_count <= kMaxHandlesPerMessage;
+}
+
+bool ValidHandleKind(uint32_t kind) { return kind >= 1 && kind <= kLastHandleKind; }
 
 }  // namespace
 
-std::vector<uint8_t> EncodeMessageHead(std::vector<LinkState>* ports, std::vector<int>* fds) {
+std::vector<uint8_t> EncodeMessageHead(std::vector<Handle>* handles, std::vector<LinkState>* ports,
+                                       std::vector<int>* fds) {
   std::vector<uint8_t> head(sizeof(MessageHead));
+  for (Handle& handle : *handles) {
+    HandleDescriptor descriptor{static_cast<uint32_t>(handle.kind), 0};
+    Append(&head, &descriptor, sizeof descriptor);
+    fds->push_back(handle.fd);
+    handle.fd = -1;
+  }
   for (LinkState& port : *ports) {
     PortDescriptor descriptor{static_cast<uint32_t>(port.side),
                               static_cast<uint32_t>(port.received_fds.size()),
-                              static_cast<uint32_t>(port.overflow.size()), 0};
+                              static_cast<uint32_t>(port.overflow.size()),
+                              static_cast<uint32_t>(port.unread.size())};
     Append(&head, &descriptor, sizeof descriptor);
     fds->push_back(port.segment_fd);
     fds->push_back(port.socket_fd);
     port.segment_fd = port.socket_fd = -1;
     fds->insert(fds->end(), port.received_fds.begin(), port.received_fds.end());
     port.received_fds.clear();
-    for (PendingRecord& record : port.overflow) {
-      OverflowDescriptor overflow{static_cast<uint16_t>(record.type), record.fd_count,
-                                  static_cast<uint32_t>(record.fds.size() - record.fds_sent),
-                                  record.payload.size()};
-      Append(&head, &overflow, sizeof overflow);
-      Append(&head, record.payload.data(), record.payload.size());
-      head.resize(AlignRecord(head.size()));
-      fds->insert(fds->end(), record.fds.begin() + record.fds_sent, record.fds.end());
-      record.fds.clear();
-    }
+    for (PendingRecord& record : port.overflow) EncodeRecord(&record, &head, fds);
     port.overflow.clear();
+    for (PendingRecord& record : port.unread) EncodeRecord(&record, &head, fds);
+    port.unread.clear();
   }
-  MessageHead message{static_cast<uint32_t>(ports->size()), static_cast<uint32_t>(head.size())};
+  MessageHead message{static_cast<uint32_t>(handles->size()),
+                      static_cast<uint32_t>(ports->size()), static_cast<uint32_t>(head.size()), 0};
   memcpy(head.data(), &message, sizeof message);
   return head;
 }
@@ -51,14 +109,27 @@ void CloseLinkState(LinkState* state) {
   state->segment_fd = state->socket_fd = -1;
   for (int fd : state->received_fds) os::Close(fd);
   state->received_fds.clear();
-  for (PendingRecord& record : state->overflow) {
-    for (size_t i = record.fds_sent; i < record.fds.size(); i++) os::Close(record.fds[i]);
-  }
+  for (PendingRecord& record : state->overflow) ClosePending(&record);
   state->overflow.clear();
+  for (PendingRecord& record : state->unread) ClosePending(&record);
+  state->unread.clear();
+}
+
+bool PeekHandleKinds(const uint8_t* data, size_t size, std::vector<HandleKind>* kinds) {
+  MessageHead message;
+  if (!ReadMessageHead(data, size, &message)) return false;
+  HeadReader reader(data + sizeof message, message.body_offset - sizeof message);
+  for (uint32_t i = 0; i < message.handle_count; i++) {
+    HandleDescriptor descriptor;
+    if (!reader.Read(&descriptor) || !ValidHandleKind(descriptor.kind)) return false;
+    kinds->push_back(static_cast<HandleKind>(descriptor.kind));
+  }
+  return true;
 }
 
 bool DecodeMessageHead(const uint8_t* data, size_t size, std::vector<int>* fds,
-                       std::vector<LinkState>* ports, size_t* body_offset) {
+                       std::vector<Handle>* handles, std::vector<LinkState>* ports,
+                       size_t* body_offset) {
   size_t next_fd = 0;
   auto take_fds = [&](size_t count, std::vector<int>* into) {
     if (count > fds->size() - next_fd) return false;
@@ -67,28 +138,47 @@ bool DecodeMessageHead(const uint8_t* data, size_t size, std::vector<int>* fds,
     return true;
   };
   auto fail = [&]() {
+    for (Handle& handle : *handles) os::Close(handle.fd);
+    handles->clear();
     for (LinkState& port : *ports) CloseLinkState(&port);
     ports->clear();
     // The fds not yet taken stay in `fds`: their owner closes them.
     fds->erase(fds->begin(), fds->begin() + next_fd);
     return false;
   };
+  // One carried record (overflow or unread): descriptor, payload, fds.
+  auto read_record = [&](HeadReader* reader, PendingRecord* record) {
+    RecordDescriptor descriptor;
+    if (!reader->Read(&descriptor)) return false;
+    auto type = static_cast<RecordType>(descriptor.type);
+    if (type != RecordType::kMessage && type != RecordType::kOutOfBand &&
+        type != RecordType::kClose) {
+      return false;
+    }
+    if (descriptor.unsent_fd_count > descriptor.fd_count) return false;
+    *record = PendingRecord{type, descriptor.fd_count, {}, {}, 0};
+    // Fds the old owner had already sent are in the socket; only the rest travel here.
+    return reader->ReadPayload(descriptor.length, &record->payload) &&
+           take_fds(descriptor.unsent_fd_count, &record->fds);
+  };
 
   MessageHead message;
-  if (size < sizeof message) return fail();
-  memcpy(&message, data, sizeof message);
-  if (message.body_offset < sizeof message || message.body_offset > size ||
-      message.port_count > kMaxPortsPerMessage) {
-    return fail();
+  if (!ReadMessageHead(data, size, &message)) return fail();
+  HeadReader reader(data + sizeof message, message.body_offset - sizeof message);
+  for (uint32_t i = 0; i < message.handle_count; i++) {
+    HandleDescriptor descriptor;
+    if (!reader.Read(&descriptor) || !ValidHandleKind(descriptor.kind)) return fail();
+    std::vector<int> fd;
+    if (!take_fds(1, &fd)) return fail();
+    handles->push_back(Handle{static_cast<HandleKind>(descriptor.kind), fd[0]});
   }
-  size_t at = sizeof message;
-  const size_t end = message.body_offset;
   for (uint32_t i = 0; i < message.port_count; i++) {
     PortDescriptor descriptor;
-    if (end - at < sizeof descriptor) return fail();
-    memcpy(&descriptor, data + at, sizeof descriptor);
-    at += sizeof descriptor;
-    if (descriptor.side > 1 || descriptor.overflow_count > kMaxOverflowRecords) return fail();
+    if (!reader.Read(&descriptor)) return fail();
+    if (descriptor.side > 1 || descriptor.overflow_count > kMaxCarriedRecords ||
+        descriptor.unread_count > kMaxCarriedRecords) {
+      return fail();
+    }
     ports->emplace_back();
     LinkState& port = ports->back();
     port.side = static_cast<int>(descriptor.side);
@@ -98,28 +188,22 @@ bool DecodeMessageHead(const uint8_t* data, size_t size, std::vector<int>* fds,
     port.socket_fd = pair[1];
     if (!take_fds(descriptor.received_fd_count, &port.received_fds)) return fail();
     for (uint32_t r = 0; r < descriptor.overflow_count; r++) {
-      OverflowDescriptor overflow;
-      if (end - at < sizeof overflow) return fail();
-      memcpy(&overflow, data + at, sizeof overflow);
-      at += sizeof overflow;
-      if (overflow.length > end - at || AlignRecord(overflow.length) > end - at) return fail();
-      auto type = static_cast<RecordType>(overflow.type);
-      if (type != RecordType::kMessage && type != RecordType::kOutOfBand &&
-          type != RecordType::kClose) {
+      port.overflow.emplace_back();
+      if (!read_record(&reader, &port.overflow.back())) return fail();
+    }
+    for (uint32_t r = 0; r < descriptor.unread_count; r++) {
+      port.unread.emplace_back();
+      if (!read_record(&reader, &port.unread.back())) return fail();
+      // A read record is whole: it carries every fd it names, and is a message.
+      const PendingRecord& record = port.unread.back();
+      if (record.type != RecordType::kMessage || record.fds.size() != record.fd_count) {
         return fail();
       }
-      if (overflow.unsent_fd_count > overflow.fd_count) return fail();
-      PendingRecord record{type, overflow.fd_count, {}, {}, 0};
-      record.payload.assign(data + at, data + at + overflow.length);
-      at += AlignRecord(overflow.length);
-      // Fds the old owner had already sent are in the socket; only the rest travel here.
-      if (!take_fds(overflow.unsent_fd_count, &record.fds)) return fail();
-      port.overflow.push_back(std::move(record));
     }
   }
-  if (at != end) return fail();
+  if (!reader.done()) return fail();
   fds->erase(fds->begin(), fds->begin() + next_fd);
-  *body_offset = end;
+  *body_offset = message.body_offset;
   return true;
 }
 

@@ -56,6 +56,7 @@ PortHandle::PortHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PortHa
 }
 
 PortHandle::~PortHandle() {
+  GetAddon(Env())->waiting_for_file_handles.erase(this);
   DestroyLink();
   uv_idle_stop(idle_);
   uv_close(reinterpret_cast<uv_handle_t*>(idle_),
@@ -89,38 +90,59 @@ void PortHandle::UpdateOwnerHold() {
 Napi::Value PortHandle::Post(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Addon* addon = GetAddon(env);
-  Napi::Array port_list = info[1].As<Napi::Array>();
-  Napi::Array handle_list = info[2].As<Napi::Array>();
-  Napi::Array buffer_list = info[3].As<Napi::Array>();
+  // (value, transferables, port handles, [kind, fd, kind, fd, ...], ArrayBuffers to detach);
+  // transferables are the host objects the value may hold: handle stand-ins, then ports.
+  Napi::Array object_list = info[1].As<Napi::Array>();
+  Napi::Array port_list = info[2].As<Napi::Array>();
+  Napi::Array handle_list = info[3].As<Napi::Array>();
+  Napi::Array buffer_list = info[4].As<Napi::Array>();
   if (port_list.Length() > kMaxPortsPerMessage) {
     v8::Isolate* isolate = v8::Isolate::GetCurrent();
     ThrowDataCloneError(&addon->clone,
                         v8::String::NewFromUtf8Literal(isolate, "Too many MessagePorts in transfer list"));
     return Napi::Value();
   }
-  std::vector<Napi::Object> ports;
-  for (uint32_t i = 0; i < port_list.Length(); i++) {
-    ports.push_back(port_list.Get(i).As<Napi::Object>());
+  if (handle_list.Length() / 2 > kMaxHandlesPerMessage) {
+    v8::Isolate* isolate = v8::Isolate::GetCurrent();
+    ThrowDataCloneError(&addon->clone,
+                        v8::String::NewFromUtf8Literal(isolate, "Too many handles in transfer list"));
+    return Napi::Value();
+  }
+  std::vector<Napi::Object> objects;
+  for (uint32_t i = 0; i < object_list.Length(); i++) {
+    objects.push_back(object_list.Get(i).As<Napi::Object>());
   }
   SerializedMessage message;
-  if (!Serialize(&addon->clone, info[0], ports, &message)) {
+  if (!Serialize(&addon->clone, info[0], objects, &message)) {
     return Napi::Value();  // the DataCloneError is pending; nothing was sent or detached
   }
-  std::vector<LinkState> states(handle_list.Length());
-  for (uint32_t i = 0; i < handle_list.Length(); i++) {
-    PortHandle* handle = Unwrap(handle_list.Get(i));
+  // Our own copies of the handles' fds: the caller closes its objects after a successful post.
+  std::vector<Handle> handles;
+  for (uint32_t i = 0; i + 1 < handle_list.Length(); i += 2) {
+    auto kind = static_cast<HandleKind>(handle_list.Get(i).As<Napi::Number>().Uint32Value());
+    os::SystemError error{0, nullptr};
+    int fd = os::Duplicate(handle_list.Get(i + 1).As<Napi::Number>().Int32Value(), &error);
+    if (fd < 0) {
+      for (Handle& handle : handles) os::Close(handle.fd);
+      ThrowSystemError(env, error.errnum, error.syscall);
+    }
+    handles.push_back(Handle{kind, fd});
+  }
+  std::vector<LinkState> states(port_list.Length());
+  for (uint32_t i = 0; i < port_list.Length(); i++) {
+    PortHandle* handle = Unwrap(port_list.Get(i));
     if (handle != nullptr) handle->ReleaseTo(&states[i]);
   }
+  std::vector<int> fds;
+  std::vector<uint8_t> head = EncodeMessageHead(&handles, &states, &fds);
   bool sent = false;
   if (state_ == State::kOpen && link_ != nullptr) {
-    std::vector<int> fds;
-    std::vector<uint8_t> head = EncodeMessageHead(&states, &fds);
     os::SystemError error{0, nullptr};
     sent = link_->Send(RecordType::kMessage, head.data(), head.size(), message.data(),
                        message.size(), std::move(fds), &error);
     if (!sent && error.syscall != nullptr) ThrowSystemError(env, error.errnum, error.syscall);
   } else {
-    for (LinkState& state : states) CloseLinkState(&state);
+    for (int fd : fds) os::Close(fd);
   }
   for (uint32_t i = 0; i < buffer_list.Length(); i++) {
     Napi::Value buffer = buffer_list.Get(i);
@@ -137,14 +159,30 @@ bool PortHandle::ReleaseTo(LinkState* state) {
   return true;
 }
 
-bool PortHandle::Decode(IncomingRecord* record, Napi::Value* data, Napi::Value* port_array) {
+PortHandle::DecodeResult PortHandle::Decode(IncomingRecord* record, Napi::Value* data,
+                                            Napi::Value* port_array) {
   Napi::Env env = Env();
   Addon* addon = GetAddon(env);
+  std::vector<HandleKind> kinds;
+  if (!addon->file_handles_ready && PeekHandleKinds(record->data(), record->size(), &kinds)) {
+    for (HandleKind kind : kinds) {
+      if (kind != HandleKind::kFileHandle) continue;
+      // Node makes FileHandles only asynchronously at first: wait until lib/ can make them.
+      addon->waiting_for_file_handles.insert(this);
+      addon->load_file_handles.Call({});
+      return DecodeResult::kWait;
+    }
+  }
+  std::vector<Handle> handles;
   std::vector<LinkState> states;
   size_t body = 0;
-  if (!DecodeMessageHead(record->data(), record->size(), &record->fds, &states, &body)) {
-    *data = NewDataCloneError(&addon->clone, env, "Unable to deserialize cloned data.");
-    return false;
+  auto fail = [&](Napi::Value error) {
+    *data = error;
+    return DecodeResult::kError;
+  };
+  if (!DecodeMessageHead(record->data(), record->size(), &record->fds, &handles, &states,
+                         &body)) {
+    return fail(NewDataCloneError(&addon->clone, env, "Unable to deserialize cloned data."));
   }
   // Rebuild every link first, so that a bad one fails the message before any port exists.
   std::vector<Link*> links;
@@ -157,32 +195,52 @@ bool PortHandle::Decode(IncomingRecord* record, Napi::Value* data, Napi::Value* 
   if (links.size() != states.size()) {
     for (Link* link : links) link->Destroy();
     for (LinkState& state : states) CloseLinkState(&state);
-    *data = NewDataCloneError(&addon->clone, env, "Unable to deserialize cloned data.");
-    return false;
+    for (Handle& handle : handles) os::Close(handle.fd);
+    return fail(NewDataCloneError(&addon->clone, env, "Unable to deserialize cloned data."));
   }
-  std::vector<Napi::Object> ports;
-  std::vector<PortHandle*> handles;
+  // The value's host objects: handles first, then ports (the order the sender listed them in).
+  std::vector<Napi::Object> objects;
+  Napi::Array handle_objects;
+  if (!handles.empty()) {
+    Napi::Array handle_kinds = Napi::Array::New(env, handles.size());
+    Napi::Array handle_fds = Napi::Array::New(env, handles.size());
+    for (uint32_t i = 0; i < handles.size(); i++) {
+      handle_kinds.Set(i, static_cast<uint32_t>(handles[i].kind));
+      handle_fds.Set(i, handles[i].fd);
+    }
+    // From here lib/ owns the fds, even when it throws.
+    try {
+      handle_objects = addon->create_handles.Call({handle_kinds, handle_fds}).As<Napi::Array>();
+    } catch (const Napi::Error& error) {
+      for (Link* link : links) link->Destroy();
+      return fail(error.Value());
+    }
+    for (uint32_t i = 0; i < handle_objects.Length(); i++) {
+      objects.push_back(handle_objects.Get(i).As<Napi::Object>());
+    }
+  }
+  std::vector<PortHandle*> port_handles;
   // Most messages carry no port: they get `undefined` rather than a new empty array.
   *port_array = env.Undefined();
   if (!links.empty()) {
     Napi::Array array = Napi::Array::New(env, links.size());
-    for (Link* link : links) {
-      Napi::Object handle = New(env, link);
-      handles.push_back(Napi::ObjectWrap<PortHandle>::Unwrap(handle));
+    for (uint32_t i = 0; i < links.size(); i++) {
+      Napi::Object handle = New(env, links[i]);
+      port_handles.push_back(Napi::ObjectWrap<PortHandle>::Unwrap(handle));
       Napi::Object port = addon->create_port.Call({handle}).As<Napi::Object>();
-      array.Set(static_cast<uint32_t>(ports.size()), port);
-      ports.push_back(port);
+      array.Set(i, port);
+      objects.push_back(port);
     }
     *port_array = array;
   }
   bool failed = false;
-  *data = Deserialize(&addon->clone, env, record->data() + body, record->size() - body, ports,
+  *data = Deserialize(&addon->clone, env, record->data() + body, record->size() - body, objects,
                       &failed);
-  if (failed) {
-    // Nobody will ever see these ports: close them now, so their peers learn it at once.
-    for (PortHandle* handle : handles) handle->Abandon();
-  }
-  return !failed;
+  if (!failed) return DecodeResult::kOk;
+  // Nobody will ever see these ports and handles: close them now, so peers learn it at once.
+  for (PortHandle* handle : port_handles) handle->Abandon();
+  if (!handle_objects.IsEmpty()) addon->discard_handles.Call({handle_objects});
+  return DecodeResult::kError;
 }
 
 void PortHandle::Abandon() {
@@ -203,8 +261,17 @@ Napi::Value PortHandle::Receive(const Napi::CallbackInfo& info) {
   }
   Napi::Value data;
   Napi::Value ports;
-  if (!Decode(&record, &data, &ports)) throw Napi::Error(env, data);
-  return data;
+  switch (Decode(&record, &data, &ports)) {
+    case DecodeResult::kOk:
+      return data;
+    case DecodeResult::kWait:
+      // As if the message had not arrived yet: it is delivered, first, once it can be.
+      link_->Unread(&record);
+      return addon->empty.Value();
+    case DecodeResult::kError:
+      break;
+  }
+  throw Napi::Error(env, data);
 }
 
 Napi::Value PortHandle::Start(const Napi::CallbackInfo& info) {
@@ -340,7 +407,12 @@ void PortHandle::Dispatch() {
     if (record.type == RecordType::kClose) return Finish();
     Napi::Value data;
     Napi::Value ports;
-    if (Decode(&record, &data, &ports)) {
+    DecodeResult result = Decode(&record, &data, &ports);
+    if (result == DecodeResult::kWait) {
+      link_->Unread(&record);
+      return;  // Resume() carries on once lib/ can make what the message holds
+    }
+    if (result == DecodeResult::kOk) {
       if (!Call(addon->on_message, {data, ports})) break;
     } else {
       if (!Call(addon->on_message_error, {data})) break;
@@ -352,6 +424,11 @@ void PortHandle::Dispatch() {
   // Batch budget spent, or a listener threw (as Node does, the rest waits for the next turn).
   if (link_ == nullptr) return;
   link_->FinishBatch();
+  pending_dispatch_ = true;
+  ScheduleIdle();
+}
+
+void PortHandle::Resume() {
   pending_dispatch_ = true;
   ScheduleIdle();
 }

@@ -22,6 +22,8 @@ class PortHandle : public Napi::ObjectWrap<PortHandle>, public LinkClient {
   ~PortHandle() override;
 
   void OnLinkEvent() override;
+  // Dispatches again (what waited for lib/ to be able to make FileHandles).
+  void Resume();
 
  private:
   enum class State { kOpen, kClosing, kClosed, kReleased };
@@ -49,8 +51,10 @@ class PortHandle : public Napi::ObjectWrap<PortHandle>, public LinkClient {
   void Dispatch();
   // While nobody reads: ends the port if a close (or the peer's end) is all that waits.
   void CheckWhileStopped();
-  // Deserializes one record; returns false with the error in *data when it cannot.
-  bool Decode(IncomingRecord* record, Napi::Value* data, Napi::Value* ports);
+  enum class DecodeResult { kOk, kError, kWait };
+  // Deserializes one record: kError with the error in *data when it cannot; kWait when it holds
+  // a FileHandle and lib/ cannot make one yet (put the record back and wait for Resume()).
+  DecodeResult Decode(IncomingRecord* record, Napi::Value* data, Napi::Value* ports);
   // Ends the port: 'close' is emitted asynchronously, once.
   void Finish();
   // Moves to `next` (letting go of the link unless closing), optionally owing a 'close' event.
