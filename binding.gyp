@@ -4,9 +4,11 @@
       "target_name": "crossport",
       "sources": [
         "native/addon.cc",
+        "native/handoff.cc",
         "native/link.cc",
         "native/message.cc",
         "native/port.cc",
+        "native/rendezvous.cc",
         "native/ring.cc",
         "native/segment.cc",
         "native/serializer.cc"

@@ -1,5 +1,17 @@
 // ES module entry: the same objects as require('crossport').
 import crossport from '../dist/index.js';
 
-export const { MessageChannel, MessagePort, receiveMessageOnPort, FileDescriptor, fork, parentPort } = crossport;
+export const {
+  MessageChannel,
+  MessagePort,
+  receiveMessageOnPort,
+  FileDescriptor,
+  exportPort,
+  importPort,
+  listen,
+  connect,
+  Server,
+  fork,
+  parentPort,
+} = crossport;
 export default crossport;

@@ -22,6 +22,15 @@ export interface PortHandle {
   exportFds(): [number, number, number];
   /** Lets go of the link without telling the peer (its fds now live elsewhere). */
   dispose(): void;
+  /** Neuters the port and deposits its channel end for another thread: its number. */
+  handOff(): number;
+}
+
+/** Calls back each time an fd is readable (native/rendezvous.h). */
+export interface FdWatcher {
+  ref(): void;
+  unref(): void;
+  close(): void;
 }
 
 /** Functions the addon calls back into (one call per message). */
@@ -51,6 +60,20 @@ export interface Native {
   adopt(segmentFd: number, socketFd: number, side: number): PortHandle;
   /** An object V8's serializer sees as a host object (one internal field). */
   newPortObject(): object;
+  /** The channel end deposited by handOff(), once; null when there is none. */
+  takeOver(id: number): PortHandle | null;
+  FdWatcher: new (fd: number, onReadable: () => void) => FdWatcher;
+  /** Binds and listens at a unix socket path; the fd. */
+  listenLocal(path: Buffer, mode: number, backlog: number): number;
+  /** [fd, pid, uid, gid] of a waiting connection, or null. */
+  acceptLocal(listener: number): [number, number, number, number] | null;
+  connectLocal(path: Buffer): number;
+  /** Gives an accepted connection its channel (null: it left already). Takes the fd. */
+  welcome(fd: number): PortHandle | null;
+  /** Turns an accepted connection away. Takes the fd. */
+  refuse(fd: number): void;
+  /** The connecting side's port once the listener answered, or null before. */
+  arrive(fd: number): PortHandle | null;
 }
 
 function load(): Native {

@@ -72,6 +72,11 @@ export function handleOf(port: MessagePort): PortHandle {
   return stateOf(port).handle;
 }
 
+/** The port no longer owns a channel end (it moved elsewhere). */
+export function markDetached(port: MessagePort): void {
+  stateOf(port).detached = true;
+}
+
 /**
  * One end of a channel, as `worker_threads.MessagePort`, whose other end may be in another
  * process. Instances come from `MessageChannel`, `fork()`, `parentPort` and received messages.
@@ -131,7 +136,7 @@ export class MessagePort extends NodeEventTarget {
     }
     const detach = buffers.filter((buffer) => !isBufferPool(buffer));
     state.handle.post(value, objects, ports.map(handleOf), handleFds, detach);
-    for (const port of ports) stateOf(port).detached = true;
+    for (const port of ports) markDetached(port);
     // The receiver has its own copies now (or, on a closed port, nobody does).
     for (const handle of handles) closeHandle(handle);
     return state.detached ? undefined : true;

@@ -4,17 +4,16 @@
 
 #include <memory>
 
+#include "handoff.h"
 #include "link.h"
+#include "message.h"
 #include "port.h"
+#include "rendezvous.h"
 #include "segment.h"
 
 namespace crossport {
 
 namespace {
-
-// Default ring size per direction: large enough to pipeline many small messages, small enough
-// that an idle channel costs little (pages are only committed once touched).
-constexpr uint64_t kDefaultRingCapacity = 1 << 19;
 
 Napi::Value Setup(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -96,6 +95,22 @@ Napi::Value Adopt(const Napi::CallbackInfo& info) {
   return PortHandle::New(env, link);
 }
 
+// takeOver(id): the port another thread of this process handed off (PortHandle.handOff).
+Napi::Value TakeOver(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  LinkState state;
+  if (!WithdrawPort(static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value()), &state)) {
+    return env.Null();
+  }
+  os::SystemError error{0, nullptr};
+  Link* link = Link::FromState(&state, GetAddon(env)->loop, nullptr, &error);
+  if (link == nullptr) {
+    CloseLinkState(&state);
+    ThrowSystemError(env, error.errnum, error.syscall);
+  }
+  return PortHandle::New(env, link);
+}
+
 Napi::Value NewPort(const Napi::CallbackInfo& info) {
   return NewPortObject(info.Env(), &GetAddon(info.Env())->port_template);
 }
@@ -116,7 +131,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("fileHandlesReady", Napi::Function::New(env, FileHandlesReady, "fileHandlesReady"));
   exports.Set("createChannel", Napi::Function::New(env, CreateChannel, "createChannel"));
   exports.Set("adopt", Napi::Function::New(env, Adopt, "adopt"));
+  exports.Set("takeOver", Napi::Function::New(env, TakeOver, "takeOver"));
   exports.Set("newPortObject", Napi::Function::New(env, NewPort, "newPortObject"));
+  DefineRendezvous(env, exports);
   return exports;
 }
 

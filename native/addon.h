@@ -33,6 +33,10 @@ struct Addon {
   bool stopping = false;                    // set at process 'exit': JS can no longer run
 };
 
+// Default ring size per direction: large enough to pipeline many small messages, small enough
+// that an idle channel costs little (pages are only committed once touched).
+constexpr uint64_t kDefaultRingCapacity = 1 << 19;
+
 Addon* GetAddon(Napi::Env env);
 Napi::Object Init(Napi::Env env, Napi::Object exports);
 

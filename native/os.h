@@ -49,6 +49,21 @@ constexpr size_t kMaxFdsPerPacket = 64;
 // kWouldBlock when nothing is waiting; kPeerGone at end of stream.
 IoResult ReceivePacket(int socket, std::vector<int>* fds, SystemError* err);
 
+// Where unrelated processes meet: a message-oriented unix socket at a path, or at a Linux
+// abstract name (a `path` that starts with a NUL byte). Sockets are close-on-exec, non-blocking.
+struct PeerCredentials {
+  int pid;
+  unsigned uid;
+  unsigned gid;
+};
+// Binds and listens at `path`. A path in the file system gets `mode` before anyone can connect.
+int ListenLocal(const std::string& path, unsigned mode, int backlog, SystemError* err);
+// Accepts one waiting connection and reads the peer's credentials as the kernel reports them.
+// -1 with err EAGAIN when none waits.
+int AcceptLocal(int listener, PeerCredentials* peer, SystemError* err);
+// Connects to `path` (ENOENT, ECONNREFUSED, EAGAIN when its queue is full...).
+int ConnectLocal(const std::string& path, SystemError* err);
+
 void Close(int fd);
 // Marks an inherited fd close-on-exec; false if it is not open.
 bool SetCloseOnExec(int fd);

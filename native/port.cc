@@ -1,6 +1,7 @@
 #include "port.h"
 
 #include "addon.h"
+#include "handoff.h"
 #include "message.h"
 #include "serializer.h"
 
@@ -26,6 +27,7 @@ Napi::Function PortHandle::Define(Napi::Env env) {
                          InstanceMethod("hasRef", &PortHandle::HasRef),
                          InstanceMethod("close", &PortHandle::Close),
                          InstanceMethod("exportFds", &PortHandle::ExportFds),
+                         InstanceMethod("handOff", &PortHandle::HandOff),
                          InstanceMethod("dispose", &PortHandle::Dispose),
                      });
 }
@@ -349,6 +351,12 @@ Napi::Value PortHandle::ExportFds(const Napi::CallbackInfo& info) {
   fds.Set(1u, socket_fd);
   fds.Set(2u, link_->side());
   return fds;
+}
+
+Napi::Value PortHandle::HandOff(const Napi::CallbackInfo& info) {
+  LinkState state;
+  if (!ReleaseTo(&state)) throw Napi::Error::New(info.Env(), "The port is closed");
+  return Napi::Number::New(info.Env(), static_cast<double>(DepositPort(&state)));
 }
 
 Napi::Value PortHandle::Dispose(const Napi::CallbackInfo& info) {

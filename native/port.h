@@ -38,6 +38,7 @@ class PortHandle : public Napi::ObjectWrap<PortHandle>, public LinkClient {
   Napi::Value HasRef(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
   Napi::Value ExportFds(const Napi::CallbackInfo& info);
+  Napi::Value HandOff(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
 
   // Takes the link away for a transfer; the handle becomes inert.

@@ -7,8 +7,10 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <cstddef>
 #include <cstdio>
 
 namespace crossport::os {
@@ -219,6 +221,127 @@ IoResult ReceivePacket(int socket, std::vector<int>* fds, SystemError* err) {
   }
   if (n == 0) return IoResult::kPeerGone;
   return IoResult::kOk;
+}
+
+namespace {
+
+int NewLocalSocket(SystemError* err) {
+#ifdef __linux__
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+#else
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+  if (fd >= 0) {
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  }
+#endif
+  if (fd < 0) SetError(err, "socket");
+  return fd;
+}
+
+// The address for `path`; false (ENAMETOOLONG) when it does not fit.
+bool LocalAddress(const std::string& path, struct sockaddr_un* address, socklen_t* length,
+                  SystemError* err) {
+  memset(address, 0, sizeof *address);
+  address->sun_family = AF_UNIX;
+  bool abstract = !path.empty() && path[0] == '\0';
+  // A file-system path needs its terminating NUL inside sun_path; an abstract name does not.
+  if (path.empty() || path.size() + (abstract ? 0 : 1) > sizeof address->sun_path) {
+    *err = SystemError{path.empty() ? ENOENT : ENAMETOOLONG, "bind"};
+    return false;
+  }
+  memcpy(address->sun_path, path.data(), path.size());
+  *length = static_cast<socklen_t>(offsetof(struct sockaddr_un, sun_path) + path.size() +
+                                   (abstract ? 0 : 1));
+  return true;
+}
+
+}  // namespace
+
+int ListenLocal(const std::string& path, unsigned mode, int backlog, SystemError* err) {
+  struct sockaddr_un address;
+  socklen_t length;
+  if (!LocalAddress(path, &address, &length, err)) return -1;
+  int fd = NewLocalSocket(err);
+  if (fd < 0) return -1;
+  if (bind(fd, reinterpret_cast<struct sockaddr*>(&address), length) != 0) {
+    SetError(err, "bind");
+    close(fd);
+    return -1;
+  }
+  // Nobody can connect before listen(): the mode is in place by then.
+  if (path[0] != '\0' && chmod(path.c_str(), mode) != 0) {
+    SetError(err, "chmod");
+    unlink(path.c_str());
+    close(fd);
+    return -1;
+  }
+  if (listen(fd, backlog) != 0) {
+    SetError(err, "listen");
+    if (path[0] != '\0') unlink(path.c_str());
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+int AcceptLocal(int listener, PeerCredentials* peer, SystemError* err) {
+  int fd;
+  for (;;) {
+#ifdef __linux__
+    fd = accept4(listener, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+#else
+    fd = accept(listener, nullptr, nullptr);
+#endif
+    if (fd >= 0 || errno != EINTR) break;
+  }
+  if (fd < 0) {
+    SetError(err, "accept");
+    return -1;
+  }
+#ifdef __linux__
+  struct ucred credentials;
+  socklen_t size = sizeof credentials;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &size) != 0) {
+    SetError(err, "getsockopt");
+    close(fd);
+    return -1;
+  }
+  *peer = PeerCredentials{credentials.pid, credentials.uid, credentials.gid};
+#else
+  fcntl(fd, F_SETFD, FD_CLOEXEC);
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  uid_t uid;
+  gid_t gid;
+  if (getpeereid(fd, &uid, &gid) != 0) {
+    SetError(err, "getpeereid");
+    close(fd);
+    return -1;
+  }
+  *peer = PeerCredentials{-1, uid, gid};
+#endif
+  return fd;
+}
+
+int ConnectLocal(const std::string& path, SystemError* err) {
+  struct sockaddr_un address;
+  socklen_t length;
+  if (!LocalAddress(path, &address, &length, err)) {
+    err->syscall = "connect";
+    return -1;
+  }
+  int fd = NewLocalSocket(err);
+  if (fd < 0) return -1;
+  int result;
+  do {
+    result = connect(fd, reinterpret_cast<struct sockaddr*>(&address), length);
+  } while (result != 0 && errno == EINTR);
+  if (result != 0) {
+    SetError(err, "connect");
+    close(fd);
+    return -1;
+  }
+  return fd;
 }
 
 void Close(int fd) {
