@@ -13,6 +13,9 @@
         "native/segment.cc",
         "native/serializer.cc"
       ],
+      # Calls into a terminating worker (worker.terminate()) fail; without this node-addon-api
+      # turns that into a fatal error instead of an exception we can drop.
+      "defines": ["NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
       "cflags_cc": ["-std=c++20", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "cflags_cc!": ["-std=gnu++17"],

@@ -139,6 +139,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
 
 Addon* GetAddon(Napi::Env env) { return env.GetInstanceData<Addon>(); }
 
+bool CanCallJavaScript(Napi::Env env) {
+  return !GetAddon(env)->stopping && !v8::Isolate::GetCurrent()->IsExecutionTerminating();
+}
+
 void ThrowSystemError(Napi::Env env, int errnum, const char* syscall) {
   const char* code = uv_err_name(-errnum);
   std::string message = std::string(syscall) + " " + code;

@@ -38,6 +38,19 @@ struct Addon {
 constexpr uint64_t kDefaultRingCapacity = 1 << 19;
 
 Addon* GetAddon(Napi::Env env);
+// False once the environment is exiting or its thread is being terminated
+// (worker.terminate()): from then on no callback may call into JavaScript.
+bool CanCallJavaScript(Napi::Env env);
+// For callbacks from libuv: a JS exception from `body` becomes an uncaught exception, as Node
+// reports errors from its own callbacks (dropped when the environment is going).
+template <typename Body>
+void RunFromEventLoop(Napi::Env env, Body&& body) {
+  try {
+    body();
+  } catch (const Napi::Error& error) {
+    if (CanCallJavaScript(env)) napi_fatal_exception(env, error.Value());
+  }
+}
 Napi::Object Init(Napi::Env env, Napi::Object exports);
 
 // Throws an Error with a Node-style errno `code` and `syscall`.

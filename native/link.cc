@@ -38,7 +38,12 @@ Link::Link(std::unique_ptr<Segment> segment, int socket_fd, int side, uv_loop_t*
       socket_(socket_fd),
       side_(side),
       client_(client) {
-  uv_poll_init(loop, &poll_, socket_);
+  // libuv refuses an fd this loop already watches: such a link cannot work and stays broken.
+  polled_ = uv_poll_init(loop, &poll_, socket_) == 0;
+  if (!polled_) {
+    broken_ = true;
+    return;
+  }
   poll_.data = this;
   // A new port is not referenced: it does not keep the event loop alive until it listens.
   uv_unref(reinterpret_cast<uv_handle_t*>(&poll_));
@@ -76,6 +81,10 @@ Link::~Link() {
 }
 
 void Link::Destroy() {
+  if (!polled_) {
+    delete this;
+    return;
+  }
   uv_poll_stop(&poll_);
   uv_close(reinterpret_cast<uv_handle_t*>(&poll_),
            [](uv_handle_t* handle) { delete static_cast<Link*>(handle->data); });
@@ -277,9 +286,15 @@ bool Link::FinishBatch() {
 
 void Link::Sleep() { receive_.MarkAsleep(); }
 
-void Link::Ref() { uv_ref(reinterpret_cast<uv_handle_t*>(&poll_)); }
-void Link::Unref() { uv_unref(reinterpret_cast<uv_handle_t*>(&poll_)); }
-bool Link::HasRef() const { return uv_has_ref(reinterpret_cast<const uv_handle_t*>(&poll_)); }
+void Link::Ref() {
+  if (polled_) uv_ref(reinterpret_cast<uv_handle_t*>(&poll_));
+}
+void Link::Unref() {
+  if (polled_) uv_unref(reinterpret_cast<uv_handle_t*>(&poll_));
+}
+bool Link::HasRef() const {
+  return polled_ && uv_has_ref(reinterpret_cast<const uv_handle_t*>(&poll_));
+}
 
 void Link::MarkBroken() {
   broken_ = true;
@@ -287,7 +302,7 @@ void Link::MarkBroken() {
 }
 
 void Link::UpdatePoll() {
-  if (socket_ < 0 || uv_is_closing(reinterpret_cast<uv_handle_t*>(&poll_))) return;
+  if (!polled_ || socket_ < 0 || uv_is_closing(reinterpret_cast<uv_handle_t*>(&poll_))) return;
   if (peer_gone_ || broken_) {
     uv_poll_stop(&poll_);
     return;
@@ -315,7 +330,7 @@ void Link::OnPoll(uv_poll_t* handle, int status, int events) {
 }
 
 void Link::Release(LinkState* state) {
-  uv_poll_stop(&poll_);
+  if (polled_) uv_poll_stop(&poll_);
   state->side = side_;
   state->socket_fd = socket_;
   socket_ = -1;

@@ -136,6 +136,7 @@ class Link {
   int side_;
   LinkClient* client_;
   uv_poll_t poll_;
+  bool polled_ = false;  // poll_ was initialised
   bool broken_ = false;
   bool peer_gone_ = false;
   std::deque<PendingRecord> overflow_;

@@ -375,7 +375,7 @@ void PortHandle::OnLinkEvent() {
   }
   if (state_ != State::kOpen) return;
   if (started_) {
-    Dispatch();
+    RunFromEventLoop(Env(), [this] { Dispatch(); });
   } else {
     CheckWhileStopped();
   }
@@ -398,7 +398,7 @@ void PortHandle::Dispatch() {
   if (!started_) return CheckWhileStopped();
   Napi::Env env = Env();
   Addon* addon = GetAddon(env);
-  if (addon->stopping) return;
+  if (!CanCallJavaScript(env)) return;
   v8::Isolate* isolate = v8::Isolate::GetCurrent();
   v8::HandleScope v8_scope(isolate);
   v8::Context::Scope context_scope(addon->clone.context.Get(isolate));
@@ -462,9 +462,9 @@ void PortHandle::OnIdle(uv_idle_t* idle) {
   auto* self = static_cast<PortHandle*>(idle->data);
   uv_idle_stop(idle);
   uv_unref(reinterpret_cast<uv_handle_t*>(idle));
-  if (GetAddon(self->Env())->stopping) return;  // the environment is exiting: no more JS
+  if (!CanCallJavaScript(self->Env())) return;  // the environment is going: no more JS
   Napi::HandleScope scope(self->Env());
-  if (self->pending_dispatch_) self->Dispatch();
+  if (self->pending_dispatch_) RunFromEventLoop(self->Env(), [self] { self->Dispatch(); });
   if (self->pending_close_ && !self->pending_dispatch_) {
     self->pending_close_ = false;
     if (!self->close_emitted_) {
@@ -478,7 +478,7 @@ void PortHandle::OnIdle(uv_idle_t* idle) {
 bool PortHandle::Call(const Napi::FunctionReference& hook,
                       std::initializer_list<napi_value> args) {
   Napi::Env env = Env();
-  if (GetAddon(env)->stopping || owner_.IsEmpty()) return false;
+  if (!CanCallJavaScript(env) || owner_.IsEmpty()) return false;
   Napi::Object owner = owner_.Value();
   if (owner.IsEmpty()) return false;  // the port object is gone: nobody can listen
   napi_value argv[3] = {owner};
@@ -489,7 +489,7 @@ bool PortHandle::Call(const Napi::FunctionReference& hook,
     return true;
   } catch (const Napi::Error& error) {
     // A listener threw: report it as Node reports errors thrown from its own callbacks.
-    napi_fatal_exception(env, error.Value());
+    if (CanCallJavaScript(env)) napi_fatal_exception(env, error.Value());
     return false;
   }
 }

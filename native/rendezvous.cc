@@ -54,14 +54,12 @@ void FdWatcher::Stop() {
 void FdWatcher::OnPoll(uv_poll_t* poll, int status, int) {
   auto* self = static_cast<FdWatcher*>(poll->data);
   Napi::Env env = self->Env();
-  if (GetAddon(env)->stopping) return;
+  if (!CanCallJavaScript(env)) return;
   Napi::HandleScope scope(env);
-  try {
+  RunFromEventLoop(env, [&] {
     self->callback_.MakeCallback(self->Value(), {Napi::Number::New(env, status)},
                                  *self->async_context_);
-  } catch (const Napi::Error& error) {
-    napi_fatal_exception(env, error.Value());
-  }
+  });
 }
 
 Napi::Value FdWatcher::Ref(const Napi::CallbackInfo& info) {

@@ -158,4 +158,10 @@ describe('a port handed to a worker thread', () => {
     await closed;
     await worker.terminate();
   });
+
+  test('terminating a worker while it dispatches a flood on an imported port does not crash the process', async () => {
+    const run = await runFixture('worker-terminate.js');
+    report(run, 'survived');
+    expect(run.code).toBe(0);
+  });
 });
