@@ -10,6 +10,8 @@ export interface PortHandle {
    * the ports' handles, `handles` the OS handles as kind, fd, kind, fd, ... (sent as duplicates).
    */
   post(value: unknown, objects: object[], ports: PortHandle[], handles: number[], detach: ArrayBuffer[]): boolean;
+  /** The same with nothing to transfer. */
+  post(value: unknown): boolean;
   /** The next message, or the `empty` marker given to setup(). */
   receive(): unknown;
   start(): void;
@@ -35,7 +37,9 @@ export interface FdWatcher {
 
 /** Functions the addon calls back into (one call per message). */
 export interface Hooks {
-  /** `ports` is undefined when the message carried none. */
+  /** Node's EventTarget dispatch (kHybridDispatch), called on the port for a message without ports. */
+  dispatchEvent(this: object, data: unknown, type: string, event: undefined): void;
+  /** For a message with ports; `ports` is undefined when the message carried none. */
   message(port: object, data: unknown, ports: object[] | undefined): void;
   messageerror(port: object, error: unknown): void;
   close(port: object): void;

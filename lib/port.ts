@@ -58,7 +58,6 @@ interface PortState {
 }
 
 const kState = Symbol('crossport.state');
-const NONE = Object.freeze([]) as unknown as never[];
 
 function stateOf(port: MessagePort): PortState {
   return (port as unknown as { [kState]: PortState })[kState];
@@ -100,7 +99,7 @@ export class MessagePort extends NodeEventTarget {
     const state = stateOf(this);
     if (args[1] === undefined) {
       // The common case, kept free of per-message allocations.
-      state.handle.post(args[0], NONE, NONE, NONE, NONE);
+      state.handle.post(args[0]);
       return state.detached ? undefined : true;
     }
     const buffers: ArrayBuffer[] = [];
@@ -312,6 +311,7 @@ export function createPort(handle: PortHandle): MessagePort {
 const EMPTY: object = Object.freeze({});
 
 native.setup({
+  dispatchEvent: (MessagePort.prototype as any)[kHybridDispatch],
   message(port, data, ports) {
     const state = stateOf(port as MessagePort);
     state.receivingPorts = ports as MessagePort[] | undefined;

@@ -21,6 +21,8 @@ struct Addon {
   Napi::FunctionReference port_handle_class;
   // JS hooks registered by lib/ (see lib/native.ts, Hooks).
   Napi::FunctionReference on_message;       // (port, data, ports) => void
+  Napi::FunctionReference dispatch_event;   // EventTarget's kHybridDispatch(data, type, event)
+  v8::Global<v8::String> message_type;      // 'message' (Node-API cannot hold a string)
   Napi::FunctionReference on_message_error;  // (port, error) => void
   Napi::FunctionReference on_close;         // (port) => void
   Napi::FunctionReference create_port;      // (handle) => port

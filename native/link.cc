@@ -280,9 +280,15 @@ bool Link::PeekClose(bool* close_next) {
 }
 
 bool Link::FinishBatch() {
-  if (receive_.TakeWriterWaiting()) Wake();
-  return receive_.PrepareSleep();
+  WakeWaitingWriter();
+  return TrySleep();
 }
+
+void Link::WakeWaitingWriter() {
+  if (receive_.TakeWriterWaiting()) Wake();
+}
+
+bool Link::TrySleep() { return receive_.PrepareSleep(); }
 
 void Link::Sleep() { receive_.MarkAsleep(); }
 

@@ -105,6 +105,9 @@ class Link {
   // After a batch: wakes a producer that waits for room. Then, if the ring is empty, marks us
   // asleep so the next record wakes us; returns false if a record arrived meanwhile.
   bool FinishBatch();
+  // The two halves of FinishBatch.
+  void WakeWaitingWriter();
+  bool TrySleep();
   // Marks us asleep unconditionally: used while no one reads (each record then wakes us).
   void Sleep();
 

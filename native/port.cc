@@ -1,5 +1,7 @@
 #include "port.h"
 
+#include <algorithm>
+
 #include "addon.h"
 #include "handoff.h"
 #include "message.h"
@@ -11,6 +13,14 @@ namespace {
 
 // Messages dispatched per loop turn before other I/O gets a chance (as Node does).
 constexpr int kDispatchBatch = 1000;
+
+// The poll window: after the last record, a started port keeps looking at its ring on each turn
+// of the event loop (never blocking it) for up to this long before it sleeps. Waking a sleeping
+// process costs ~25 us each way; a peer that answers within the window is seen without it.
+// The window adapts: it halves each time it passes empty, and grows when a record wakes us soon
+// after we slept, up to kMaxPollWindow. An idle port sleeps and costs nothing.
+constexpr uint64_t kMaxPollWindowNs = 100 * 1000;
+constexpr uint64_t kFirstPollWindowNs = 25 * 1000;
 
 }  // namespace
 
@@ -36,7 +46,7 @@ Napi::Object PortHandle::New(Napi::Env env, Link* link) {
   return GetAddon(env)->port_handle_class.New({Napi::External<Link>::New(env, link)});
 }
 
-PortHandle* PortHandle::Unwrap(Napi::Value value) {
+PortHandle* PortHandle::FromValue(Napi::Value value) {
   if (!value.IsObject()) return nullptr;
   Napi::Object object = value.As<Napi::Object>();
   if (!object.InstanceOf(GetAddon(value.Env())->port_handle_class.Value())) return nullptr;
@@ -50,6 +60,7 @@ PortHandle::PortHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PortHa
   }
   link_ = info[0].As<Napi::External<Link>>().Data();
   link_->set_client(this);
+  poll_window_ns_ = kFirstPollWindowNs;
   async_context_ = new Napi::AsyncContext(env, "crossport:MessagePort");
   idle_ = new uv_idle_t;
   uv_idle_init(GetAddon(env)->loop, idle_);
@@ -92,29 +103,32 @@ void PortHandle::UpdateOwnerHold() {
 Napi::Value PortHandle::Post(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Addon* addon = GetAddon(env);
+  SerializedMessage message;
+  if (info.Length() == 1) {
+    // Nothing to transfer: the common case, kept short.
+    if (!Serialize(&addon->clone, info[0], {}, &message)) return Napi::Value();
+    static constexpr MessageHead kEmptyHead{0, 0, sizeof(MessageHead), 0};
+    return Napi::Boolean::New(env, Send(env, reinterpret_cast<const uint8_t*>(&kEmptyHead),
+                                        sizeof kEmptyHead, message, {}));
+  }
   // (value, transferables, port handles, [kind, fd, kind, fd, ...], ArrayBuffers to detach);
   // transferables are the host objects the value may hold: handle stand-ins, then ports.
   Napi::Array object_list = info[1].As<Napi::Array>();
   Napi::Array port_list = info[2].As<Napi::Array>();
   Napi::Array handle_list = info[3].As<Napi::Array>();
   Napi::Array buffer_list = info[4].As<Napi::Array>();
-  if (port_list.Length() > kMaxPortsPerMessage) {
-    v8::Isolate* isolate = v8::Isolate::GetCurrent();
+  const char* too_many = port_list.Length() > kMaxPortsPerMessage ? "Too many MessagePorts in transfer list"
+                         : handle_list.Length() / 2 > kMaxHandlesPerMessage ? "Too many handles in transfer list"
+                                                                             : nullptr;
+  if (too_many != nullptr) {
     ThrowDataCloneError(&addon->clone,
-                        v8::String::NewFromUtf8Literal(isolate, "Too many MessagePorts in transfer list"));
-    return Napi::Value();
-  }
-  if (handle_list.Length() / 2 > kMaxHandlesPerMessage) {
-    v8::Isolate* isolate = v8::Isolate::GetCurrent();
-    ThrowDataCloneError(&addon->clone,
-                        v8::String::NewFromUtf8Literal(isolate, "Too many handles in transfer list"));
+                        v8::String::NewFromUtf8(v8::Isolate::GetCurrent(), too_many).ToLocalChecked());
     return Napi::Value();
   }
   std::vector<Napi::Object> objects;
   for (uint32_t i = 0; i < object_list.Length(); i++) {
     objects.push_back(object_list.Get(i).As<Napi::Object>());
   }
-  SerializedMessage message;
   if (!Serialize(&addon->clone, info[0], objects, &message)) {
     return Napi::Value();  // the DataCloneError is pending; nothing was sent or detached
   }
@@ -132,25 +146,30 @@ Napi::Value PortHandle::Post(const Napi::CallbackInfo& info) {
   }
   std::vector<LinkState> states(port_list.Length());
   for (uint32_t i = 0; i < port_list.Length(); i++) {
-    PortHandle* handle = Unwrap(port_list.Get(i));
+    PortHandle* handle = FromValue(port_list.Get(i));
     if (handle != nullptr) handle->ReleaseTo(&states[i]);
   }
   std::vector<int> fds;
   std::vector<uint8_t> head = EncodeMessageHead(&handles, &states, &fds);
-  bool sent = false;
-  if (state_ == State::kOpen && link_ != nullptr) {
-    os::SystemError error{0, nullptr};
-    sent = link_->Send(RecordType::kMessage, head.data(), head.size(), message.data(),
-                       message.size(), std::move(fds), &error);
-    if (!sent && error.syscall != nullptr) ThrowSystemError(env, error.errnum, error.syscall);
-  } else {
-    for (int fd : fds) os::Close(fd);
-  }
+  bool sent = Send(env, head.data(), head.size(), message, std::move(fds));
   for (uint32_t i = 0; i < buffer_list.Length(); i++) {
     Napi::Value buffer = buffer_list.Get(i);
     if (buffer.IsArrayBuffer()) buffer.As<Napi::ArrayBuffer>().Detach();
   }
   return Napi::Boolean::New(env, sent);
+}
+
+bool PortHandle::Send(Napi::Env env, const uint8_t* head, size_t head_size,
+                      const SerializedMessage& message, std::vector<int>&& fds) {
+  if (state_ != State::kOpen || link_ == nullptr) {
+    for (int fd : fds) os::Close(fd);
+    return false;
+  }
+  os::SystemError error{0, nullptr};
+  bool sent = link_->Send(RecordType::kMessage, head, head_size, message.data(), message.size(),
+                          std::move(fds), &error);
+  if (!sent && error.syscall != nullptr) ThrowSystemError(env, error.errnum, error.syscall);
+  return sent;
 }
 
 bool PortHandle::ReleaseTo(LinkState* state) {
@@ -375,6 +394,7 @@ void PortHandle::OnLinkEvent() {
   }
   if (state_ != State::kOpen) return;
   if (started_) {
+    OnWake();
     RunFromEventLoop(Env(), [this] { Dispatch(); });
   } else {
     CheckWhileStopped();
@@ -402,16 +422,20 @@ void PortHandle::Dispatch() {
   v8::Isolate* isolate = v8::Isolate::GetCurrent();
   v8::HandleScope v8_scope(isolate);
   v8::Context::Scope context_scope(addon->clone.context.Get(isolate));
+  bool dispatched = false;
   for (int budget = kDispatchBatch; budget > 0; budget--) {
-    Napi::HandleScope scope(env);
+    v8::HandleScope message_scope(isolate);  // V8's own: Napi's allocates one per message
     IncomingRecord record;
     NextStatus status = link_->Next(&record);
     if (status == NextStatus::kBroken) return Finish();
     if (status == NextStatus::kEmpty) {
       if (link_->peer_gone()) return Finish();
-      if (link_->FinishBatch()) return;  // asleep: the next record wakes us
+      link_->WakeWaitingWriter();
+      if (KeepPolling(dispatched)) return;  // looks again on the next turn of the loop
+      if (link_->TrySleep()) return;         // asleep: the next record wakes us
       continue;  // a record arrived meanwhile (this still spends budget: a peer cannot spin us)
     }
+    dispatched = true;
     if (record.type == RecordType::kClose) return Finish();
     Napi::Value data;
     Napi::Value ports;
@@ -420,7 +444,12 @@ void PortHandle::Dispatch() {
       link_->Unread(&record);
       return;  // Resume() carries on once lib/ can make what the message holds
     }
-    if (result == DecodeResult::kOk) {
+    if (result == DecodeResult::kOk && ports.IsUndefined()) {
+      // The common case goes straight to the port's EventTarget dispatch (what the 'message'
+      // hook would call), one JS frame fewer.
+      napi_value argv[3] = {data, ToNapi(addon->message_type.Get(isolate)), env.Undefined()};
+      if (!CallOwner(addon->dispatch_event.Value(), 3, argv, false)) break;
+    } else if (result == DecodeResult::kOk) {
       if (!Call(addon->on_message, {data, ports})) break;
     } else {
       if (!Call(addon->on_message_error, {data})) break;
@@ -434,6 +463,33 @@ void PortHandle::Dispatch() {
   link_->FinishBatch();
   pending_dispatch_ = true;
   ScheduleIdle();
+}
+
+bool PortHandle::KeepPolling(bool dispatched) {
+  uint64_t now = uv_hrtime();
+  if (dispatched) last_record_ns_ = now;
+  if (now - last_record_ns_ < poll_window_ns_) {
+    polling_ = true;
+    pending_dispatch_ = true;
+    ScheduleIdle();
+    return true;
+  }
+  if (polling_) {
+    polling_ = false;
+    poll_window_ns_ /= 2;  // a whole window passed without a record
+  }
+  slept_at_ns_ = now;
+  return false;
+}
+
+void PortHandle::OnWake() {
+  if (slept_at_ns_ == 0) return;
+  uint64_t gap = uv_hrtime() - slept_at_ns_;
+  slept_at_ns_ = 0;
+  // Woken soon after we slept: a longer window would have seen it without the wake-up.
+  if (gap < kMaxPollWindowNs) {
+    poll_window_ns_ = std::min(kMaxPollWindowNs, std::max(2 * poll_window_ns_, 2 * gap));
+  }
 }
 
 void PortHandle::Resume() {
@@ -477,21 +533,30 @@ void PortHandle::OnIdle(uv_idle_t* idle) {
 
 bool PortHandle::Call(const Napi::FunctionReference& hook,
                       std::initializer_list<napi_value> args) {
+  napi_value argv[3] = {nullptr};
+  size_t argc = 1;
+  for (napi_value arg : args) argv[argc++] = arg;  // hooks take at most (port, data, ports)
+  return CallOwner(hook.Value(), argc, argv, true);
+}
+
+bool PortHandle::CallOwner(napi_value function, size_t argc, napi_value* argv, bool owner_first) {
   Napi::Env env = Env();
   if (!CanCallJavaScript(env) || owner_.IsEmpty()) return false;
   Napi::Object owner = owner_.Value();
   if (owner.IsEmpty()) return false;  // the port object is gone: nobody can listen
-  napi_value argv[3] = {owner};
-  size_t argc = 1;
-  for (napi_value arg : args) argv[argc++] = arg;  // hooks take at most (port, data, ports)
-  try {
-    hook.MakeCallback(owner, argc, argv, *async_context_);
-    return true;
-  } catch (const Napi::Error& error) {
-    // A listener threw: report it as Node reports errors thrown from its own callbacks.
-    if (CanCallJavaScript(env)) napi_fatal_exception(env, error.Value());
-    return false;
+  if (owner_first) argv[0] = owner;
+  napi_value result;
+  // Straight through Node-API rather than node-addon-api's wrappers: this runs per message.
+  napi_status status = napi_make_callback(env, static_cast<napi_async_context>(*async_context_),
+                                          owner, function, argc, argv, &result);
+  if (status == napi_ok) return true;
+  // A listener threw: report it as Node reports errors thrown from its own callbacks (unless
+  // the environment is going, when nothing can be reported).
+  napi_value error;
+  if (napi_get_and_clear_last_exception(env, &error) == napi_ok && CanCallJavaScript(env)) {
+    napi_fatal_exception(env, error);
   }
+  return false;
 }
 
 }  // namespace crossport

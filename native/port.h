@@ -7,6 +7,7 @@
 #include <uv.h>
 
 #include "link.h"
+#include "serializer.h"
 
 namespace crossport {
 
@@ -15,8 +16,8 @@ class PortHandle : public Napi::ObjectWrap<PortHandle>, public LinkClient {
   static Napi::Function Define(Napi::Env env);
   // Makes a handle around `link` (taking it). The JS port is attached with setOwner().
   static Napi::Object New(Napi::Env env, Link* link);
-  // The handle inside a JS value, or nullptr if it is not one.
-  static PortHandle* Unwrap(Napi::Value value);
+  // The handle inside a JS value, or nullptr if it is not one (checked: unlike Unwrap()).
+  static PortHandle* FromValue(Napi::Value value);
 
   explicit PortHandle(const Napi::CallbackInfo& info);
   ~PortHandle() override;
@@ -41,6 +42,9 @@ class PortHandle : public Napi::ObjectWrap<PortHandle>, public LinkClient {
   Napi::Value HandOff(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
 
+  // Sends a serialized message with its head and fds (closed if the port is closed).
+  bool Send(Napi::Env env, const uint8_t* head, size_t head_size, const SerializedMessage& message,
+            std::vector<int>&& fds);
   // Takes the link away for a transfer; the handle becomes inert.
   bool ReleaseTo(LinkState* state);
   // Closes a port nobody received (its message failed), without a 'close' event.
@@ -61,9 +65,17 @@ class PortHandle : public Napi::ObjectWrap<PortHandle>, public LinkClient {
   // Moves to `next` (letting go of the link unless closing), optionally owing a 'close' event.
   void End(State next, bool emit_close);
   void SetStarted(bool started);
+  // The ring is empty: true (and a look on the next loop turn scheduled) while inside the poll
+  // window; false when the port should sleep.
+  bool KeepPolling(bool dispatched);
+  // The socket woke us: adapt the poll window to how soon after sleeping that was.
+  void OnWake();
   void DestroyLink();
   // Calls a hook with (port, ...args); false if it threw or cannot run (then stop the batch).
   bool Call(const Napi::FunctionReference& hook, std::initializer_list<napi_value> args);
+  // Calls `function` on the JS port with argv (whose first slot becomes the port when
+  // `owner_first`); false if it threw or cannot run.
+  bool CallOwner(napi_value function, size_t argc, napi_value* argv, bool owner_first);
 
   Link* link_ = nullptr;
   State state_ = State::kOpen;
@@ -75,6 +87,10 @@ class PortHandle : public Napi::ObjectWrap<PortHandle>, public LinkClient {
   uv_idle_t* idle_ = nullptr;    // runs Dispatch / the 'close' emission on the next loop turn
   bool pending_dispatch_ = false;
   bool pending_close_ = false;
+  bool polling_ = false;
+  uint64_t poll_window_ns_;  // set from kFirstPollWindowNs
+  uint64_t last_record_ns_ = 0;
+  uint64_t slept_at_ns_ = 0;
 };
 
 }  // namespace crossport

@@ -8,8 +8,7 @@ namespace crossport {
 
 namespace {
 
-// napi_value and v8::Local<v8::Value> are the same pointer in Node (see Node's
-// js_native_api_v8.h: V8LocalValueFromJsValue / JsValueFromV8LocalValue).
+// The other direction of ToNapi (serializer.h).
 v8::Local<v8::Value> ToV8(napi_value value) {
   v8::Local<v8::Value> local;
   static_assert(sizeof local == sizeof value, "napi_value is a Local");
@@ -17,7 +16,7 @@ v8::Local<v8::Value> ToV8(napi_value value) {
   return local;
 }
 
-napi_value FromV8(v8::Local<v8::Value> local) { return reinterpret_cast<napi_value>(*local); }
+napi_value FromV8(v8::Local<v8::Value> local) { return ToNapi(local); }
 
 // The tag in a port object's single internal field (its address is what counts).
 const int kPortTag = 0x706f7274;
@@ -75,12 +74,32 @@ class WriteDelegate : public v8::ValueSerializer::Delegate {
   }
 
   void* ReallocateBufferMemory(void* old_buffer, size_t size, size_t* actual_size) override {
-    void* buffer = realloc(old_buffer, size);
+    std::vector<uint8_t>& scratch = environment_->scratch;
+    if (old_buffer == nullptr && !environment_->scratch_in_use && size <= scratch.size()) {
+      environment_->scratch_in_use = true;
+      *actual_size = scratch.size();
+      return scratch.data();
+    }
+    void* buffer;
+    if (old_buffer == scratch.data()) {
+      // Outgrew the scratch buffer: move to the heap (V8 then forgets the scratch).
+      buffer = malloc(size);
+      if (buffer != nullptr) memcpy(buffer, scratch.data(), scratch.size());
+      environment_->scratch_in_use = false;
+    } else {
+      buffer = realloc(old_buffer, size);
+    }
     *actual_size = buffer != nullptr ? size : 0;
     return buffer;
   }
 
-  void FreeBufferMemory(void* buffer) override { free(buffer); }
+  void FreeBufferMemory(void* buffer) override {
+    if (buffer == environment_->scratch.data()) {
+      environment_->scratch_in_use = false;
+    } else {
+      free(buffer);
+    }
+  }
 
  private:
   CloneEnvironment* environment_;
@@ -133,7 +152,13 @@ class ReadDelegate : public v8::ValueDeserializer::Delegate {
 
 }  // namespace
 
-SerializedMessage::~SerializedMessage() { free(data_); }
+SerializedMessage::~SerializedMessage() {
+  if (scratch_owner_ != nullptr) {
+    scratch_owner_->scratch_in_use = false;
+  } else {
+    free(data_);
+  }
+}
 
 void ThrowDataCloneError(CloneEnvironment* environment, v8::Local<v8::String> message) {
   v8::Isolate* isolate = v8::Isolate::GetCurrent();
@@ -180,6 +205,7 @@ bool Serialize(CloneEnvironment* environment, Napi::Value value,
   std::pair<uint8_t*, size_t> bytes = serializer.Release();
   out->data_ = bytes.first;
   out->size_ = bytes.second;
+  if (bytes.first == environment->scratch.data()) out->scratch_owner_ = environment;
   return true;
 }
 

@@ -13,10 +13,18 @@
 
 namespace crossport {
 
+// napi_value and v8::Local<v8::Value> are the same pointer in Node (see Node's
+// js_native_api_v8.h: V8LocalValueFromJsValue / JsValueFromV8LocalValue).
+inline napi_value ToNapi(v8::Local<v8::Value> local) { return reinterpret_cast<napi_value>(*local); }
+
 // What the serializer needs from its environment.
 struct CloneEnvironment {
   v8::Global<v8::Context> context;
   v8::Global<v8::Function> dom_exception;  // globalThis.DOMException
+  // Where small messages are serialized, so that posting one allocates nothing; a message that
+  // outgrows it, or a post from inside another's serialization (a getter), uses the heap.
+  std::vector<uint8_t> scratch = std::vector<uint8_t>(64 * 1024);
+  bool scratch_in_use = false;
 };
 
 // Bytes produced by the serializer (allocated by its delegate), freed with this object.
@@ -30,6 +38,7 @@ class SerializedMessage {
   size_t size() const { return size_; }
 
  private:
+  CloneEnvironment* scratch_owner_ = nullptr;  // set while data_ is its scratch buffer
   friend bool Serialize(CloneEnvironment*, Napi::Value, const std::vector<Napi::Object>&,
                         SerializedMessage*);
   uint8_t* data_ = nullptr;
