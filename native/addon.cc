@@ -2,6 +2,7 @@
 // lib/native.ts types (createChannel, adopt, newPortObject, setup, PortHandle).
 #include "addon.h"
 
+#include <cstdlib>
 #include <memory>
 
 #include "handoff.h"
@@ -122,6 +123,9 @@ Napi::Value NewPort(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* addon = new Addon();
   env.SetInstanceData<Addon>(addon);
+  if (const char* window = getenv("CROSSPORT_POLL_WINDOW_US")) {
+    addon->max_poll_window_ns = strtoull(window, nullptr, 10) * 1000;
+  }
   if (napi_get_uv_event_loop(env, &addon->loop) != napi_ok) {
     throw Napi::Error::New(env, "crossport: no event loop");
   }

@@ -32,6 +32,8 @@ struct Addon {
   bool file_handles_ready = false;
   std::set<PortHandle*> waiting_for_file_handles;
   Napi::ObjectReference empty;              // what receive() returns when nothing waits
+  // The longest poll window (port.cc); CROSSPORT_POLL_WINDOW_US overrides it, 0 turns polling off.
+  uint64_t max_poll_window_ns = 100 * 1000;
   bool stopping = false;                    // set at process 'exit': JS can no longer run
 };
 

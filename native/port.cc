@@ -18,9 +18,8 @@ constexpr int kDispatchBatch = 1000;
 // of the event loop (never blocking it) for up to this long before it sleeps. Waking a sleeping
 // process costs ~25 us each way; a peer that answers within the window is seen without it.
 // The window adapts: it halves each time it passes empty, and grows when a record wakes us soon
-// after we slept, up to kMaxPollWindow. An idle port sleeps and costs nothing.
-constexpr uint64_t kMaxPollWindowNs = 100 * 1000;
-constexpr uint64_t kFirstPollWindowNs = 25 * 1000;
+// after we slept, up to the maximum (Addon::max_poll_window_ns). An idle port sleeps and costs
+// nothing.
 
 }  // namespace
 
@@ -60,7 +59,7 @@ PortHandle::PortHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PortHa
   }
   link_ = info[0].As<Napi::External<Link>>().Data();
   link_->set_client(this);
-  poll_window_ns_ = kFirstPollWindowNs;
+  poll_window_ns_ = GetAddon(env)->max_poll_window_ns / 4;
   async_context_ = new Napi::AsyncContext(env, "crossport:MessagePort");
   idle_ = new uv_idle_t;
   uv_idle_init(GetAddon(env)->loop, idle_);
@@ -487,8 +486,9 @@ void PortHandle::OnWake() {
   uint64_t gap = uv_hrtime() - slept_at_ns_;
   slept_at_ns_ = 0;
   // Woken soon after we slept: a longer window would have seen it without the wake-up.
-  if (gap < kMaxPollWindowNs) {
-    poll_window_ns_ = std::min(kMaxPollWindowNs, std::max(2 * poll_window_ns_, 2 * gap));
+  uint64_t max_window = GetAddon(Env())->max_poll_window_ns;
+  if (gap < max_window) {
+    poll_window_ns_ = std::min(max_window, std::max(2 * poll_window_ns_, 2 * gap));
   }
 }
 
