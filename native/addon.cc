@@ -62,7 +62,7 @@ Napi::Value CreateChannel(const Napi::CallbackInfo& info) {
     capacity = static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value());
   }
   os::SystemError error{0, nullptr};
-  std::unique_ptr<Segment> first(Segment::Create(capacity, &error));
+  std::unique_ptr<Segment> first(Segment::Create(capacity, kDefaultLargeRingCapacity, &error));
   if (!first) ThrowSystemError(env, error.errnum, error.syscall);
   int second_fd = os::Duplicate(first->fd(), &error);
   if (second_fd < 0) ThrowSystemError(env, error.errnum, error.syscall);

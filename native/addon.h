@@ -40,6 +40,9 @@ struct Addon {
 // Default ring size per direction: large enough to pipeline many small messages, small enough
 // that an idle channel costs little (pages are only committed once touched).
 constexpr uint64_t kDefaultRingCapacity = 1 << 19;
+// The large rings (messages over 1/8 of the small ring): up to half of this per message.
+// Address space only until large messages flow; then pages stay committed.
+constexpr uint64_t kDefaultLargeRingCapacity = 1 << 23;
 
 Addon* GetAddon(Napi::Env env);
 // False once the environment is exiting or its thread is being terminated

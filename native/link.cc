@@ -8,9 +8,11 @@ namespace crossport {
 
 namespace {
 
-// Messages above this size go out of band: one copy into a sealed memory object that the
-// receiver maps, instead of two copies through the ring and a wait for room.
-uint64_t OutOfBandThreshold(const Ring& ring) { return ring.capacity() / 8; }
+// Messages above this size leave the small ring for the large one.
+uint64_t SmallLimit(const Ring& ring) { return ring.capacity() / 8; }
+// Messages above this size go out of band (one copy into a sealed memory object that the
+// receiver maps): the large ring holds at least two of any smaller message.
+uint64_t LargeLimit(const Ring& large) { return large.capacity() / 2; }
 
 // The largest out-of-band message a peer may announce (the receiver maps this much).
 constexpr uint64_t kMaxOutOfBandSize = uint64_t{1} << 34;
@@ -35,6 +37,8 @@ Link::Link(std::unique_ptr<Segment> segment, int socket_fd, int side, uv_loop_t*
     : segment_(std::move(segment)),
       send_(segment_->SendRing(side)),
       receive_(segment_->ReceiveRing(side)),
+      send_large_(segment_->LargeSendRing(side)),
+      receive_large_(segment_->LargeReceiveRing(side)),
       socket_(socket_fd),
       side_(side),
       client_(client) {
@@ -98,7 +102,7 @@ bool Link::Send(RecordType type, const uint8_t* head, size_t head_size, const ui
   }
   size_t size = head_size + body_size;
   uint64_t oob_size = size;
-  if (size > OutOfBandThreshold(send_)) {
+  if (size > LargeLimit(send_large_)) {
     int memory = os::CreateSealedCopy(head, head_size, body, body_size, err);
     if (memory < 0) {
       for (int fd : fds) os::Close(fd);
@@ -120,21 +124,21 @@ bool Link::Send(RecordType type, const uint8_t* head, size_t head_size, const ui
   }
   PendingRecord record{type, static_cast<uint16_t>(fds.size()), {}, std::move(fds), 0};
   if (overflow_.empty() && (record.fds.empty() || SendFds(&record))) {
-    uint8_t* at = send_.Reserve(static_cast<uint32_t>(size));
-    if (at != nullptr) {
-      if (head_size > 0) memcpy(at, head, head_size);
-      if (body_size > 0) memcpy(at + head_size, body, body_size);
-      if (send_.Commit(type, record.fd_count)) Wake();
+    bool large = type == RecordType::kMessage && size > SmallLimit(send_);
+    if (large ? WriteLarge(&record, head, head_size, body, body_size)
+              : WriteSmall(&record, head, head_size, body, body_size)) {
       return true;
     }
-    if (send_.corrupt()) {
+    if (send_.corrupt() || send_large_.corrupt()) {
       MarkBroken();
       return false;
     }
   }
-  record.payload.reserve(size);
-  record.payload.insert(record.payload.end(), head, head + head_size);
-  if (body_size > 0) record.payload.insert(record.payload.end(), body, body + body_size);
+  if (record.type != RecordType::kLarge) {  // else only its announcement is left to write
+    record.payload.reserve(size);
+    record.payload.insert(record.payload.end(), head, head + head_size);
+    if (body_size > 0) record.payload.insert(record.payload.end(), body, body + body_size);
+  }
   overflow_.push_back(std::move(record));
   Flush();
   return !broken_;
@@ -159,16 +163,52 @@ bool Link::SendFds(PendingRecord* record) {
 
 bool Link::WriteRecord(PendingRecord* record) {
   if (!SendFds(record)) return false;
-  uint8_t* at = send_.Reserve(static_cast<uint32_t>(record->payload.size()));
+  const uint8_t* payload = record->payload.data();
+  size_t size = record->payload.size();
+  if (record->type == RecordType::kMessage && size > SmallLimit(send_)) {
+    return WriteLarge(record, payload, size, nullptr, 0);
+  }
+  return WriteSmall(record, payload, size, nullptr, 0);
+}
+
+bool Link::WriteSmall(PendingRecord* record, const uint8_t* head, size_t head_size,
+                      const uint8_t* body, size_t body_size) {
+  auto size = static_cast<uint32_t>(head_size + body_size);
+  uint8_t* at = send_.Reserve(size);
   if (at == nullptr) {
     if (send_.corrupt()) return false;
     send_.MarkWriterWaiting();
-    at = send_.Reserve(static_cast<uint32_t>(record->payload.size()));
+    at = send_.Reserve(size);
     if (at == nullptr) return false;
   }
-  if (!record->payload.empty()) memcpy(at, record->payload.data(), record->payload.size());
+  if (head_size > 0) memcpy(at, head, head_size);
+  if (body_size > 0) memcpy(at + head_size, body, body_size);
   if (send_.Commit(record->type, record->fd_count)) Wake();
   return true;
+}
+
+bool Link::WriteLarge(PendingRecord* record, const uint8_t* head, size_t head_size,
+                      const uint8_t* body, size_t body_size) {
+  if (record->type == RecordType::kMessage) {
+    uint64_t size = head_size + body_size;
+    uint8_t* at = send_large_.Reserve(static_cast<uint32_t>(size));
+    if (at == nullptr) {
+      if (send_large_.corrupt()) return false;
+      send_large_.MarkWriterWaiting();
+      at = send_large_.Reserve(static_cast<uint32_t>(size));
+      if (at == nullptr) return false;
+    }
+    if (head_size > 0) memcpy(at, head, head_size);
+    if (body_size > 0) memcpy(at + head_size, body, body_size);
+    // No wake-up for this ring: the reader comes here when it reads the announcement, which
+    // is published after this (release order), so it always finds the payload.
+    send_large_.Commit(RecordType::kMessage, 0);
+    // The record is now only its announcement (with the fds, if any).
+    record->type = RecordType::kLarge;
+    record->payload.assign(reinterpret_cast<const uint8_t*>(&size),
+                           reinterpret_cast<const uint8_t*>(&size) + sizeof size);
+  }
+  return WriteSmall(record, record->payload.data(), record->payload.size(), nullptr, 0);
 }
 
 void Link::Flush() {
@@ -177,7 +217,7 @@ void Link::Flush() {
     if (!WriteRecord(&record)) break;
     overflow_.pop_front();
   }
-  if (send_.corrupt()) MarkBroken();
+  if (send_.corrupt() || send_large_.corrupt()) MarkBroken();
   UpdatePoll();
 }
 
@@ -206,6 +246,13 @@ void Link::DrainSocket() {
     received_fds_head_ = 0;
   }
   UpdatePoll();
+}
+
+void Link::Recycle(IncomingRecord* record) {
+  constexpr size_t kMaxSpare = 16 * 1024 * 1024;
+  if (record->copy_.capacity() > spare_.capacity() && record->copy_.capacity() <= kMaxSpare) {
+    record->copy_.swap(spare_);
+  }
 }
 
 void Link::Unread(IncomingRecord* record) {
@@ -240,6 +287,20 @@ NextStatus Link::Next(IncomingRecord* record) {
   record->type = view.type;
   if (view.type == RecordType::kMessage) {
     record->copy_.assign(view.payload, view.payload + view.length);
+  } else if (view.type == RecordType::kLarge) {
+    // The payload is the next record of the large ring, published before this announcement.
+    uint64_t size = 0;
+    if (view.length == sizeof size) memcpy(&size, view.payload, sizeof size);
+    RecordView large;
+    if (size == 0 || receive_large_.Peek(&large) != ReadStatus::kRecord ||
+        large.type != RecordType::kMessage || large.length != size) {
+      MarkBroken();
+      return NextStatus::kBroken;
+    }
+    record->copy_.swap(spare_);
+    record->copy_.assign(large.payload, large.payload + large.length);
+    record->type = RecordType::kMessage;
+    receive_large_.Consume();
   } else if (view.type == RecordType::kOutOfBand) {
     // An unreadable out-of-band message leaves the payload empty: the message then fails to
     // deserialize and the receiver gets 'messageerror', while the link goes on.
@@ -285,7 +346,10 @@ bool Link::FinishBatch() {
 }
 
 void Link::WakeWaitingWriter() {
-  if (receive_.TakeWriterWaiting()) Wake();
+  // Both flags are taken (no short-circuit): a writer may wait for either ring.
+  bool small = receive_.TakeWriterWaiting();
+  bool large = receive_large_.TakeWriterWaiting();
+  if (small || large) Wake();
 }
 
 bool Link::TrySleep() { return receive_.PrepareSleep(); }

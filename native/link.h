@@ -3,8 +3,9 @@
 //
 // Sending: a record goes straight into the ring when it fits and nothing waits before it.
 // Otherwise it joins an ordered overflow queue, flushed as the consumer frees room (it wakes us
-// through the socket when we flagged that we wait). A message larger than a ring record can
-// carry goes out of band: a sealed memory object whose fd travels with the record.
+// through the socket when we flagged that we wait). A large message goes into the large ring,
+// announced by a kLarge record in the small one; one too large for that goes out of band: a
+// sealed memory object whose fd travels with the record.
 // File descriptors travel over the socket (SCM_RIGHTS) before the record that names them.
 #pragma once
 
@@ -21,7 +22,9 @@
 
 namespace crossport {
 
-// A record that could not be written yet.
+// A record that could not be written yet. A kMessage whose payload exceeds the small ring's
+// limit goes to the large ring when written; a kLarge one is the announcement of a payload
+// already in the large ring.
 struct PendingRecord {
   RecordType type;
   uint16_t fd_count;          // the number of fds the record announces
@@ -97,6 +100,9 @@ class Link {
   // Reads the next record (payload copied or mapped, fds claimed). kBroken when the peer
   // wrote something that cannot be a record; the link is then beyond repair.
   NextStatus Next(IncomingRecord* record);
+  // Takes back a delivered record's buffer for the next large record (no fresh memory per
+  // large message).
+  void Recycle(IncomingRecord* record);
   // Puts a record taken by Next() back in front of everything else, to be read again later
   // (here, or wherever the port moves).
   void Unread(IncomingRecord* record);
@@ -128,6 +134,13 @@ class Link {
   static void OnPoll(uv_poll_t* handle, int status, int events);
   bool SendFds(PendingRecord* record);
   bool WriteRecord(PendingRecord* record);
+  // Writes a large payload into the large ring; then its announcement, or else turns *record
+  // into the announcement still to write. False when the large ring has no room.
+  bool WriteLarge(PendingRecord* record, const uint8_t* head, size_t head_size,
+                  const uint8_t* body, size_t body_size);
+  // Writes a record into the small ring, waking the reader if it sleeps.
+  bool WriteSmall(PendingRecord* record, const uint8_t* head, size_t head_size,
+                  const uint8_t* body, size_t body_size);
   void Wake();
   void UpdatePoll();
   void MarkBroken();
@@ -135,6 +148,8 @@ class Link {
   std::unique_ptr<Segment> segment_;
   Ring send_;
   Ring receive_;
+  Ring send_large_;
+  Ring receive_large_;
   int socket_;
   int side_;
   LinkClient* client_;
@@ -146,6 +161,7 @@ class Link {
   std::vector<int> received_fds_;
   size_t received_fds_head_ = 0;
   std::deque<std::unique_ptr<IncomingRecord>> unread_;
+  std::vector<uint8_t> spare_;  // a large record's buffer, kept for the next one
 };
 
 // The most fds one side keeps waiting for records to claim before it gives up on its peer.

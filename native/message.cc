@@ -65,15 +65,16 @@ bool ReadMessageHead(const uint8_t* data, size_t size, MessageHead* message) {
   memcpy(message, data, sizeof *message);
   return message->body_offset >= sizeof *message && message->body_offset <= size &&
          message->port_count <= kMaxPortsPerMessage &&
-         message->handle_count <= kMaxHandlesPerMessage;
+         message->handle_count <= kMaxHandlesPerMessage &&
+         message->buffer_count <= kMaxBuffersPerMessage;
 }
 
 bool ValidHandleKind(uint32_t kind) { return kind >= 1 && kind <= kLastHandleKind; }
 
 }  // namespace
 
-std::vector<uint8_t> EncodeMessageHead(std::vector<Handle>* handles, std::vector<LinkState>* ports,
-                                       std::vector<int>* fds) {
+std::vector<uint8_t> EncodeMessageHead(std::vector<Handle>* handles, std::vector<int>* buffers,
+                                       std::vector<LinkState>* ports, std::vector<int>* fds) {
   std::vector<uint8_t> head(sizeof(MessageHead));
   for (Handle& handle : *handles) {
     HandleDescriptor descriptor{static_cast<uint32_t>(handle.kind), 0};
@@ -81,6 +82,7 @@ std::vector<uint8_t> EncodeMessageHead(std::vector<Handle>* handles, std::vector
     fds->push_back(handle.fd);
     handle.fd = -1;
   }
+  fds->insert(fds->end(), buffers->begin(), buffers->end());
   for (LinkState& port : *ports) {
     PortDescriptor descriptor{static_cast<uint32_t>(port.side),
                               static_cast<uint32_t>(port.received_fds.size()),
@@ -98,7 +100,9 @@ std::vector<uint8_t> EncodeMessageHead(std::vector<Handle>* handles, std::vector
     port.unread.clear();
   }
   MessageHead message{static_cast<uint32_t>(handles->size()),
-                      static_cast<uint32_t>(ports->size()), static_cast<uint32_t>(head.size()), 0};
+                      static_cast<uint32_t>(ports->size()), static_cast<uint32_t>(head.size()),
+                      static_cast<uint32_t>(buffers->size())};
+  buffers->clear();
   memcpy(head.data(), &message, sizeof message);
   return head;
 }
@@ -128,8 +132,8 @@ bool PeekHandleKinds(const uint8_t* data, size_t size, std::vector<HandleKind>* 
 }
 
 bool DecodeMessageHead(const uint8_t* data, size_t size, std::vector<int>* fds,
-                       std::vector<Handle>* handles, std::vector<LinkState>* ports,
-                       size_t* body_offset) {
+                       std::vector<Handle>* handles, std::vector<int>* buffers,
+                       std::vector<LinkState>* ports, size_t* body_offset) {
   size_t next_fd = 0;
   auto take_fds = [&](size_t count, std::vector<int>* into) {
     if (count > fds->size() - next_fd) return false;
@@ -140,6 +144,8 @@ bool DecodeMessageHead(const uint8_t* data, size_t size, std::vector<int>* fds,
   auto fail = [&]() {
     for (Handle& handle : *handles) os::Close(handle.fd);
     handles->clear();
+    for (int fd : *buffers) os::Close(fd);
+    buffers->clear();
     for (LinkState& port : *ports) CloseLinkState(&port);
     ports->clear();
     // The fds not yet taken stay in `fds`: their owner closes them.
@@ -152,7 +158,7 @@ bool DecodeMessageHead(const uint8_t* data, size_t size, std::vector<int>* fds,
     if (!reader->Read(&descriptor)) return false;
     auto type = static_cast<RecordType>(descriptor.type);
     if (type != RecordType::kMessage && type != RecordType::kOutOfBand &&
-        type != RecordType::kClose) {
+        type != RecordType::kClose && type != RecordType::kLarge) {
       return false;
     }
     if (descriptor.unsent_fd_count > descriptor.fd_count) return false;
@@ -172,6 +178,7 @@ bool DecodeMessageHead(const uint8_t* data, size_t size, std::vector<int>* fds,
     if (!take_fds(1, &fd)) return fail();
     handles->push_back(Handle{static_cast<HandleKind>(descriptor.kind), fd[0]});
   }
+  if (!take_fds(message.buffer_count, buffers)) return fail();
   for (uint32_t i = 0; i < message.port_count; i++) {
     PortDescriptor descriptor;
     if (!reader.Read(&descriptor)) return fail();

@@ -23,6 +23,10 @@ int CreateSharedMemory(size_t size, SystemError* err);
 // Maps `size` bytes of a shared-memory fd read-write (or read-only). Returns nullptr on failure.
 void* MapShared(int fd, size_t size, bool writable, SystemError* err);
 void Unmap(void* addr, size_t size);
+// Maps `size` bytes of `fd` copy-on-write: readable and writable here, never written back.
+void* MapPrivate(int fd, size_t size, SystemError* err);
+// The page size, for rounding mapping lengths.
+size_t PageSize();
 
 // Size of the object behind `fd`, or -1.
 int64_t FileSize(int fd);

@@ -14,6 +14,12 @@ namespace {
 // Messages dispatched per loop turn before other I/O gets a chance (as Node does).
 constexpr int kDispatchBatch = 1000;
 
+// A transferred ArrayBuffer at least this large travels out of band: one copy into a sealed
+// memory object that the receiver maps copy-on-write, instead of two copies through the message.
+constexpr size_t kOutOfBandTransferSize = 64 * 1024;
+// The largest out-of-band ArrayBuffer a peer may send.
+constexpr uint64_t kMaxOutOfBandTransferSize = uint64_t{1} << 34;
+
 // The poll window: after the last record, a started port keeps looking at its ring on each turn
 // of the event loop (never blocking it) for up to this long before it sleeps. Waking a sleeping
 // process costs ~25 us each way; a peer that answers within the window is seen without it.
@@ -105,7 +111,7 @@ Napi::Value PortHandle::Post(const Napi::CallbackInfo& info) {
   SerializedMessage message;
   if (info.Length() == 1) {
     // Nothing to transfer: the common case, kept short.
-    if (!Serialize(&addon->clone, info[0], {}, &message)) return Napi::Value();
+    if (!Serialize(&addon->clone, info[0], {}, {}, &message)) return Napi::Value();
     static constexpr MessageHead kEmptyHead{0, 0, sizeof(MessageHead), 0};
     return Napi::Boolean::New(env, Send(env, reinterpret_cast<const uint8_t*>(&kEmptyHead),
                                         sizeof kEmptyHead, message, {}));
@@ -128,8 +134,26 @@ Napi::Value PortHandle::Post(const Napi::CallbackInfo& info) {
   for (uint32_t i = 0; i < object_list.Length(); i++) {
     objects.push_back(object_list.Get(i).As<Napi::Object>());
   }
-  if (!Serialize(&addon->clone, info[0], objects, &message)) {
+  std::vector<Napi::ArrayBuffer> large;
+  for (uint32_t i = 0; i < buffer_list.Length() && large.size() < kMaxBuffersPerMessage; i++) {
+    Napi::Value buffer = buffer_list.Get(i);
+    if (buffer.IsArrayBuffer() && buffer.As<Napi::ArrayBuffer>().ByteLength() >= kOutOfBandTransferSize) {
+      large.push_back(buffer.As<Napi::ArrayBuffer>());
+    }
+  }
+  if (!Serialize(&addon->clone, info[0], objects, large, &message)) {
     return Napi::Value();  // the DataCloneError is pending; nothing was sent or detached
+  }
+  // The bytes of the large transferred buffers, each in its own sealed memory object.
+  std::vector<int> buffers;
+  for (Napi::ArrayBuffer& buffer : large) {
+    os::SystemError error{0, nullptr};
+    int fd = os::CreateSealedCopy(buffer.Data(), buffer.ByteLength(), nullptr, 0, &error);
+    if (fd < 0) {
+      for (int made : buffers) os::Close(made);
+      ThrowSystemError(env, error.errnum, error.syscall);
+    }
+    buffers.push_back(fd);
   }
   // Our own copies of the handles' fds: the caller closes its objects after a successful post.
   std::vector<Handle> handles;
@@ -139,6 +163,7 @@ Napi::Value PortHandle::Post(const Napi::CallbackInfo& info) {
     int fd = os::Duplicate(handle_list.Get(i + 1).As<Napi::Number>().Int32Value(), &error);
     if (fd < 0) {
       for (Handle& handle : handles) os::Close(handle.fd);
+      for (int made : buffers) os::Close(made);
       ThrowSystemError(env, error.errnum, error.syscall);
     }
     handles.push_back(Handle{kind, fd});
@@ -149,7 +174,7 @@ Napi::Value PortHandle::Post(const Napi::CallbackInfo& info) {
     if (handle != nullptr) handle->ReleaseTo(&states[i]);
   }
   std::vector<int> fds;
-  std::vector<uint8_t> head = EncodeMessageHead(&handles, &states, &fds);
+  std::vector<uint8_t> head = EncodeMessageHead(&handles, &buffers, &states, &fds);
   bool sent = Send(env, head.data(), head.size(), message, std::move(fds));
   for (uint32_t i = 0; i < buffer_list.Length(); i++) {
     Napi::Value buffer = buffer_list.Get(i);
@@ -194,15 +219,36 @@ PortHandle::DecodeResult PortHandle::Decode(IncomingRecord* record, Napi::Value*
     }
   }
   std::vector<Handle> handles;
+  std::vector<int> buffer_fds;
   std::vector<LinkState> states;
   size_t body = 0;
   auto fail = [&](Napi::Value error) {
     *data = error;
     return DecodeResult::kError;
   };
-  if (!DecodeMessageHead(record->data(), record->size(), &record->fds, &handles, &states,
-                         &body)) {
+  if (!DecodeMessageHead(record->data(), record->size(), &record->fds, &handles, &buffer_fds,
+                         &states, &body)) {
     return fail(NewDataCloneError(&addon->clone, env, "Unable to deserialize cloned data."));
+  }
+  // Transferred ArrayBuffers: each maps its sealed memory object copy-on-write (no copy here).
+  std::vector<Napi::ArrayBuffer> buffers;
+  for (int fd : buffer_fds) {
+    int64_t size = os::FileSize(fd);
+    void* mapped = nullptr;
+    size_t mapped_size = 0;
+    if (size > 0 && static_cast<uint64_t>(size) <= kMaxOutOfBandTransferSize &&
+        os::IsSealedReadOnly(fd)) {
+      mapped_size = static_cast<size_t>(size);
+      mapped = os::MapPrivate(fd, mapped_size, nullptr);
+    }
+    os::Close(fd);
+    if (mapped == nullptr) {
+      for (LinkState& state : states) CloseLinkState(&state);
+      for (Handle& handle : handles) os::Close(handle.fd);
+      for (size_t i = buffers.size() + 1; i < buffer_fds.size(); i++) os::Close(buffer_fds[i]);
+      return fail(NewDataCloneError(&addon->clone, env, "Unable to deserialize cloned data."));
+    }
+    buffers.push_back(NewMappedArrayBuffer(env, mapped, mapped_size, mapped_size));
   }
   // Rebuild every link first, so that a bad one fails the message before any port exists.
   std::vector<Link*> links;
@@ -255,7 +301,7 @@ PortHandle::DecodeResult PortHandle::Decode(IncomingRecord* record, Napi::Value*
   }
   bool failed = false;
   *data = Deserialize(&addon->clone, env, record->data() + body, record->size() - body, objects,
-                      &failed);
+                      buffers, &failed);
   if (!failed) return DecodeResult::kOk;
   // Nobody will ever see these ports and handles: close them now, so peers learn it at once.
   for (PortHandle* handle : port_handles) handle->Abandon();
@@ -283,6 +329,7 @@ Napi::Value PortHandle::Receive(const Napi::CallbackInfo& info) {
   Napi::Value ports;
   switch (Decode(&record, &data, &ports)) {
     case DecodeResult::kOk:
+      if (link_ != nullptr) link_->Recycle(&record);
       return data;
     case DecodeResult::kWait:
       // As if the message had not arrived yet: it is delivered, first, once it can be.
@@ -455,6 +502,7 @@ void PortHandle::Dispatch() {
     }
     // The listener may have closed, transferred or stopped the port: the rest waits.
     if (state_ != State::kOpen || link_ == nullptr) return;
+    link_->Recycle(&record);
     if (!started_) return CheckWhileStopped();
   }
   // Batch budget spent, or a listener threw (as Node does, the rest waits for the next turn).

@@ -129,7 +129,7 @@ Napi::Value Welcome(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = info[0].As<Napi::Number>().Int32Value();
   os::SystemError error{0, nullptr};
-  std::unique_ptr<Segment> segment(Segment::Create(kDefaultRingCapacity, &error));
+  std::unique_ptr<Segment> segment(Segment::Create(kDefaultRingCapacity, kDefaultLargeRingCapacity, &error));
   if (!segment) {
     os::Close(fd);
     ThrowSystemError(env, error.errnum, error.syscall);

@@ -6,12 +6,20 @@
 
 namespace crossport {
 
-Segment* Segment::Create(uint64_t ring_capacity, os::SystemError* err) {
-  if (!Ring::ValidCapacity(ring_capacity)) {
+namespace {
+
+uint64_t SegmentSize(uint64_t ring_capacity, uint64_t large_capacity) {
+  return kDataOffset + 2 * ring_capacity + 2 * large_capacity;
+}
+
+}  // namespace
+
+Segment* Segment::Create(uint64_t ring_capacity, uint64_t large_capacity, os::SystemError* err) {
+  if (!Ring::ValidCapacity(ring_capacity) || !Ring::ValidCapacity(large_capacity)) {
     *err = os::SystemError{EINVAL, "crossport_segment"};
     return nullptr;
   }
-  uint64_t size = kDataOffset + 2 * ring_capacity;
+  uint64_t size = SegmentSize(ring_capacity, large_capacity);
   int fd = os::CreateSharedMemory(size, err);
   if (fd < 0) return nullptr;
   auto* base = static_cast<uint8_t*>(os::MapShared(fd, size, true, err));
@@ -24,8 +32,9 @@ Segment* Segment::Create(uint64_t ring_capacity, os::SystemError* err) {
   header.magic = kSegmentMagic;
   header.version = kSegmentVersion;
   header.ring_capacity = ring_capacity;
+  header.large_capacity = large_capacity;
   memcpy(base, &header, sizeof header);
-  return new Segment(fd, base, size, ring_capacity);
+  return new Segment(fd, base, size, ring_capacity, large_capacity);
 }
 
 Segment* Segment::Adopt(int fd, os::SystemError* err) {
@@ -34,21 +43,19 @@ Segment* Segment::Adopt(int fd, os::SystemError* err) {
     *err = os::SystemError{EINVAL, "crossport_segment"};
     return nullptr;
   }
-  uint64_t capacity = (static_cast<uint64_t>(size) - kDataOffset) / 2;
-  if (!Ring::ValidCapacity(capacity) || kDataOffset + 2 * capacity != static_cast<uint64_t>(size)) {
-    *err = os::SystemError{EINVAL, "crossport_segment"};
-    return nullptr;
-  }
   auto* base = static_cast<uint8_t*>(os::MapShared(fd, size, true, err));
   if (base == nullptr) return nullptr;
+  // Read once: from here on only our checked copies of the capacities are used.
   SegmentHeader header;
   memcpy(&header, base, sizeof header);
-  if (header.magic != kSegmentMagic || header.version != kSegmentVersion) {
+  if (header.magic != kSegmentMagic || header.version != kSegmentVersion ||
+      !Ring::ValidCapacity(header.ring_capacity) || !Ring::ValidCapacity(header.large_capacity) ||
+      SegmentSize(header.ring_capacity, header.large_capacity) != static_cast<uint64_t>(size)) {
     os::Unmap(base, size);
     *err = os::SystemError{EINVAL, "crossport_segment"};
     return nullptr;
   }
-  return new Segment(fd, base, size, capacity);
+  return new Segment(fd, base, size, header.ring_capacity, header.large_capacity);
 }
 
 Segment::~Segment() {
@@ -58,8 +65,14 @@ Segment::~Segment() {
 
 Ring Segment::MakeRing(int index, bool producer) {
   auto* control = reinterpret_cast<RingControl*>(base_ + kRingsOffset) + index;
-  uint8_t* data = base_ + kDataOffset + static_cast<uint64_t>(index) * ring_capacity_;
-  return Ring(control, data, ring_capacity_, producer);
+  // Rings 0 and 1 are small, 2 and 3 large, laid out in that order.
+  if (index < 2) {
+    uint8_t* data = base_ + kDataOffset + static_cast<uint64_t>(index) * ring_capacity_;
+    return Ring(control, data, ring_capacity_, producer);
+  }
+  uint8_t* data = base_ + kDataOffset + 2 * ring_capacity_ +
+                  static_cast<uint64_t>(index - 2) * large_capacity_;
+  return Ring(control, data, large_capacity_, producer);
 }
 
 }  // namespace crossport

@@ -1,5 +1,7 @@
-// The shared-memory segment of one channel: a header and two rings, one per direction.
-// Side 0 writes ring 0 and reads ring 1; side 1 the reverse.
+// The shared-memory segment of one channel: a header and four rings. Per direction, a small
+// ring carries every record in order, and a large ring the payloads of large messages, each
+// announced by a record in the small ring (its pages are only touched once large messages flow).
+// Side 0 writes rings 0 (small) and 2 (large) and reads 1 and 3; side 1 the reverse.
 #pragma once
 
 #include <cstdint>
@@ -12,20 +14,21 @@ namespace crossport {
 struct SegmentHeader {
   uint32_t magic;
   uint32_t version;
-  uint64_t ring_capacity;  // informative only: each side derives its own from the fd's size
-  uint8_t reserved[48];
+  uint64_t ring_capacity;   // read once when adopting, checked against the fd's size
+  uint64_t large_capacity;  // likewise
+  uint8_t reserved[40];
 };
 static_assert(sizeof(SegmentHeader) == 64, "segment header layout");
 
 constexpr uint32_t kSegmentMagic = 0x43525350;  // "CRSP"
-constexpr uint32_t kSegmentVersion = 1;
+constexpr uint32_t kSegmentVersion = 2;
 constexpr uint64_t kRingsOffset = sizeof(SegmentHeader);
-constexpr uint64_t kDataOffset = kRingsOffset + 2 * sizeof(RingControl);
+constexpr uint64_t kDataOffset = kRingsOffset + 4 * sizeof(RingControl);
 
 class Segment {
  public:
-  // Creates a new segment with two rings of `ring_capacity` bytes each.
-  static Segment* Create(uint64_t ring_capacity, os::SystemError* err);
+  // Creates a new segment: small rings of `ring_capacity` bytes, large ones of `large_capacity`.
+  static Segment* Create(uint64_t ring_capacity, uint64_t large_capacity, os::SystemError* err);
   // Maps a segment received from elsewhere. Takes ownership of `fd` on success only.
   // Returns nullptr if the fd is not a segment of a size this build accepts.
   static Segment* Adopt(int fd, os::SystemError* err);
@@ -45,16 +48,20 @@ class Segment {
   // The ring `side` writes into, and the one it reads from.
   Ring SendRing(int side) { return MakeRing(side, true); }
   Ring ReceiveRing(int side) { return MakeRing(1 - side, false); }
+  Ring LargeSendRing(int side) { return MakeRing(2 + side, true); }
+  Ring LargeReceiveRing(int side) { return MakeRing(3 - side, false); }
 
  private:
-  Segment(int fd, uint8_t* base, uint64_t size, uint64_t ring_capacity)
-      : fd_(fd), base_(base), size_(size), ring_capacity_(ring_capacity) {}
+  Segment(int fd, uint8_t* base, uint64_t size, uint64_t ring_capacity, uint64_t large_capacity)
+      : fd_(fd), base_(base), size_(size), ring_capacity_(ring_capacity),
+        large_capacity_(large_capacity) {}
   Ring MakeRing(int index, bool producer);
 
   int fd_;
   uint8_t* base_;
   uint64_t size_;
   uint64_t ring_capacity_;
+  uint64_t large_capacity_;
 };
 
 }  // namespace crossport

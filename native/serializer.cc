@@ -1,7 +1,11 @@
 #include "serializer.h"
 
+#include "os.h"
+
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <string>
 
 namespace crossport {
@@ -75,14 +79,24 @@ class WriteDelegate : public v8::ValueSerializer::Delegate {
 
   void* ReallocateBufferMemory(void* old_buffer, size_t size, size_t* actual_size) override {
     std::vector<uint8_t>& scratch = environment_->scratch;
-    if (old_buffer == nullptr && !environment_->scratch_in_use && size <= scratch.size()) {
-      environment_->scratch_in_use = true;
-      *actual_size = scratch.size();
-      return scratch.data();
+    bool from_scratch = old_buffer != nullptr && old_buffer == scratch.data();
+    if ((old_buffer == nullptr && !environment_->scratch_in_use) || from_scratch) {
+      if (size <= scratch.size()) {
+        environment_->scratch_in_use = true;
+        *actual_size = scratch.size();
+        return scratch.data();
+      }
+      if (size <= CloneEnvironment::kMaxScratch) {
+        // Grow the scratch buffer for good (keeping what was written).
+        scratch.resize(std::min(CloneEnvironment::kMaxScratch, std::max(size, 2 * scratch.size())));
+        environment_->scratch_in_use = true;
+        *actual_size = scratch.size();
+        return scratch.data();
+      }
     }
     void* buffer;
-    if (old_buffer == scratch.data()) {
-      // Outgrew the scratch buffer: move to the heap (V8 then forgets the scratch).
+    if (from_scratch) {
+      // Outgrew what the scratch buffer may hold: move to the heap (V8 then forgets the scratch).
       buffer = malloc(size);
       if (buffer != nullptr) memcpy(buffer, scratch.data(), scratch.size());
       environment_->scratch_in_use = false;
@@ -194,12 +208,16 @@ bool IsPortObject(Napi::Value value) {
 }
 
 bool Serialize(CloneEnvironment* environment, Napi::Value value,
-               const std::vector<Napi::Object>& ports, SerializedMessage* out) {
+               const std::vector<Napi::Object>& objects,
+               const std::vector<Napi::ArrayBuffer>& transfers, SerializedMessage* out) {
   v8::Isolate* isolate = v8::Isolate::GetCurrent();
   v8::Local<v8::Context> context = environment->context.Get(isolate);
-  WriteDelegate delegate(environment, isolate, ports);
+  WriteDelegate delegate(environment, isolate, objects);
   v8::ValueSerializer serializer(isolate, &delegate);
   delegate.set_serializer(&serializer);
+  for (uint32_t i = 0; i < transfers.size(); i++) {
+    serializer.TransferArrayBuffer(i, ToV8(transfers[i]).As<v8::ArrayBuffer>());
+  }
   serializer.WriteHeader();
   if (serializer.WriteValue(context, ToV8(value)).IsNothing()) return false;
   std::pair<uint8_t*, size_t> bytes = serializer.Release();
@@ -210,15 +228,19 @@ bool Serialize(CloneEnvironment* environment, Napi::Value value,
 }
 
 Napi::Value Deserialize(CloneEnvironment* environment, Napi::Env env, const uint8_t* data,
-                        size_t size, const std::vector<Napi::Object>& ports, bool* failed) {
+                        size_t size, const std::vector<Napi::Object>& objects,
+                        const std::vector<Napi::ArrayBuffer>& transfers, bool* failed) {
   v8::Isolate* isolate = v8::Isolate::GetCurrent();
   v8::Local<v8::Context> context = environment->context.Get(isolate);
   v8::Local<v8::Value> error;
   {
     v8::TryCatch try_catch(isolate);
-    ReadDelegate delegate(ports);
+    ReadDelegate delegate(objects);
     v8::ValueDeserializer deserializer(isolate, data, size, &delegate);
     delegate.set_deserializer(&deserializer);
+    for (uint32_t i = 0; i < transfers.size(); i++) {
+      deserializer.TransferArrayBuffer(i, ToV8(transfers[i]).As<v8::ArrayBuffer>());
+    }
     v8::Local<v8::Value> result;
     if (size > 0 && deserializer.ReadHeader(context).FromMaybe(false) &&
         deserializer.ReadValue(context).ToLocal(&result)) {
@@ -234,6 +256,19 @@ Napi::Value Deserialize(CloneEnvironment* environment, Napi::Env env, const uint
   *failed = true;
   if (error.IsEmpty()) return NewDataCloneError(environment, env, "Unable to deserialize cloned data.");
   return Napi::Value(env, FromV8(error));
+}
+
+Napi::ArrayBuffer NewMappedArrayBuffer(Napi::Env env, void* data, size_t length,
+                                       size_t mapped_length) {
+  v8::Isolate* isolate = v8::Isolate::GetCurrent();
+  std::unique_ptr<v8::BackingStore> store = v8::ArrayBuffer::NewBackingStore(
+      data, length,
+      [](void* start, size_t, void* mapped) {
+        os::Unmap(start, reinterpret_cast<size_t>(mapped));  // any thread may run this
+      },
+      reinterpret_cast<void*>(mapped_length));
+  v8::Local<v8::ArrayBuffer> buffer = v8::ArrayBuffer::New(isolate, std::move(store));
+  return Napi::ArrayBuffer(env, FromV8(buffer));
 }
 
 Napi::Value NewDataCloneError(CloneEnvironment* environment, Napi::Env env, const char* message) {

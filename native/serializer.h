@@ -21,8 +21,10 @@ inline napi_value ToNapi(v8::Local<v8::Value> local) { return reinterpret_cast<n
 struct CloneEnvironment {
   v8::Global<v8::Context> context;
   v8::Global<v8::Function> dom_exception;  // globalThis.DOMException
-  // Where small messages are serialized, so that posting one allocates nothing; a message that
-  // outgrows it, or a post from inside another's serialization (a getter), uses the heap.
+  // Where messages are serialized, so that posting one touches no fresh memory: it grows with
+  // the largest message up to kMaxScratch and stays. A larger message, or a post from inside
+  // another's serialization (a getter), uses the heap.
+  static constexpr size_t kMaxScratch = 16 * 1024 * 1024;
   std::vector<uint8_t> scratch = std::vector<uint8_t>(64 * 1024);
   bool scratch_in_use = false;
 };
@@ -40,7 +42,7 @@ class SerializedMessage {
  private:
   CloneEnvironment* scratch_owner_ = nullptr;  // set while data_ is its scratch buffer
   friend bool Serialize(CloneEnvironment*, Napi::Value, const std::vector<Napi::Object>&,
-                        SerializedMessage*);
+                        const std::vector<Napi::ArrayBuffer>&, SerializedMessage*);
   uint8_t* data_ = nullptr;
   size_t size_ = 0;
 };
@@ -49,16 +51,25 @@ class SerializedMessage {
 Napi::Object NewPortObject(Napi::Env env, v8::Global<v8::ObjectTemplate>* port_template);
 bool IsPortObject(Napi::Value value);
 
-// Serializes `value`. A port met in the value is written as its index in `ports` (the ports of
-// the transfer list); any port or host object not there is a DataCloneError. Returns false with
-// the JS exception pending.
+// Serializes `value`. A host object (port or handle stand-in) met in the value is written as its
+// index in `objects`; any other is a DataCloneError. The ArrayBuffers of `transfers` are written
+// as their index (their bytes travel separately, out of band). Returns false with the JS
+// exception pending.
 bool Serialize(CloneEnvironment* environment, Napi::Value value,
-               const std::vector<Napi::Object>& ports, SerializedMessage* out);
+               const std::vector<Napi::Object>& objects,
+               const std::vector<Napi::ArrayBuffer>& transfers, SerializedMessage* out);
 
-// Deserializes `data`; port indexes resolve to `ports`. When the bytes are not a message we
-// can rebuild, sets *failed and returns the error (nothing is left pending).
+// Deserializes `data`; host object indexes resolve to `objects`, transferred ArrayBuffer
+// indexes to `transfers`. When the bytes are not a message we can rebuild, sets *failed and
+// returns the error (nothing is left pending).
 Napi::Value Deserialize(CloneEnvironment* environment, Napi::Env env, const uint8_t* data,
-                        size_t size, const std::vector<Napi::Object>& ports, bool* failed);
+                        size_t size, const std::vector<Napi::Object>& objects,
+                        const std::vector<Napi::ArrayBuffer>& transfers, bool* failed);
+
+// An ArrayBuffer over `length` bytes at `data`, a private mapping of `mapped_length` bytes that
+// is unmapped when the buffer is collected.
+Napi::ArrayBuffer NewMappedArrayBuffer(Napi::Env env, void* data, size_t length,
+                                       size_t mapped_length);
 
 // Throws `new DOMException(message, 'DataCloneError')`.
 void ThrowDataCloneError(CloneEnvironment* environment, v8::Local<v8::String> message);

@@ -69,6 +69,17 @@ void* MapShared(int fd, size_t size, bool writable, SystemError* err) {
   return addr;
 }
 
+void* MapPrivate(int fd, size_t size, SystemError* err) {
+  void* addr = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+  if (addr == MAP_FAILED) {
+    SetError(err, "mmap");
+    return nullptr;
+  }
+  return addr;
+}
+
+size_t PageSize() { return static_cast<size_t>(sysconf(_SC_PAGESIZE)); }
+
 void Unmap(void* addr, size_t size) {
   if (addr != nullptr) munmap(addr, size);
 }
