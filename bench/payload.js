@@ -58,7 +58,9 @@ function checkSmall(message, id) {
 }
 
 // A byte payload is filled with a byte derived from its id, and the id is stamped in its first four
-// bytes (little-endian), so the receiver can check order, length, head, middle and tail.
+// bytes (little-endian), so the receiver can check order and length, and the fill at a byte in every
+// 4093 (a prime stride: every page, at shifting offsets) and at the last byte — cheap enough not to
+// weigh on the figures, thorough enough that a lost or stale page cannot pass.
 function fillByte(id) {
   return (id * 31 + 7) & 255;
 }
@@ -78,7 +80,10 @@ function checkBytes(u8, id, size) {
   const stamped = (u8[0] | (u8[1] << 8) | (u8[2] << 16) | (u8[3] << 24)) >>> 0;
   if (stamped !== id) return `expected Uint8Array #${id}, got #${stamped}`;
   const fill = fillByte(id);
-  if (u8[4] !== fill || u8[size >> 1] !== fill || u8[size - 1] !== fill) return `Uint8Array #${id}: contents differ`;
+  for (let at = 4; at < size; at += 4093) {
+    if (u8[at] !== fill) return `Uint8Array #${id}: byte ${at} is ${u8[at]}, expected ${fill}`;
+  }
+  if (u8[size - 1] !== fill) return `Uint8Array #${id}: last byte is ${u8[size - 1]}, expected ${fill}`;
   return null;
 }
 
