@@ -166,20 +166,14 @@ function senderFor(endpoint, ports) {
   if (kase.kind !== 'bytes') throw new Error(`no sender for ${kaseName}`);
   const { size, mode } = kase;
   const encode = transport === 'ipc-json' ? payload.toBase64 : (u8) => u8;
-  if (mode === 'clone') {
-    // One buffer, rewritten for every message: a clone leaves it to the sender.
-    const u8 = new Uint8Array(size);
-    return (id) => {
-      payload.writeBytes(u8, id);
-      endpoint.post(encode(u8));
-    };
-  }
-  // Transfer: a fresh buffer per message, since the sent one is detached. Over IPC there is no
-  // transfer: the same send, cloned (the buffer stays usable; the table says so).
+  // Both modes make and fill a fresh buffer per message, as a producer of new data does (and as
+  // transfer requires: the sent buffer is detached), so that the two modes differ only in the
+  // transfer list. Over IPC there is no transfer: the same send, cloned (the table says so).
+  const transfer = mode === 'transfer' && !isIpc;
   return (id) => {
     const u8 = new Uint8Array(size);
     payload.writeBytes(u8, id);
-    if (isIpc) {
+    if (!transfer) {
       endpoint.post(encode(u8));
     } else {
       endpoint.post(u8, [u8.buffer]);
