@@ -1,10 +1,10 @@
 'use strict';
 // crossport benchmark:  node bench/run.js [--only <case>[,<case>...]]      (npm run bench)
-//   BENCH_QUICK=1       counts / 10 (about a minute and a half)
+//   BENCH_QUICK=1       counts / 10 and 3 runs instead of 5 (under a minute; the full run takes about 6)
 //   BENCH_ONLY=<cases>  same as --only; a name also selects the cases it prefixes: `u8` all byte
 //                       cases, `u8-1m` both 1 MiB ones. Cases: small pingpong u8-{4k,64k,1m}-{clone,transfer}
 //                       channels idle.
-//   BENCH_REPEATS=<n>   runs per (case, transport), default 3
+//   BENCH_REPEATS=<n>   runs per (case, transport), default 5 (3 quick)
 //   BENCH_TIMEOUT_MS    per-run timeout (default 60 s, 30 s quick)
 //
 // Compares four ways for two Node.js contexts to exchange messages:
@@ -36,20 +36,21 @@ const path = require('node:path');
 
 const QUICK = Boolean(process.env.BENCH_QUICK) && process.env.BENCH_QUICK !== '0';
 const SCALE = QUICK ? 10 : 1;
-const REPEATS = Number(process.env.BENCH_REPEATS) || 3;
+const REPEATS = Number(process.env.BENCH_REPEATS) || (QUICK ? 3 : 5);
 const TRANSPORTS = ['crossport', 'worker_threads', 'ipc-json', 'ipc-advanced'];
 const CHANNEL_TRANSPORTS = ['crossport', 'worker_threads'];
 const BASELINE = 'worker_threads';
 const CASES = [
-  { name: 'small', count: 200000, warmup: 20000 },
+  // Counts give the fastest transport about a second per run; the slowest (IPC) takes a few.
+  { name: 'small', count: 500000, warmup: 50000 },
   { name: 'pingpong', count: 20000, warmup: 2000 },
-  { name: 'u8-4k-clone', count: 20000, warmup: 2000 },
-  { name: 'u8-4k-transfer', count: 20000, warmup: 2000 },
-  { name: 'u8-64k-clone', count: 3000, warmup: 300 },
-  { name: 'u8-64k-transfer', count: 3000, warmup: 300 },
-  { name: 'u8-1m-clone', count: 300, warmup: 30 },
-  { name: 'u8-1m-transfer', count: 300, warmup: 30 },
-  { name: 'channels', count: 200000, warmup: 20000, transports: CHANNEL_TRANSPORTS },
+  { name: 'u8-4k-clone', count: 100000, warmup: 10000 },
+  { name: 'u8-4k-transfer', count: 100000, warmup: 10000 },
+  { name: 'u8-64k-clone', count: 10000, warmup: 1000 },
+  { name: 'u8-64k-transfer', count: 10000, warmup: 1000 },
+  { name: 'u8-1m-clone', count: 1000, warmup: 100 },
+  { name: 'u8-1m-transfer', count: 1000, warmup: 100 },
+  { name: 'channels', count: 500000, warmup: 50000, transports: CHANNEL_TRANSPORTS },
   // count = channels created; --expose-gc lets both sides collect before measuring.
   { name: 'idle', count: 1000, warmup: 0, transports: CHANNEL_TRANSPORTS, nodeArgs: ['--expose-gc'] },
 ].map((kase) => ({
