@@ -352,7 +352,36 @@ function tables(cases, summary) {
     );
   }
   out.push(`Medians of ${REPEATS} runs, each in fresh processes; in parentheses: ratio to ${BASELINE} (same case).`);
+  const spread = spreadNotes(cases, summary);
+  if (spread.length) {
+    out.push(`Runs that disagree by more than ${SPREAD}x (min - max; every run is in results.json):`);
+    for (let i = 0; i < spread.length; i += 3) out.push(`  ${spread.slice(i, i + 3).join(';  ')}`);
+  }
   return out;
+}
+
+// A median hides a bimodal set of runs (on 2 vCPUs, whether the two sides shared a core decides a
+// lot); list the headline figures whose runs spread by more than SPREAD.
+const SPREAD = 1.5;
+const HEADLINE = { small: 'msgsPerSec', pingpong: 'p50us', channels: 'msgsPerSec', idle: 'rssKiBPerChannelTotal' };
+
+function spreadNotes(cases, summary) {
+  const notes = [];
+  for (const kase of cases) {
+    const key = HEADLINE[kase.name] || 'msgsPerSec';
+    for (const transport of kase.transports) {
+      const entry = summary[kase.name][transport][key];
+      if (!entry || entry.runs.length < 2) continue;
+      const low = Math.min(...entry.runs);
+      const high = Math.max(...entry.runs);
+      if (low > 0 && high / low > SPREAD) notes.push(`${kase.name} ${transport} ${formatNumber(low)} - ${formatNumber(high)}`);
+    }
+  }
+  return notes;
+}
+
+function formatLoad(averages) {
+  return averages.map((value) => value.toFixed(2)).join(' ');
 }
 
 function progressFigure(result) {
@@ -375,12 +404,14 @@ async function main() {
     node: process.version,
     platform: `${os.platform()} ${os.release()} ${os.arch()}`,
     quick: QUICK,
+    loadAverageAtStart: os.loadavg(),
     only: cases.length === CASES.length ? null : cases.map((kase) => kase.name),
   };
   console.log('crossport benchmark' + (QUICK ? ' (BENCH_QUICK: counts / 10)' : ''));
   console.log(`date:  ${header.date}`);
   console.log(`cpu:   ${header.cpu} x ${header.cores} cores`);
   console.log(`node:  ${header.node} (${header.platform})`);
+  console.log(`load:  ${formatLoad(header.loadAverageAtStart)} (1, 5, 15 min; other work on the machine skews figures)`);
   console.log(`cases: ${cases.map((kase) => kase.name).join(' ')}; ${REPEATS} runs each, fresh processes`);
   console.log('');
 
@@ -406,7 +437,8 @@ async function main() {
   console.log('');
   for (const line of table) console.log(line);
   const totalSeconds = (Date.now() - started) / 1000;
-  console.log(`total time ${totalSeconds.toFixed(1)} s`);
+  const loadAverageAtEnd = os.loadavg();
+  console.log(`total time ${totalSeconds.toFixed(1)} s; load average at the end ${formatLoad(loadAverageAtEnd)}`);
 
   const failures = runs.filter((r) => !r.ok);
   const output = {
@@ -418,6 +450,7 @@ async function main() {
     table,
     runs,
     totalSeconds,
+    loadAverageAtEnd,
   };
   fs.writeFileSync(RESULTS_FILE, JSON.stringify(output, null, 2) + '\n');
   console.log(`results written to ${path.relative(process.cwd(), RESULTS_FILE) || RESULTS_FILE}`);
