@@ -1,30 +1,29 @@
 'use strict';
 // One benchmark run in a fresh process:  node bench/case.js <transport> <case> <count> <warmup>
 //   transport: crossport | worker_threads | ipc-json | ipc-advanced
-//   case:      throughput | pingpong
+//   case:      small | pingpong | u8-{4k,64k,1m}-{clone,transfer} | channels | idle   (see payload.js)
+//   count:     messages timed (round trips for pingpong; channels created for idle)
 // Starts the peer (bench/peer.js) over the given transport, runs the case, shuts the peer down and
 // prints exactly one line `RESULT {json}` on stdout (also on failure: { ok: false, error }).
+// The idle case wants `node --expose-gc` (run.js passes it) so that both sides can collect first.
 
 const childProcess = require('node:child_process');
+const fs = require('node:fs');
 const path = require('node:path');
 const workerThreads = require('node:worker_threads');
+const payload = require('./payload');
 
 const PEER = path.join(__dirname, 'peer.js');
-const CHUNK = 1000; // messages posted per event-loop turn in the throughput case
 const SHUTDOWN_TIMEOUT_MS = 10000;
 
-const [transport, kase] = process.argv.slice(2, 4);
+const [transport, kaseName] = process.argv.slice(2, 4);
 const [count, warmup] = process.argv.slice(4, 6).map(Number);
-
-function makeMessage(i) {
-  return { id: i, op: 'add', args: [1, 2, 3], tag: 'bench' };
-}
 
 let printed = false;
 function printResult(result) {
   if (printed) return;
   printed = true;
-  process.stdout.write(`RESULT ${JSON.stringify({ transport, case: kase, count, warmup, ...result })}\n`);
+  process.stdout.write(`RESULT ${JSON.stringify({ transport, case: kaseName, count, warmup, ...result })}\n`);
 }
 
 function fail(error) {
@@ -35,29 +34,30 @@ function fail(error) {
 process.on('uncaughtException', fail);
 process.on('unhandledRejection', fail);
 
+const kase = payload.parseCase(kaseName);
+const isIpc = transport === 'ipc-json' || transport === 'ipc-advanced';
+
 // ---------------------------------------------------------------------------------------------
-// Endpoints: { send(message, callback?) -> boolean|undefined, ipc, onMessage, shutdown() }
+// Endpoint: { post(value, transfer?), MessageChannel?, shutdown(), exitPromise? } plus the
+// protocol state below. Every message from the peer goes through `handler`.
+
+let handler = protocol;
 
 function startEndpoint() {
-  const args = [transport, kase, String(count), String(warmup)];
+  const args = [transport, kaseName, String(count), String(warmup)];
   // The peer never writes to stdout; anything it prints goes to our stderr so that our stdout
   // carries only the RESULT line.
   const stdio = ['ignore', 2, 2, 'ipc'];
-  let handler = () => {};
   const dispatch = (message) => handler(message);
-  const endpoint = {
-    ipc: false,
-    setHandler(fn) {
-      handler = fn;
-    },
-  };
+  const endpoint = {};
 
   if (transport === 'crossport') {
     const crossport = require('..');
     const child = crossport.fork(PEER, args, { stdio });
     const port = child.port;
     port.on('message', dispatch);
-    endpoint.send = (message) => port.postMessage(message);
+    endpoint.post = (value, transfer) => port.postMessage(value, transfer);
+    endpoint.MessageChannel = crossport.MessageChannel;
     endpoint.exitPromise = exitPromise(child);
     endpoint.shutdown = async () => {
       port.close();
@@ -65,23 +65,24 @@ function startEndpoint() {
     };
   } else if (transport === 'worker_threads') {
     const worker = new workerThreads.Worker(PEER, {
-      workerData: { transport, kase, count, warmup },
+      workerData: { transport, kase: kaseName, count, warmup },
       stdout: false,
       stderr: false,
     });
     worker.on('message', dispatch);
     worker.on('error', fail);
-    endpoint.send = (message) => worker.postMessage(message);
+    endpoint.post = (value, transfer) => worker.postMessage(value, transfer);
+    endpoint.MessageChannel = workerThreads.MessageChannel;
     endpoint.shutdown = async () => {
       const code = await worker.terminate();
       return { code, signal: null };
     };
-  } else if (transport === 'ipc-json' || transport === 'ipc-advanced') {
+  } else if (isIpc) {
     const serialization = transport === 'ipc-json' ? 'json' : 'advanced';
     const child = childProcess.fork(PEER, args, { stdio, serialization });
     child.on('message', dispatch);
-    endpoint.ipc = true;
-    endpoint.send = (message, callback) => child.send(message, callback);
+    // No transfer over IPC: the same send, cloned.
+    endpoint.post = (value) => child.send(value);
     endpoint.exitPromise = exitPromise(child);
     endpoint.shutdown = async () => {
       child.disconnect();
@@ -99,72 +100,119 @@ function exitPromise(child) {
   });
 }
 
-function nextMessage(endpoint, what) {
-  return new Promise((resolve, reject) => {
-    endpoint.setHandler((message) => {
-      if (message && message.error) return reject(new Error(message.error));
-      if (message && message[what]) return resolve(message);
-      reject(new Error(`expected a '${what}' message from the peer, got ${JSON.stringify(message)}`));
-    });
-  });
+// The peer's protocol messages: { error }, { ack: n } (flow control), and replies awaited by name.
+let acked = 0;
+let onCredit = null;
+const awaited = new Map();
+
+function protocol(message) {
+  if (message && message.error) return fail(new Error(message.error));
+  if (message && typeof message.ack === 'number') {
+    acked = message.ack;
+    if (onCredit) {
+      const resume = onCredit;
+      onCredit = null;
+      resume();
+    }
+    return;
+  }
+  for (const [name, resolve] of awaited) {
+    if (message && message[name]) {
+      awaited.delete(name);
+      return resolve(message);
+    }
+  }
+  fail(new Error(`unexpected message from the peer: ${payload.describe(message)}`));
+}
+
+function reply(name) {
+  return new Promise((resolve) => awaited.set(name, resolve));
 }
 
 // ---------------------------------------------------------------------------------------------
-// Throughput: post ids [from, to) in chunks of CHUNK with setImmediate in between. For
-// child_process IPC, the last message of each chunk carries a write callback; when `send` reported
-// a backlog anywhere in the chunk we wait for that callback (everything before it is then written)
-// before posting more, so the parent never buffers without bound.
+// Pipelined sending: ids [from, to), `chunk` per event-loop turn (setImmediate in between), never
+// more than `window` ahead of the peer's last acknowledgement.
 
-function pump(endpoint, from, to) {
+function pump(sendOne, from, to) {
+  const { window, chunk } = payload.flowControl(kase);
   return new Promise((resolve, reject) => {
     let i = from;
-    const next = () => (i >= to ? resolve() : setImmediate(chunk));
-    function chunk() {
-      const end = Math.min(i + CHUNK, to);
-      let backlog = false;
-      while (i < end - 1) {
-        if (endpoint.send(makeMessage(i++)) === false) backlog = true;
+    function turn() {
+      try {
+        const end = Math.min(to, i + chunk);
+        while (i < end) {
+          if (i - acked >= window) {
+            onCredit = turn;
+            return;
+          }
+          sendOne(i++);
+        }
+        if (i >= to) resolve();
+        else setImmediate(turn);
+      } catch (error) {
+        reject(error);
       }
-      if (!endpoint.ipc) {
-        endpoint.send(makeMessage(i++));
-        next();
-        return;
-      }
-      let written = false;
-      let waiting = false;
-      const ok = endpoint.send(makeMessage(i++), (error) => {
-        if (error) return reject(error);
-        written = true;
-        if (waiting) next();
-      });
-      if (ok === false) backlog = true;
-      if (!backlog || written) next();
-      else waiting = true;
     }
-    chunk();
+    turn();
   });
 }
 
-async function runThroughput(endpoint) {
-  const warmed = nextMessage(endpoint, 'warm');
-  await pump(endpoint, 0, warmup);
+function senderFor(endpoint, ports) {
+  if (kase.kind === 'small') return (id) => endpoint.post(payload.smallMessage(id));
+  if (kase.kind === 'channels') {
+    const n = ports.length;
+    return (id) => ports[id % n].postMessage(payload.smallMessage(id));
+  }
+  if (kase.kind !== 'bytes') throw new Error(`no sender for ${kaseName}`);
+  const { size, mode } = kase;
+  const encode = transport === 'ipc-json' ? payload.toBase64 : (u8) => u8;
+  // Both modes make and fill a fresh buffer per message, as a producer of new data does (and as
+  // transfer requires: the sent buffer is detached), so that the two modes differ only in the
+  // transfer list. Over IPC there is no transfer: the same send, cloned (the table says so).
+  const transfer = mode === 'transfer' && !isIpc;
+  return (id) => {
+    const u8 = new Uint8Array(size);
+    payload.writeBytes(u8, id);
+    if (!transfer) {
+      endpoint.post(encode(u8));
+    } else {
+      endpoint.post(u8, [u8.buffer]);
+      if (u8.byteLength !== 0) throw new Error(`transfer did not detach the sent ArrayBuffer (#${id})`);
+    }
+  };
+}
+
+async function runPipelined(endpoint, ports) {
+  const sendOne = senderFor(endpoint, ports);
+  const warmed = reply('warm');
+  await pump(sendOne, 0, warmup);
   await warmed;
 
-  const done = nextMessage(endpoint, 'done');
+  const done = reply('done');
+  const cpu0 = process.cpuUsage();
   const t0 = process.hrtime.bigint();
-  await pump(endpoint, warmup, warmup + count);
+  await pump(sendOne, warmup, warmup + count);
   const sentAt = process.hrtime.bigint();
-  const reply = await done;
-  const ackAt = process.hrtime.bigint();
-  const lastReceipt = BigInt(reply.t);
-  const seconds = Number(lastReceipt - t0) / 1e9;
-  return {
-    ok: true,
-    msgsPerSec: count / seconds,
-    seconds,
-    sendSeconds: Number(sentAt - t0) / 1e9,
-    ackSeconds: Number(ackAt - t0) / 1e9,
-  };
+  const answer = await done;
+  const cpu = process.cpuUsage(cpu0);
+  const total = warmup + count;
+  if (answer.received !== total || answer.maxId !== total - 1) {
+    throw new Error(`peer counted ${answer.received} messages (highest id ${answer.maxId}), expected ${total} (highest ${total - 1})`);
+  }
+  const seconds = Number(BigInt(answer.t) - t0) / 1e9;
+  const result = { ok: true, msgsPerSec: count / seconds, seconds, sendSeconds: Number(sentAt - t0) / 1e9 };
+  if (kase.kind === 'bytes') result.mbPerSec = (count * kase.size) / seconds / 1e6;
+  // CPU seconds per million messages = CPU µs per message. worker_threads: main and Worker are one
+  // process, and process.cpuUsage() anywhere in it is the whole process's: report that as the total.
+  const parentUs = cpu.user + cpu.system;
+  if (transport === 'worker_threads') {
+    result.cpuTotalPerM = parentUs / count;
+  } else {
+    result.cpuParentPerM = parentUs / count;
+    result.cpuPeerPerM = answer.cpuUs / count;
+    result.cpuTotalPerM = (parentUs + answer.cpuUs) / count;
+  }
+  return result;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -176,24 +224,26 @@ function runPingpong(endpoint) {
     const latencies = new Float64Array(count);
     let i = 0;
     let sentAt = 0n;
-    endpoint.setHandler((message) => {
+    handler = (message) => {
       const now = process.hrtime.bigint();
       if (message && message.error) return reject(new Error(message.error));
-      if (!message || message.id !== i || message.op !== 'add' || message.tag !== 'bench' || message.args.length !== 3) {
-        return reject(new Error(`round trip #${i}: wrong reply ${JSON.stringify(message)}`));
-      }
+      const problem = payload.checkSmall(message, i);
+      if (problem) return reject(new Error(`round trip #${i}: ${problem}`));
       if (i >= warmup) latencies[i - warmup] = Number(now - sentAt) / 1000;
       i++;
-      if (i === total) return resolve(summarize(latencies));
+      if (i === total) {
+        handler = protocol;
+        return resolve(percentiles(latencies));
+      }
       sentAt = process.hrtime.bigint();
-      endpoint.send(makeMessage(i));
-    });
+      endpoint.post(payload.smallMessage(i));
+    };
     sentAt = process.hrtime.bigint();
-    endpoint.send(makeMessage(0));
+    endpoint.post(payload.smallMessage(0));
   });
 }
 
-function summarize(latencies) {
+function percentiles(latencies) {
   latencies.sort();
   const n = latencies.length;
   const rank = (p) => latencies[Math.min(n - 1, Math.max(0, Math.ceil(p * n) - 1))];
@@ -203,25 +253,124 @@ function summarize(latencies) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Channels (channels, idle): made here, port2s sent to the peer over the main channel, 100 per
+// message; resolves when the peer has adopted all of them. `onPort1` gets each kept end.
+
+const PORTS_PER_MESSAGE = 100;
+
+async function openChannels(endpoint, n, onPort1) {
+  if (!endpoint.MessageChannel) throw new Error(`${transport} has only one channel per child`);
+  const kept = [];
+  const adopted = reply('adopted');
+  for (let first = 0; first < n; first += PORTS_PER_MESSAGE) {
+    const batch = [];
+    for (let i = first; i < Math.min(n, first + PORTS_PER_MESSAGE); i++) {
+      const { port1, port2 } = new endpoint.MessageChannel();
+      onPort1(port1, i);
+      kept.push(port1);
+      batch.push(port2);
+    }
+    endpoint.post({ ports: batch, expect: n }, batch);
+  }
+  const answer = await adopted;
+  if (answer.adopted !== n) throw new Error(`peer adopted ${answer.adopted} ports, expected ${n}`);
+  return kept;
+}
+
+async function runChannels(endpoint) {
+  const ports = await openChannels(endpoint, kase.channels, (port) => {
+    port.on('message', (m) => fail(new Error(`unexpected message on a data channel: ${payload.describe(m)}`)));
+  });
+  const result = await runPipelined(endpoint, ports);
+  result.channels = ports.length;
+  return { result, ports };
+}
+
+function collect() {
+  if (typeof globalThis.gc !== 'function') throw new Error('the idle case needs node --expose-gc');
+  globalThis.gc();
+  globalThis.gc();
+}
+
+function fdCount() {
+  return fs.readdirSync('/proc/self/fd').length;
+}
+
+async function runIdle(endpoint) {
+  const n = count;
+  const marked = reply('marked');
+  endpoint.post({ mark: true });
+  await marked;
+  collect();
+  const rss0 = process.memoryUsage.rss();
+  const fds0 = fdCount();
+
+  let echoes = 0;
+  let allEchoed;
+  const echoed = new Promise((resolve) => (allEchoed = resolve));
+  const ports = await openChannels(endpoint, n, (port, index) => {
+    port.on('message', (m) => {
+      if (!m || m.check !== index) return fail(new Error(`idle channel ${index} echoed ${payload.describe(m)}`));
+      if (++echoes === n) allEchoed();
+    });
+  });
+
+  const measured = reply('measured');
+  endpoint.post({ measure: true });
+  const peer = await measured;
+  collect();
+  const rss1 = process.memoryUsage.rss();
+  const fds1 = fdCount();
+  if (peer.ports !== n) throw new Error(`peer holds ${peer.ports} ports, expected ${n}`);
+
+  // Every channel must work: one message each way.
+  ports.forEach((port, index) => port.postMessage({ check: index }));
+  await echoed;
+
+  const KiB = 1024;
+  const result = { ok: true, channels: n };
+  if (transport === 'worker_threads') {
+    // One process: its RSS and fd table hold both ends.
+    result.rssKiBPerChannelTotal = (rss1 - rss0) / KiB / n;
+    result.fdsPerChannelTotal = (fds1 - fds0) / n;
+  } else {
+    result.rssKiBPerChannelParent = (rss1 - rss0) / KiB / n;
+    result.rssKiBPerChannelPeer = peer.rssDelta / KiB / n;
+    result.rssKiBPerChannelTotal = (rss1 - rss0 + peer.rssDelta) / KiB / n;
+    result.fdsPerChannelParent = (fds1 - fds0) / n;
+    result.fdsPerChannelPeer = peer.fdDelta / n;
+    result.fdsPerChannelTotal = (fds1 - fds0 + peer.fdDelta) / n;
+  }
+  return { result, ports };
+}
+
+// ---------------------------------------------------------------------------------------------
 
 async function main() {
+  if ((kase.kind === 'channels' || kase.kind === 'idle') && isIpc) {
+    throw new Error(`${transport} has a single channel per child; the ${kaseName} case does not apply`);
+  }
   const endpoint = startEndpoint();
   if (endpoint.exitPromise) {
     endpoint.exitPromise.then(({ code, signal }) => {
       if (!shuttingDown) fail(new Error(`peer exited early (code ${code}, signal ${signal})`));
     });
   }
-  await nextMessage(endpoint, 'ready');
+  await reply('ready');
 
   let result;
-  if (kase === 'throughput') result = await runThroughput(endpoint);
-  else if (kase === 'pingpong') result = await runPingpong(endpoint);
-  else throw new Error(`unknown case ${kase}`);
+  let ports = [];
+  if (kase.kind === 'small' || kase.kind === 'bytes') result = await runPipelined(endpoint, []);
+  else if (kase.kind === 'pingpong') result = await runPingpong(endpoint);
+  else if (kase.kind === 'channels') ({ result, ports } = await runChannels(endpoint));
+  else if (kase.kind === 'idle') ({ result, ports } = await runIdle(endpoint));
+  else throw new Error(`unknown case ${kaseName}`);
 
-  endpoint.setHandler((message) => {
-    process.stderr.write(`case.js: unexpected message after the run: ${JSON.stringify(message)}\n`);
-  });
+  handler = (message) => {
+    process.stderr.write(`case.js: unexpected message after the run: ${payload.describe(message)}\n`);
+  };
   shuttingDown = true;
+  for (const port of ports) port.close();
   let timer;
   const timeout = new Promise((resolve) => {
     timer = setTimeout(() => resolve({ timeout: true }), SHUTDOWN_TIMEOUT_MS);
@@ -242,7 +391,7 @@ async function main() {
   printResult(result);
   // Nothing should keep this process alive now; if something does, say so.
   setTimeout(() => {
-    process.stderr.write(`case.js (${transport} ${kase}): process still alive 5 s after the run ended\n`);
+    process.stderr.write(`case.js (${transport} ${kaseName}): process still alive 5 s after the run ended\n`);
     process.exit(3);
   }, 5000).unref();
 }

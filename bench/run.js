@@ -1,19 +1,33 @@
 'use strict';
-// crossport benchmark:  node bench/run.js   (npm run bench)      BENCH_QUICK=1 cuts counts by 10x;
-// BENCH_TIMEOUT_MS overrides the per-run timeout (default 60 s, 30 s quick).
+// crossport benchmark:  node bench/run.js [--only <case>[,<case>...]]      (npm run bench)
+//   BENCH_QUICK=1       counts / 10 and 3 runs instead of 5 (under a minute; the full run takes about 6)
+//   BENCH_ONLY=<cases>  same as --only; a name also selects the cases it prefixes: `u8` all byte
+//                       cases, `u8-1m` both 1 MiB ones. Cases: small pingpong u8-{4k,64k,1m}-{clone,transfer}
+//                       channels idle.
+//   BENCH_REPEATS=<n>   runs per (case, transport), default 5 (3 quick)
+//   BENCH_TIMEOUT_MS    per-run timeout (default 60 s, 30 s quick)
 //
 // Compares four ways for two Node.js contexts to exchange messages:
 //   crossport       parent <-> child made with crossport fork(), child.port <-> parentPort
 //   worker_threads  main thread <-> Worker, worker.postMessage <-> parentPort
 //   ipc-json        child_process.fork IPC, serialization: 'json'
 //   ipc-advanced    child_process.fork IPC, serialization: 'advanced'
-// Cases:
-//   throughput  pipelined one-way parent -> peer; msgs/s from the first send to the last receipt
-//   pingpong    one message in flight, round-trip latency p50 / p99 in microseconds
-// Every (transport, case) pair runs REPEATS times, each time in fresh processes
+// Cases (payloads and checks in payload.js; every received message is checked, and a run whose
+// receiver did not get exactly the messages sent fails instead of reporting a figure):
+//   small           the small object { id, op, args: [1, 2, 3], tag }, pipelined one way: msgs/s, and
+//                   CPU seconds per million messages on each side (process.cpuUsage())
+//   pingpong        the small object, one in flight: round-trip p50 / p99
+//   u8-*            Uint8Arrays of 4 KiB, 64 KiB, 1 MiB pipelined one way, cloned and transferred:
+//                   msgs/s and MB/s (ipc-json carries them as base64; IPC cannot transfer, so its
+//                   "transfer" rows are the same send, cloned)
+//   channels        100 channels between the two sides (made in the parent, port2s transferred to
+//                   the peer), the small object round-robin over them: aggregate msgs/s
+//   idle            1000 idle channels, both ends listening: RSS and fds per channel on each side
+// channels and idle do not apply to IPC (one channel per child): n.a.
+// Every (case, transport) pair runs REPEATS times, each time in fresh processes
 // (`node bench/case.js <transport> <case> <count> <warmup>`), transports interleaved and their order
-// rotated between repeats; the table shows medians and each as a ratio to worker_threads.
-// Results also go to bench/results.json.
+// rotated between repeats; the tables show medians, and each as a ratio to worker_threads.
+// Results (and the printed tables) also go to bench/results.json.
 
 const childProcess = require('node:child_process');
 const fs = require('node:fs');
@@ -22,26 +36,78 @@ const path = require('node:path');
 
 const QUICK = Boolean(process.env.BENCH_QUICK) && process.env.BENCH_QUICK !== '0';
 const SCALE = QUICK ? 10 : 1;
-const REPEATS = 3;
+const REPEATS = Number(process.env.BENCH_REPEATS) || (QUICK ? 3 : 5);
 const TRANSPORTS = ['crossport', 'worker_threads', 'ipc-json', 'ipc-advanced'];
+const CHANNEL_TRANSPORTS = ['crossport', 'worker_threads'];
 const BASELINE = 'worker_threads';
-const CASES = {
-  throughput: { count: 200000 / SCALE, warmup: 20000 / SCALE },
-  pingpong: { count: 20000 / SCALE, warmup: 2000 / SCALE },
-};
+const CASES = [
+  // Counts give the fastest transport about a second per run; the slowest (IPC) takes a few.
+  { name: 'small', count: 500000, warmup: 50000 },
+  { name: 'pingpong', count: 20000, warmup: 2000 },
+  { name: 'u8-4k-clone', count: 100000, warmup: 10000 },
+  { name: 'u8-4k-transfer', count: 100000, warmup: 10000 },
+  { name: 'u8-64k-clone', count: 10000, warmup: 1000 },
+  { name: 'u8-64k-transfer', count: 10000, warmup: 1000 },
+  { name: 'u8-1m-clone', count: 1000, warmup: 100 },
+  { name: 'u8-1m-transfer', count: 1000, warmup: 100 },
+  { name: 'channels', count: 500000, warmup: 50000, transports: CHANNEL_TRANSPORTS },
+  // count = channels created; --expose-gc lets both sides collect before measuring.
+  { name: 'idle', count: 1000, warmup: 0, transports: CHANNEL_TRANSPORTS, nodeArgs: ['--expose-gc'] },
+].map((kase) => ({
+  transports: TRANSPORTS,
+  nodeArgs: [],
+  ...kase,
+  count: Math.max(1, Math.round(kase.count / SCALE)),
+  warmup: Math.round(kase.warmup / SCALE),
+}));
 // Per run; a run that takes longer is killed (with its peer) and reported as failed.
 const RUN_TIMEOUT_MS = Number(process.env.BENCH_TIMEOUT_MS) || (QUICK ? 30000 : 60000);
 const CASE_SCRIPT = path.join(__dirname, 'case.js');
 const RESULTS_FILE = path.join(__dirname, 'results.json');
 
+// What each case reports (keys of its RESULT line), summarized as medians over the runs.
+const METRICS = {
+  small: ['msgsPerSec', 'cpuParentPerM', 'cpuPeerPerM', 'cpuTotalPerM'],
+  pingpong: ['p50us', 'p99us'],
+  bytes: ['msgsPerSec', 'mbPerSec', 'cpuTotalPerM'],
+  channels: ['msgsPerSec', 'cpuTotalPerM'],
+  idle: [
+    'rssKiBPerChannelParent',
+    'rssKiBPerChannelPeer',
+    'rssKiBPerChannelTotal',
+    'fdsPerChannelParent',
+    'fdsPerChannelPeer',
+    'fdsPerChannelTotal',
+  ],
+};
+
+function metricsOf(name) {
+  return METRICS[name.startsWith('u8-') ? 'bytes' : name];
+}
+
+function parseOnly(argv) {
+  let only = process.env.BENCH_ONLY || '';
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--only' && i + 1 < argv.length) only = argv[++i];
+    else if (argv[i].startsWith('--only=')) only = argv[i].slice('--only='.length);
+    else throw new Error(`unknown argument ${argv[i]} (usage: node bench/run.js [--only <case>[,<case>...]])`);
+  }
+  const filters = only.split(',').map((text) => text.trim()).filter(Boolean);
+  if (filters.length === 0) return CASES;
+  const selected = CASES.filter((kase) => filters.some((f) => kase.name === f || kase.name.startsWith(`${f}-`)));
+  if (selected.length === 0) {
+    throw new Error(`--only ${only} selects no case; cases: ${CASES.map((kase) => kase.name).join(' ')}`);
+  }
+  return selected;
+}
+
 function runOne(transport, kase) {
-  const { count, warmup } = CASES[kase];
   return new Promise((resolve) => {
     const started = Date.now();
     // detached: the run gets its own process group, so a timeout can kill the peer it forked too.
     const child = childProcess.spawn(
       process.execPath,
-      [CASE_SCRIPT, transport, kase, String(count), String(warmup)],
+      [...kase.nodeArgs, CASE_SCRIPT, transport, kase.name, String(kase.count), String(kase.warmup)],
       { stdio: ['ignore', 'pipe', 'pipe'], detached: true },
     );
     let stdout = '';
@@ -55,7 +121,7 @@ function runOne(transport, kase) {
     }, RUN_TIMEOUT_MS);
     child.on('error', (error) => {
       clearTimeout(timer);
-      resolve({ transport, case: kase, ok: false, error: `spawn failed: ${error.message}` });
+      resolve({ transport, case: kase.name, ok: false, error: `spawn failed: ${error.message}` });
     });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
@@ -73,7 +139,7 @@ function runOne(transport, kase) {
         result = { ok: false, error: 'no RESULT line' };
       }
       result.transport = transport;
-      result.case = kase;
+      result.case = kase.name;
       result.wallSeconds = wallSeconds;
       result.exit = { code, signal };
       if (timedOut) {
@@ -104,60 +170,232 @@ function median(values) {
   return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
 }
 
-const METRICS = [
-  { key: 'msgsPerSec', case: 'throughput', label: 'throughput msg/s', better: 'higher' },
-  { key: 'p50us', case: 'pingpong', label: 'RTT p50 µs', better: 'lower' },
-  { key: 'p99us', case: 'pingpong', label: 'RTT p99 µs', better: 'lower' },
-];
-
-function summarize(runs) {
+// summary[case][transport][metric] = { median, runs, failures, ratioToWorkerThreads }
+// (absent: the case does not apply to the transport). channels also gets vsOneChannel: its
+// aggregate msgs/s over the same transport's small-case msgs/s.
+function summarize(cases, runs) {
   const summary = {};
-  for (const transport of TRANSPORTS) {
-    summary[transport] = {};
-    for (const metric of METRICS) {
-      const good = runs.filter((r) => r.transport === transport && r.case === metric.case && r.ok);
-      const failed = runs.filter((r) => r.transport === transport && r.case === metric.case && !r.ok);
-      const values = good.map((r) => r[metric.key]);
-      summary[transport][metric.key] = { median: median(values), runs: values, failures: failed.length };
+  for (const kase of cases) {
+    const byTransport = (summary[kase.name] = {});
+    for (const transport of kase.transports) {
+      const mine = runs.filter((r) => r.case === kase.name && r.transport === transport);
+      const good = mine.filter((r) => r.ok);
+      byTransport[transport] = {};
+      for (const key of metricsOf(kase.name)) {
+        const values = good.map((r) => r[key]).filter((value) => typeof value === 'number');
+        byTransport[transport][key] = { median: median(values), runs: values, failures: mine.length - good.length };
+      }
+    }
+    for (const transport of kase.transports) {
+      for (const key of metricsOf(kase.name)) {
+        const entry = byTransport[transport][key];
+        const base = byTransport[BASELINE] && byTransport[BASELINE][key] ? byTransport[BASELINE][key].median : null;
+        entry.ratioToWorkerThreads = entry.median !== null && base ? entry.median / base : null;
+      }
     }
   }
-  for (const transport of TRANSPORTS) {
-    for (const metric of METRICS) {
-      const own = summary[transport][metric.key].median;
-      const base = summary[BASELINE][metric.key].median;
-      summary[transport][metric.key].ratioToWorkerThreads = own !== null && base ? own / base : null;
+  if (summary.channels) {
+    for (const transport of Object.keys(summary.channels)) {
+      const one = summary.small && summary.small[transport] ? summary.small[transport].msgsPerSec.median : null;
+      const many = summary.channels[transport].msgsPerSec.median;
+      summary.channels[transport].vsOneChannel = one && many !== null ? many / one : null;
     }
   }
   return summary;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Printing
+
 function formatNumber(value) {
   if (value === null || value === undefined) return 'n/a';
-  if (value >= 1000) return Math.round(value).toLocaleString('en-US');
-  if (value >= 100) return value.toFixed(0);
-  return value.toFixed(1);
+  const magnitude = Math.abs(value);
+  if (magnitude >= 1000) return Math.round(value).toLocaleString('en-US');
+  if (magnitude >= 100) return value.toFixed(0);
+  if (magnitude >= 10) return value.toFixed(1);
+  return value.toFixed(2);
 }
 
-function formatCell(entry) {
-  const ratio = entry.ratioToWorkerThreads === null ? '   -  ' : `${entry.ratioToWorkerThreads.toFixed(2)}x`;
+function formatRatio(ratio) {
+  return ratio === null || ratio === undefined ? '' : `(${ratio.toFixed(2)}x)`;
+}
+
+/** A figure, its ratio to worker_threads unless `ratio` is false, and failed runs if any. */
+function cell(entry, { ratio = true } = {}) {
+  if (!entry) return 'n.a.';
   const failures = entry.failures ? ` !${entry.failures} failed` : '';
-  return `${formatNumber(entry.median).padStart(9)} (${ratio.padStart(6)})${failures}`;
+  if (entry.median === null) return `FAILED${failures}`;
+  const shown = ratio ? `${formatNumber(entry.median)} ${formatRatio(entry.ratioToWorkerThreads)}` : formatNumber(entry.median);
+  return shown.trimEnd() + failures;
 }
 
-function printTable(summary) {
-  const rows = [
-    ['transport', ...METRICS.map((m) => `${m.label} (${m.better} better)`)],
-    ...TRANSPORTS.map((transport) => [transport, ...METRICS.map((m) => formatCell(summary[transport][m.key]))]),
-  ];
-  const widths = rows[0].map((_, column) => Math.max(...rows.map((cells) => cells[column].length)));
-  const line = (cells) => cells.map((cell, column) => cell.padEnd(widths[column])).join(' | ').trimEnd();
-  console.log(line(rows[0]));
-  console.log(widths.map((width) => '-'.repeat(width)).join('-|-'));
-  for (const cells of rows.slice(1)) console.log(line(cells));
-  console.log(`(medians of ${REPEATS} runs; in parentheses: ratio to ${BASELINE})`);
+/** Rows of cells as aligned text; the columns in `left` left-aligned, the others right-aligned. */
+function renderTable(headers, rows, left = [0]) {
+  const all = [headers, ...rows];
+  const widths = headers.map((_, column) => Math.max(...all.map((cells) => String(cells[column]).length)));
+  const line = (cells) =>
+    '  ' +
+    cells
+      .map((text, column) => (left.includes(column) ? String(text).padEnd(widths[column]) : String(text).padStart(widths[column])))
+      .join('  ')
+      .trimEnd();
+  return [line(headers), '  ' + widths.map((width) => '-'.repeat(width)).join('  '), ...rows.map(line)];
+}
+
+function caseOf(cases, name) {
+  return cases.find((kase) => kase.name === name);
+}
+
+function tables(cases, summary) {
+  const out = [];
+  const section = (title, lines) => out.push(title, ...lines, '');
+  const count = (name) => caseOf(cases, name).count.toLocaleString('en-US');
+
+  if (summary.small) {
+    section(
+      `Small object { id, op, args: [1, 2, 3], tag }, one way, pipelined (${count('small')} msgs per run)`,
+      renderTable(
+        ['transport', 'msgs/s (higher better)'],
+        TRANSPORTS.map((t) => [t, cell(summary.small[t] && summary.small[t].msgsPerSec)]),
+      ),
+    );
+  }
+  if (summary.pingpong) {
+    section(
+      `Small object ping-pong, one in flight (${count('pingpong')} round trips per run)`,
+      renderTable(
+        ['transport', 'RTT p50 µs (lower better)', 'RTT p99 µs (lower better)'],
+        TRANSPORTS.map((t) => [t, cell(summary.pingpong[t] && summary.pingpong[t].p50us), cell(summary.pingpong[t] && summary.pingpong[t].p99us)]),
+      ),
+    );
+  }
+  const byteCases = cases.filter((kase) => kase.name.startsWith('u8-'));
+  if (byteCases.length) {
+    const rows = [];
+    for (const kase of byteCases) {
+      const [, size, mode] = kase.name.split('-');
+      const label = `${{ '4k': '4 KiB', '64k': '64 KiB', '1m': '1 MiB' }[size]} ${mode}`;
+      TRANSPORTS.forEach((t, index) => {
+        const entry = summary[kase.name][t];
+        const notes = [];
+        if (t === 'ipc-json') notes.push('base64 text');
+        if (mode === 'transfer' && t.startsWith('ipc-')) notes.push('n.a.: cloned, IPC cannot transfer');
+        rows.push([
+          index === 0 ? `${label} (${kase.count.toLocaleString('en-US')})` : '',
+          t,
+          cell(entry && entry.msgsPerSec),
+          cell(entry && entry.mbPerSec, { ratio: false }),
+          cell(entry && entry.cpuTotalPerM, { ratio: false }),
+          notes.join('; '),
+        ]);
+      });
+    }
+    section(
+      'Uint8Array, one way, pipelined; ratios to worker_threads with the same payload and mode; CPU: both sides',
+      renderTable(['payload (msgs)', 'transport', 'msgs/s (higher better)', 'MB/s', 'CPU µs/msg', 'note'], rows, [0, 1, 5]),
+    );
+  }
+  if (summary.channels) {
+    const kase = caseOf(cases, 'channels');
+    section(
+      `${require('./payload').CHANNELS} channels between the two sides, small object round-robin, aggregate (${count('channels')} msgs per run)`,
+      renderTable(
+        ['transport', 'msgs/s (higher better)', 'vs 1 channel (small case)', 'CPU µs/msg', 'note'],
+        TRANSPORTS.map((t) => {
+          if (!kase.transports.includes(t)) return [t, 'n.a.', '', '', 'one IPC channel per child'];
+          const entry = summary.channels[t];
+          const vsOne = entry.vsOneChannel === null ? 'n/a' : `${entry.vsOneChannel.toFixed(2)}x`;
+          return [t, cell(entry.msgsPerSec), vsOne, cell(entry.cpuTotalPerM, { ratio: false }), ''];
+        }),
+        [0, 4],
+      ),
+    );
+  }
+  if (summary.idle) {
+    const kase = caseOf(cases, 'idle');
+    section(
+      `Idle channels, both ends listening (${count('idle')} per run): RSS KiB and fds per channel (lower better)`,
+      renderTable(
+        ['transport', 'RSS parent', 'RSS peer', 'RSS total', 'fds parent', 'fds peer', 'fds total', 'note'],
+        TRANSPORTS.map((t) => {
+          if (!kase.transports.includes(t)) return [t, 'n.a.', 'n.a.', 'n.a.', 'n.a.', 'n.a.', 'n.a.', 'one IPC channel per child'];
+          const e = summary.idle[t];
+          const one = t === 'worker_threads';
+          const side = (entry) => (one ? '-' : cell(entry, { ratio: false }));
+          return [
+            t,
+            side(e.rssKiBPerChannelParent),
+            side(e.rssKiBPerChannelPeer),
+            cell(e.rssKiBPerChannelTotal),
+            side(e.fdsPerChannelParent),
+            side(e.fdsPerChannelPeer),
+            cell(e.fdsPerChannelTotal, { ratio: false }),
+            one ? 'one process: both ends' : '',
+          ];
+        }),
+        [0, 7],
+      ),
+    );
+  }
+  if (summary.small) {
+    section(
+      'CPU seconds per million small messages (= µs per message), user + system, from the small-object runs (lower better)',
+      renderTable(
+        ['transport', 'parent', 'peer', 'total', 'note'],
+        TRANSPORTS.map((t) => {
+          const e = summary.small[t];
+          if (t === 'worker_threads') return [t, '-', '-', cell(e.cpuTotalPerM), 'one process: main + Worker'];
+          return [t, cell(e.cpuParentPerM, { ratio: false }), cell(e.cpuPeerPerM, { ratio: false }), cell(e.cpuTotalPerM), ''];
+        }),
+        [0, 4],
+      ),
+    );
+  }
+  out.push(`Medians of ${REPEATS} runs, each in fresh processes; in parentheses: ratio to ${BASELINE} (same case).`);
+  const spread = spreadNotes(cases, summary);
+  if (spread.length) {
+    out.push(`Runs that disagree by more than ${SPREAD}x (min - max; every run is in results.json):`);
+    for (let i = 0; i < spread.length; i += 3) out.push(`  ${spread.slice(i, i + 3).join(';  ')}`);
+  }
+  return out;
+}
+
+// A median hides a bimodal set of runs (on 2 vCPUs, whether the two sides shared a core decides a
+// lot); list the headline figures whose runs spread by more than SPREAD.
+const SPREAD = 1.5;
+const HEADLINE = { small: 'msgsPerSec', pingpong: 'p50us', channels: 'msgsPerSec', idle: 'rssKiBPerChannelTotal' };
+
+function spreadNotes(cases, summary) {
+  const notes = [];
+  for (const kase of cases) {
+    const key = HEADLINE[kase.name] || 'msgsPerSec';
+    for (const transport of kase.transports) {
+      const entry = summary[kase.name][transport][key];
+      if (!entry || entry.runs.length < 2) continue;
+      const low = Math.min(...entry.runs);
+      const high = Math.max(...entry.runs);
+      if (low > 0 && high / low > SPREAD) notes.push(`${kase.name} ${transport} ${formatNumber(low)} - ${formatNumber(high)}`);
+    }
+  }
+  return notes;
+}
+
+function formatLoad(averages) {
+  return averages.map((value) => value.toFixed(2)).join(' ');
+}
+
+function progressFigure(result) {
+  if (!result.ok) return `FAILED: ${result.error}`;
+  if (result.case === 'pingpong') return `p50 ${formatNumber(result.p50us)} µs, p99 ${formatNumber(result.p99us)} µs`;
+  if (result.case === 'idle') {
+    return `RSS ${formatNumber(result.rssKiBPerChannelTotal)} KiB/channel, ${formatNumber(result.fdsPerChannelTotal)} fds/channel`;
+  }
+  const mb = result.mbPerSec === undefined ? '' : `, ${formatNumber(result.mbPerSec)} MB/s`;
+  return `${formatNumber(result.msgsPerSec)} msg/s${mb}, CPU ${formatNumber(result.cpuTotalPerM)} µs/msg`;
 }
 
 async function main() {
+  const cases = parseOnly(process.argv.slice(2));
   const started = Date.now();
   const header = {
     date: new Date().toISOString(),
@@ -166,46 +404,54 @@ async function main() {
     node: process.version,
     platform: `${os.platform()} ${os.release()} ${os.arch()}`,
     quick: QUICK,
+    loadAverageAtStart: os.loadavg(),
+    only: cases.length === CASES.length ? null : cases.map((kase) => kase.name),
   };
   console.log('crossport benchmark' + (QUICK ? ' (BENCH_QUICK: counts / 10)' : ''));
   console.log(`date:  ${header.date}`);
   console.log(`cpu:   ${header.cpu} x ${header.cores} cores`);
   console.log(`node:  ${header.node} (${header.platform})`);
-  console.log(
-    `cases: throughput ${CASES.throughput.count} msgs (+${CASES.throughput.warmup} warm-up), ` +
-      `pingpong ${CASES.pingpong.count} round trips (+${CASES.pingpong.warmup} warm-up); ` +
-      `message { id: i, op: 'add', args: [1, 2, 3], tag: 'bench' }; ${REPEATS} runs each, fresh processes`,
-  );
+  console.log(`load:  ${formatLoad(header.loadAverageAtStart)} (1, 5, 15 min; other work on the machine skews figures)`);
+  console.log(`cases: ${cases.map((kase) => kase.name).join(' ')}; ${REPEATS} runs each, fresh processes`);
   console.log('');
 
   const runs = [];
   for (let repeat = 0; repeat < REPEATS; repeat++) {
-    // Rotate the transport order each repeat so that no transport always runs first or last.
-    const order = TRANSPORTS.map((_, i) => TRANSPORTS[(i + repeat) % TRANSPORTS.length]);
-    for (const kase of Object.keys(CASES)) {
+    for (const kase of cases) {
+      // Rotate the transport order each repeat so that no transport always runs first or last.
+      const order = kase.transports.map((_, i) => kase.transports[(i + repeat) % kase.transports.length]);
       for (const transport of order) {
         const result = await runOne(transport, kase);
         result.repeat = repeat;
         runs.push(result);
-        const figure = !result.ok
-          ? `FAILED: ${result.error}`
-          : kase === 'throughput'
-            ? `${formatNumber(result.msgsPerSec)} msg/s`
-            : `p50 ${formatNumber(result.p50us)} µs, p99 ${formatNumber(result.p99us)} µs`;
-        console.log(`  run ${repeat + 1}/${REPEATS}  ${kase.padEnd(10)} ${transport.padEnd(14)} ${figure}  [${result.wallSeconds.toFixed(1)} s]`);
+        console.log(
+          `  run ${repeat + 1}/${REPEATS}  ${kase.name.padEnd(15)} ${transport.padEnd(14)} ${progressFigure(result)}  [${result.wallSeconds.toFixed(1)} s]`,
+        );
         if (!result.ok && result.stderr) console.log(result.stderr.replace(/^/gm, '      | '));
       }
     }
   }
 
-  const summary = summarize(runs);
+  const summary = summarize(cases, runs);
+  const table = tables(cases, summary);
   console.log('');
-  printTable(summary);
+  for (const line of table) console.log(line);
   const totalSeconds = (Date.now() - started) / 1000;
-  console.log(`total time ${totalSeconds.toFixed(1)} s`);
+  const loadAverageAtEnd = os.loadavg();
+  console.log(`total time ${totalSeconds.toFixed(1)} s; load average at the end ${formatLoad(loadAverageAtEnd)}`);
 
   const failures = runs.filter((r) => !r.ok);
-  const output = { ...header, cases: CASES, repeats: REPEATS, baseline: BASELINE, summary, runs, totalSeconds };
+  const output = {
+    ...header,
+    cases: cases.map(({ name, count, warmup, transports }) => ({ name, count, warmup, transports })),
+    repeats: REPEATS,
+    baseline: BASELINE,
+    summary,
+    table,
+    runs,
+    totalSeconds,
+    loadAverageAtEnd,
+  };
   fs.writeFileSync(RESULTS_FILE, JSON.stringify(output, null, 2) + '\n');
   console.log(`results written to ${path.relative(process.cwd(), RESULTS_FILE) || RESULTS_FILE}`);
   if (failures.length) {
