@@ -27,4 +27,15 @@ describe('ports move between processes', () => {
     expect(x).toEqual({ answers: 500, inOrder: true, peers: [y.pid], pid: x.pid });
     expect(run.code).toBe(0);
   });
+
+  test('messages of every size class (small ring, large ring, out of band), cloned and transferred, both ways; the port moves with them queued', async () => {
+    const run = await runFixture('sizes-parent.js');
+    expect(report(run, 'sizes')).toEqual({
+      kind: 'sizes',
+      parentReceived: 60,
+      parentProblems: [],
+      child: { done: true, childRead: 30, grandchildRead: 30, problems: [] },
+    });
+    expect(run.code).toBe(0);
+  });
 });
