@@ -92,21 +92,21 @@ export class MessagePort extends NodeEventTarget {
    * value cannot be cloned.
    */
   postMessage(value: any, transfer?: readonly TransferItem[] | { transfer?: readonly TransferItem[] }): void;
-  postMessage(...args: unknown[]): boolean | undefined {
-    if (args.length === 0) {
+  postMessage(value?: unknown, transfer?: unknown): boolean | undefined {
+    if (arguments.length === 0) {
       throw nodeError(TypeError, 'ERR_MISSING_ARGS', 'Not enough arguments to MessagePort.postMessage');
     }
     const state = stateOf(this);
-    if (args[1] === undefined) {
+    if (transfer === undefined) {
       // The common case, kept free of per-message allocations.
-      state.handle.post(args[0]);
+      state.handle.post(value);
       return state.detached ? undefined : true;
     }
     const buffers: ArrayBuffer[] = [];
     const ports: MessagePort[] = [];
     const handles: object[] = [];
     const handleFds: number[] = [];  // kind, fd, kind, fd, ...
-    for (const item of transferListOf(args[1])) {
+    for (const item of transferListOf(transfer)) {
       if (item instanceof ArrayBuffer) {
         if (buffers.includes(item)) throw dataCloneError('Transfer list contains duplicate ArrayBuffer');
         buffers.push(item);
@@ -125,7 +125,6 @@ export class MessagePort extends NodeEventTarget {
         handleFds.push(handle.kind, handle.fd);
       }
     }
-    let value = args[0];
     let objects: object[] = ports;
     if (handles.length > 0) {
       // Handles travel as stand-ins (host objects) listed before the ports.

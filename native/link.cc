@@ -250,7 +250,7 @@ void Link::DrainSocket() {
 
 void Link::Recycle(IncomingRecord* record) {
   constexpr size_t kMaxSpare = 16 * 1024 * 1024;
-  if (record->copy_.capacity() > spare_.capacity() && record->copy_.capacity() <= kMaxSpare) {
+  if (record->copy_.capacity() >= spare_.capacity() && record->copy_.capacity() <= kMaxSpare) {
     record->copy_.swap(spare_);
   }
 }
@@ -286,6 +286,7 @@ NextStatus Link::Next(IncomingRecord* record) {
   received_fds_head_ += view.fd_count;
   record->type = view.type;
   if (view.type == RecordType::kMessage) {
+    record->copy_.swap(spare_);  // no allocation per message: Recycle() gives it back
     record->copy_.assign(view.payload, view.payload + view.length);
   } else if (view.type == RecordType::kLarge) {
     // The payload is the next record of the large ring, published before this announcement.

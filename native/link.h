@@ -100,8 +100,7 @@ class Link {
   // Reads the next record (payload copied or mapped, fds claimed). kBroken when the peer
   // wrote something that cannot be a record; the link is then beyond repair.
   NextStatus Next(IncomingRecord* record);
-  // Takes back a delivered record's buffer for the next large record (no fresh memory per
-  // large message).
+  // Takes back a delivered record's buffer for the next record (no allocation per message).
   void Recycle(IncomingRecord* record);
   // Puts a record taken by Next() back in front of everything else, to be read again later
   // (here, or wherever the port moves).
@@ -161,7 +160,7 @@ class Link {
   std::vector<int> received_fds_;
   size_t received_fds_head_ = 0;
   std::deque<std::unique_ptr<IncomingRecord>> unread_;
-  std::vector<uint8_t> spare_;  // a large record's buffer, kept for the next one
+  std::vector<uint8_t> spare_;  // a delivered record's buffer, kept for the next one
 };
 
 // The most fds one side keeps waiting for records to claim before it gives up on its peer.
