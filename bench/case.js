@@ -59,6 +59,7 @@ function startEndpoint() {
     endpoint.post = (value, transfer) => port.postMessage(value, transfer);
     endpoint.MessageChannel = crossport.MessageChannel;
     endpoint.exitPromise = exitPromise(child);
+    endpoint.pid = child.pid;
     endpoint.shutdown = async () => {
       port.close();
       return endpoint.exitPromise;
@@ -84,6 +85,7 @@ function startEndpoint() {
     // No transfer over IPC: the same send, cloned.
     endpoint.post = (value) => child.send(value);
     endpoint.exitPromise = exitPromise(child);
+    endpoint.pid = child.pid;
     endpoint.shutdown = async () => {
       child.disconnect();
       return endpoint.exitPromise;
@@ -218,12 +220,24 @@ async function runPipelined(endpoint, ports) {
 // ---------------------------------------------------------------------------------------------
 // Ping-pong: one message in flight; the next is posted from the reply's handler.
 
+// CPU time of every thread of another process, in µs, from /proc/<pid>/task/*/schedstat (its
+// first field is the thread's time on a CPU in ns): fine-grained enough for a short run.
+function processCpuUs(pid) {
+  let ns = 0;
+  for (const task of fs.readdirSync(`/proc/${pid}/task`)) {
+    ns += Number(fs.readFileSync(`/proc/${pid}/task/${task}/schedstat`, 'utf8').split(' ')[0]);
+  }
+  return ns / 1000;
+}
+
 function runPingpong(endpoint) {
   return new Promise((resolve, reject) => {
     const total = warmup + count;
     const latencies = new Float64Array(count);
     let i = 0;
     let sentAt = 0n;
+    let cpu0 = null;
+    let peerCpu0 = 0;
     handler = (message) => {
       const now = process.hrtime.bigint();
       if (message && message.error) return reject(new Error(message.error));
@@ -231,9 +245,23 @@ function runPingpong(endpoint) {
       if (problem) return reject(new Error(`round trip #${i}: ${problem}`));
       if (i >= warmup) latencies[i - warmup] = Number(now - sentAt) / 1000;
       i++;
+      if (i === warmup) {
+        cpu0 = process.cpuUsage();
+        if (endpoint.pid) peerCpu0 = processCpuUs(endpoint.pid);
+      }
       if (i === total) {
         handler = protocol;
-        return resolve(percentiles(latencies));
+        // CPU per round trip, both sides: what waiting costs (a poll window spends CPU here).
+        const cpu = process.cpuUsage(cpu0);
+        const result = percentiles(latencies);
+        result.cpuParentPerRt = (cpu.user + cpu.system) / count;
+        if (endpoint.pid) {
+          result.cpuPeerPerRt = (processCpuUs(endpoint.pid) - peerCpu0) / count;
+          result.cpuTotalPerRt = result.cpuParentPerRt + result.cpuPeerPerRt;
+        } else {
+          result.cpuTotalPerRt = result.cpuParentPerRt;  // one process: both sides
+        }
+        return resolve(result);
       }
       sentAt = process.hrtime.bigint();
       endpoint.post(payload.smallMessage(i));

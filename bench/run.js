@@ -68,7 +68,7 @@ const RESULTS_FILE = path.join(__dirname, 'results.json');
 // What each case reports (keys of its RESULT line), summarized as medians over the runs.
 const METRICS = {
   small: ['msgsPerSec', 'cpuParentPerM', 'cpuPeerPerM', 'cpuTotalPerM'],
-  pingpong: ['p50us', 'p99us'],
+  pingpong: ['p50us', 'p99us', 'cpuTotalPerRt'],
   bytes: ['msgsPerSec', 'mbPerSec', 'cpuTotalPerM'],
   channels: ['msgsPerSec', 'cpuTotalPerM'],
   idle: [
@@ -264,8 +264,13 @@ function tables(cases, summary) {
     section(
       `Small object ping-pong, one in flight (${count('pingpong')} round trips per run)`,
       renderTable(
-        ['transport', 'RTT p50 µs (lower better)', 'RTT p99 µs (lower better)'],
-        TRANSPORTS.map((t) => [t, cell(summary.pingpong[t] && summary.pingpong[t].p50us), cell(summary.pingpong[t] && summary.pingpong[t].p99us)]),
+        ['transport', 'RTT p50 µs (lower better)', 'RTT p99 µs (lower better)', 'CPU µs per round trip, both sides'],
+        TRANSPORTS.map((t) => [
+          t,
+          cell(summary.pingpong[t] && summary.pingpong[t].p50us),
+          cell(summary.pingpong[t] && summary.pingpong[t].p99us),
+          cell(summary.pingpong[t] && summary.pingpong[t].cpuTotalPerRt),
+        ]),
       ),
     );
   }

@@ -68,6 +68,9 @@ int AcceptLocal(int listener, PeerCredentials* peer, SystemError* err);
 // Connects to `path` (ENOENT, ECONNREFUSED, EAGAIN when its queue is full...).
 int ConnectLocal(const std::string& path, SystemError* err);
 
+// Lets another runnable thread on this CPU go first (while we poll, our peer may be waiting).
+void YieldCpu();
+
 void Close(int fd);
 // Marks an inherited fd close-on-exec; false if it is not open.
 bool SetCloseOnExec(int fd);

@@ -26,6 +26,7 @@ constexpr uint64_t kMaxOutOfBandTransferSize = uint64_t{1} << 34;
 // The window adapts: it halves each time it passes empty, and grows when a record wakes us soon
 // after we slept, up to the maximum (Addon::max_poll_window_ns). An idle port sleeps and costs
 // nothing.
+constexpr uint64_t kContendedGapNs = 50 * 1000;
 
 }  // namespace
 
@@ -515,10 +516,16 @@ void PortHandle::Dispatch() {
 bool PortHandle::KeepPolling(bool dispatched) {
   uint64_t now = uv_hrtime();
   if (dispatched) last_record_ns_ = now;
+  // A loop turn takes a microsecond or two. A much longer gap since the last look means the
+  // process was descheduled (the CPUs are busy): polling then only takes CPU from the peer.
+  if (polling_ && now - last_poll_ns_ > kContendedGapNs) poll_window_ns_ /= 2;
+  last_poll_ns_ = now;
   if (now - last_record_ns_ < poll_window_ns_) {
     polling_ = true;
     pending_dispatch_ = true;
     ScheduleIdle();
+    // Sharing a CPU with the peer, spinning would keep it from answering.
+    os::YieldCpu();
     return true;
   }
   if (polling_) {

@@ -90,6 +90,7 @@ class PortHandle : public Napi::ObjectWrap<PortHandle>, public LinkClient {
   bool polling_ = false;
   uint64_t poll_window_ns_;  // set from kFirstPollWindowNs
   uint64_t last_record_ns_ = 0;
+  uint64_t last_poll_ns_ = 0;
   uint64_t slept_at_ns_ = 0;
 };
 

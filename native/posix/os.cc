@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -354,6 +355,8 @@ int ConnectLocal(const std::string& path, SystemError* err) {
   }
   return fd;
 }
+
+void YieldCpu() { sched_yield(); }
 
 void Close(int fd) {
   if (fd >= 0) close(fd);
