@@ -14,6 +14,8 @@ export interface PortHandle {
   post(value: unknown): boolean;
   /** The next message, or the `empty` marker given to setup(). */
   receive(): unknown;
+  /** Within drain(): the batch's next message, `empty` at its end, `handled` if delivered by a hook. */
+  next(): unknown;
   start(): void;
   stop(): void;
   ref(): void;
@@ -37,9 +39,12 @@ export interface FdWatcher {
 
 /** Functions the addon calls back into (one call per message). */
 export interface Hooks {
-  /** Node's EventTarget dispatch (kHybridDispatch), called on the port for a message without ports. */
-  dispatchEvent(this: object, data: unknown, type: string, event: undefined): void;
-  /** For a message with ports; `ports` is undefined when the message carried none. */
+  /**
+   * Dispatches a batch: pulls messages with `next()` until it returns `empty`, running nextTicks
+   * and microtasks between two (one entry from the addon per batch).
+   */
+  drain(port: object): void;
+  /** For a message with ports (called from `next()`); `ports` is undefined when it carried none. */
   message(port: object, data: unknown, ports: object[] | undefined): void;
   messageerror(port: object, error: unknown): void;
   close(port: object): void;
@@ -51,6 +56,7 @@ export interface Hooks {
   /** A message holds a FileHandle: learn how to make one, then call fileHandlesReady(). */
   loadFileHandles(): void;
   empty: object;
+  handled: object;
   DOMException: typeof DOMException;
 }
 

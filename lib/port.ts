@@ -308,9 +308,28 @@ export function createPort(handle: PortHandle): MessagePort {
 
 /** What the addon returns from receive() when no message waits. */
 const EMPTY: object = Object.freeze({});
+/** What next() returns for a message it delivered itself (with ports, or a messageerror). */
+const HANDLED: object = Object.freeze({});
+
+// Runs queued microtasks, then nextTicks: what Node's timers call between two callbacks.
+const runNextTicks = (process as unknown as { _tickCallback?: () => void })._tickCallback;
 
 native.setup({
-  dispatchEvent: (MessagePort.prototype as any)[kHybridDispatch],
+  drain(port) {
+    const { handle } = stateOf(port as MessagePort);
+    if (runNextTicks === undefined) {
+      // One message per call: the addon calls again, each call followed by the ticks.
+      const data = handle.next();
+      if (data !== EMPTY && data !== HANDLED) (port as any)[kHybridDispatch](data, 'message', undefined);
+      return;
+    }
+    for (;;) {
+      const data = handle.next();
+      if (data === EMPTY) return;
+      if (data !== HANDLED) (port as any)[kHybridDispatch](data, 'message', undefined);
+      runNextTicks();
+    }
+  },
   message(port, data, ports) {
     const state = stateOf(port as MessagePort);
     state.receivingPorts = ports as MessagePort[] | undefined;
@@ -332,6 +351,7 @@ native.setup({
   discardHandles,
   loadFileHandles,
   empty: EMPTY,
+  handled: HANDLED,
   DOMException,
 });
 

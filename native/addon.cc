@@ -21,9 +21,7 @@ Napi::Value Setup(const Napi::CallbackInfo& info) {
   Addon* addon = GetAddon(env);
   Napi::Object hooks = info[0].As<Napi::Object>();
   addon->on_message = Napi::Persistent(hooks.Get("message").As<Napi::Function>());
-  addon->dispatch_event = Napi::Persistent(hooks.Get("dispatchEvent").As<Napi::Function>());
-  v8::Isolate* isolate = v8::Isolate::GetCurrent();
-  addon->message_type.Reset(isolate, v8::String::NewFromUtf8Literal(isolate, "message"));
+  addon->drain = Napi::Persistent(hooks.Get("drain").As<Napi::Function>());
   addon->on_message_error = Napi::Persistent(hooks.Get("messageerror").As<Napi::Function>());
   addon->on_close = Napi::Persistent(hooks.Get("close").As<Napi::Function>());
   addon->create_port = Napi::Persistent(hooks.Get("createPort").As<Napi::Function>());
@@ -31,6 +29,8 @@ Napi::Value Setup(const Napi::CallbackInfo& info) {
   addon->discard_handles = Napi::Persistent(hooks.Get("discardHandles").As<Napi::Function>());
   addon->load_file_handles = Napi::Persistent(hooks.Get("loadFileHandles").As<Napi::Function>());
   addon->empty = Napi::Persistent(hooks.Get("empty").As<Napi::Object>());
+  addon->handled = Napi::Persistent(hooks.Get("handled").As<Napi::Object>());
+  v8::Isolate* isolate = v8::Isolate::GetCurrent();
   v8::Local<v8::Value> dom_exception;
   napi_value raw = hooks.Get("DOMException");
   memcpy(static_cast<void*>(&dom_exception), &raw, sizeof raw);

@@ -21,8 +21,7 @@ struct Addon {
   Napi::FunctionReference port_handle_class;
   // JS hooks registered by lib/ (see lib/native.ts, Hooks).
   Napi::FunctionReference on_message;       // (port, data, ports) => void
-  Napi::FunctionReference dispatch_event;   // EventTarget's kHybridDispatch(data, type, event)
-  v8::Global<v8::String> message_type;      // 'message' (Node-API cannot hold a string)
+  Napi::FunctionReference drain;            // (port) => void: dispatches a batch (see Dispatch)
   Napi::FunctionReference on_message_error;  // (port, error) => void
   Napi::FunctionReference on_close;         // (port) => void
   Napi::FunctionReference create_port;      // (handle) => port
@@ -32,6 +31,7 @@ struct Addon {
   bool file_handles_ready = false;
   std::set<PortHandle*> waiting_for_file_handles;
   Napi::ObjectReference empty;              // what receive() returns when nothing waits
+  Napi::ObjectReference handled;            // what next() returns for a message it delivered
   // The longest poll window (port.cc); CROSSPORT_POLL_WINDOW_US overrides it, 0 turns polling off.
   uint64_t max_poll_window_ns = 100 * 1000;
   bool stopping = false;                    // set at process 'exit': JS can no longer run

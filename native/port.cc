@@ -36,6 +36,7 @@ Napi::Function PortHandle::Define(Napi::Env env) {
                          InstanceMethod("setOwner", &PortHandle::SetOwner),
                          InstanceMethod("post", &PortHandle::Post),
                          InstanceMethod("receive", &PortHandle::Receive),
+                         InstanceMethod("next", &PortHandle::Next),
                          InstanceMethod("start", &PortHandle::Start),
                          InstanceMethod("stop", &PortHandle::Stop),
                          InstanceMethod("ref", &PortHandle::Ref),
@@ -466,51 +467,70 @@ void PortHandle::Dispatch() {
   Napi::Env env = Env();
   Addon* addon = GetAddon(env);
   if (!CanCallJavaScript(env)) return;
-  v8::Isolate* isolate = v8::Isolate::GetCurrent();
-  v8::HandleScope v8_scope(isolate);
-  v8::Context::Scope context_scope(addon->clone.context.Get(isolate));
-  bool dispatched = false;
-  for (int budget = kDispatchBatch; budget > 0; budget--) {
-    v8::HandleScope message_scope(isolate);  // V8's own: Napi's allocates one per message
-    IncomingRecord record;
-    NextStatus status = link_->Next(&record);
-    if (status == NextStatus::kBroken) return Finish();
-    if (status == NextStatus::kEmpty) {
-      if (link_->peer_gone()) return Finish();
-      link_->WakeWaitingWriter();
-      if (KeepPolling(dispatched)) return;  // looks again on the next turn of the loop
-      if (link_->TrySleep()) return;         // asleep: the next record wakes us
-      continue;  // a record arrived meanwhile (this still spends budget: a peer cannot spin us)
-    }
-    dispatched = true;
-    if (record.type == RecordType::kClose) return Finish();
-    Napi::Value data;
-    Napi::Value ports;
-    DecodeResult result = Decode(&record, &data, &ports);
-    if (result == DecodeResult::kWait) {
-      link_->Unread(&record);
-      return;  // Resume() carries on once lib/ can make what the message holds
-    }
-    if (result == DecodeResult::kOk && ports.IsUndefined()) {
-      // The common case goes straight to the port's EventTarget dispatch (what the 'message'
-      // hook would call), one JS frame fewer.
-      napi_value argv[3] = {data, ToNapi(addon->message_type.Get(isolate)), env.Undefined()};
-      if (!CallOwner(addon->dispatch_event.Value(), 3, argv, false)) break;
-    } else if (result == DecodeResult::kOk) {
-      if (!Call(addon->on_message, {data, ports})) break;
-    } else {
-      if (!Call(addon->on_message_error, {data})) break;
-    }
-    // The listener may have closed, transferred or stopped the port: the rest waits.
+  Napi::HandleScope scope(env);
+  // lib's drain(port) pulls messages with next() and runs nextTicks and microtasks between two
+  // of them, as Node's timers do between two callbacks: one entry into JS per batch. (Where Node
+  // lacks the means, drain takes one message per call and we call it again.)
+  batch_budget_ = kDispatchBatch;
+  batch_end_ = BatchEnd::kMore;
+  batch_dispatched_ = false;
+  bool threw = false;
+  while (batch_end_ == BatchEnd::kMore && batch_budget_ > 0 && !threw) {
+    napi_value argv[1] = {nullptr};
+    threw = !CallOwner(addon->drain.Value(), 1, argv, true);
+    // A listener may have closed, transferred or stopped the port: the rest waits.
     if (state_ != State::kOpen || link_ == nullptr) return;
-    link_->Recycle(&record);
     if (!started_) return CheckWhileStopped();
   }
-  // Batch budget spent, or a listener threw (as Node does, the rest waits for the next turn).
-  if (link_ == nullptr) return;
+  if (batch_end_ == BatchEnd::kWait) return;  // Resume() carries on once lib/ can make FileHandles
+  if (batch_end_ == BatchEnd::kEmpty && !threw) {
+    if (KeepPolling(batch_dispatched_)) return;  // looks again on the next turn of the loop
+    if (link_->TrySleep()) return;               // asleep: the next record wakes us
+  }
+  // Budget spent, a listener threw (as in Node, the rest waits for the next turn), or a record
+  // arrived as we went to sleep.
   link_->FinishBatch();
   pending_dispatch_ = true;
   ScheduleIdle();
+}
+
+Napi::Value PortHandle::Next(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Addon* addon = GetAddon(env);
+  if (state_ != State::kOpen || link_ == nullptr || !started_ || batch_budget_ <= 0) {
+    return addon->empty.Value();
+  }
+  batch_budget_--;
+  IncomingRecord record;
+  NextStatus status = link_->Next(&record);
+  if (status == NextStatus::kEmpty && !link_->peer_gone()) {
+    link_->WakeWaitingWriter();
+    batch_end_ = BatchEnd::kEmpty;
+    return addon->empty.Value();
+  }
+  if (status != NextStatus::kRecord || record.type == RecordType::kClose) {
+    Finish();  // closed by the peer, its process gone, or the link broken
+    return addon->empty.Value();
+  }
+  Napi::Value data;
+  Napi::Value ports;
+  DecodeResult result = Decode(&record, &data, &ports);
+  if (result == DecodeResult::kWait) {
+    link_->Unread(&record);
+    batch_end_ = BatchEnd::kWait;
+    return addon->empty.Value();
+  }
+  batch_dispatched_ = true;
+  link_->Recycle(&record);
+  if (result == DecodeResult::kOk && ports.IsUndefined()) return data;  // drain dispatches it
+  // The rarer cases go through lib's hooks from here; an exception reaches drain().
+  Napi::Object owner = owner_.Value();
+  if (result == DecodeResult::kOk) {
+    addon->on_message.Call(owner, {owner, data, ports});
+  } else {
+    addon->on_message_error.Call(owner, {owner, data});
+  }
+  return addon->handled.Value();
 }
 
 bool PortHandle::KeepPolling(bool dispatched) {

@@ -32,6 +32,9 @@ class PortHandle : public Napi::ObjectWrap<PortHandle>, public LinkClient {
   Napi::Value SetOwner(const Napi::CallbackInfo& info);
   Napi::Value Post(const Napi::CallbackInfo& info);
   Napi::Value Receive(const Napi::CallbackInfo& info);
+  // next(): the next message of the batch Dispatch() runs, for lib's drain(); the `empty`
+  // marker at its end, the `handled` marker for a message delivered through a hook.
+  Napi::Value Next(const Napi::CallbackInfo& info);
   Napi::Value Start(const Napi::CallbackInfo& info);
   Napi::Value Stop(const Napi::CallbackInfo& info);
   Napi::Value Ref(const Napi::CallbackInfo& info);
@@ -87,6 +90,11 @@ class PortHandle : public Napi::ObjectWrap<PortHandle>, public LinkClient {
   uv_idle_t* idle_ = nullptr;    // runs Dispatch / the 'close' emission on the next loop turn
   bool pending_dispatch_ = false;
   bool pending_close_ = false;
+  // How the current batch ended (set by Next()).
+  enum class BatchEnd { kMore, kEmpty, kWait };
+  BatchEnd batch_end_ = BatchEnd::kMore;
+  int batch_budget_ = 0;
+  bool batch_dispatched_ = false;
   bool polling_ = false;
   uint64_t poll_window_ns_;  // set from kFirstPollWindowNs
   uint64_t last_record_ns_ = 0;
