@@ -476,8 +476,7 @@ void PortHandle::Dispatch() {
   batch_dispatched_ = false;
   bool threw = false;
   while (batch_end_ == BatchEnd::kMore && batch_budget_ > 0 && !threw) {
-    napi_value argv[1] = {nullptr};
-    threw = !CallOwner(addon->drain.Value(), 1, argv, true);
+    threw = !CallHook(addon->drain);
     // A listener may have closed, transferred or stopped the port: the rest waits.
     if (state_ != State::kOpen || link_ == nullptr) return;
     if (!started_) return CheckWhileStopped();
@@ -600,30 +599,21 @@ void PortHandle::OnIdle(uv_idle_t* idle) {
     self->pending_close_ = false;
     if (!self->close_emitted_) {
       self->close_emitted_ = true;
-      self->Call(GetAddon(self->Env())->on_close, {});
+      self->CallHook(GetAddon(self->Env())->on_close);
     }
     self->UpdateOwnerHold();
   }
 }
 
-bool PortHandle::Call(const Napi::FunctionReference& hook,
-                      std::initializer_list<napi_value> args) {
-  napi_value argv[3] = {nullptr};
-  size_t argc = 1;
-  for (napi_value arg : args) argv[argc++] = arg;  // hooks take at most (port, data, ports)
-  return CallOwner(hook.Value(), argc, argv, true);
-}
-
-bool PortHandle::CallOwner(napi_value function, size_t argc, napi_value* argv, bool owner_first) {
+bool PortHandle::CallHook(const Napi::FunctionReference& hook) {
   Napi::Env env = Env();
   if (!CanCallJavaScript(env) || owner_.IsEmpty()) return false;
   Napi::Object owner = owner_.Value();
   if (owner.IsEmpty()) return false;  // the port object is gone: nobody can listen
-  if (owner_first) argv[0] = owner;
+  napi_value argv[1] = {owner};
   napi_value result;
-  // Straight through Node-API rather than node-addon-api's wrappers: this runs per message.
   napi_status status = napi_make_callback(env, static_cast<napi_async_context>(*async_context_),
-                                          owner, function, argc, argv, &result);
+                                          owner, hook.Value(), 1, argv, &result);
   if (status == napi_ok) return true;
   // A listener threw: report it as Node reports errors thrown from its own callbacks (unless
   // the environment is going, when nothing can be reported).

@@ -74,11 +74,9 @@ class PortHandle : public Napi::ObjectWrap<PortHandle>, public LinkClient {
   // The socket woke us: adapt the poll window to how soon after sleeping that was.
   void OnWake();
   void DestroyLink();
-  // Calls a hook with (port, ...args); false if it threw or cannot run (then stop the batch).
-  bool Call(const Napi::FunctionReference& hook, std::initializer_list<napi_value> args);
-  // Calls `function` on the JS port with argv (whose first slot becomes the port when
-  // `owner_first`); false if it threw or cannot run.
-  bool CallOwner(napi_value function, size_t argc, napi_value* argv, bool owner_first);
+  // Calls a hook of lib/ with the port, as Node calls its own callbacks (a throw becomes an
+  // uncaught exception); false if it threw or cannot run.
+  bool CallHook(const Napi::FunctionReference& hook);
 
   Link* link_ = nullptr;
   State state_ = State::kOpen;
