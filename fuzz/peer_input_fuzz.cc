@@ -1,0 +1,325 @@
+// Fuzz target for the code that parses what the other process wrote: the ring consumer
+// (Peek / Consume over indices and bytes a hostile peer controls, while it keeps scribbling),
+// the producer's use of the peer's read position, Segment::Adopt's header and size validation,
+// and DecodeMessageHead (message.cc) with its fd accounting.
+//
+// The first input byte picks one of three modes; the rest is interpreted by that mode:
+//
+//   kRingScript    a list of operations on two rings in one buffer laid out like a segment:
+//                  we consume ring 0 (the peer produces it) and produce ring 1 (the peer consumes
+//                  it). The peer's operations scribble bytes or positions anywhere, or write a
+//                  well-formed record (so the fuzzer reaches the decoder through the ring).
+//   kAdopt         a memory object of a fuzzer-chosen size and content given to Segment::Adopt;
+//                  what it accepts is then read and written through both rings.
+//   kDecode        DecodeMessageHead on the bytes, with a fuzzer-chosen number of fds.
+//
+// Fds given to the decoder are distinct negative numbers: os::Close ignores them, so nothing
+// real is closed, and the harness can check that every fd ends up owned exactly once.
+//
+// Built by scripts/fuzz.sh with libFuzzer (clang), or with the standalone driver in
+// fuzz/standalone_driver.cc when clang is not available.
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "../native/message.h"
+#include "../native/os.h"
+#include "../native/ring.h"
+#include "../native/segment.h"
+
+namespace {
+
+using crossport::AlignRecord;
+using crossport::DecodeMessageHead;
+using crossport::LinkState;
+using crossport::ReadStatus;
+using crossport::RecordHeader;
+using crossport::RecordType;
+using crossport::RecordView;
+using crossport::Ring;
+using crossport::RingControl;
+
+#define CHECK(condition)                                                          \
+  do {                                                                            \
+    if (!(condition)) {                                                           \
+      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #condition); \
+      abort();                                                                    \
+    }                                                                             \
+  } while (0)
+
+// Reads fuzzer input front to back; past the end everything reads as zero.
+class Input {
+ public:
+  Input(const uint8_t* data, size_t size) : data_(data), size_(size) {}
+  bool empty() const { return at_ >= size_; }
+  size_t remaining() const { return at_ < size_ ? size_ - at_ : 0; }
+  uint8_t U8() { return at_ < size_ ? data_[at_++] : 0; }
+  template <typename T>
+  T Get() {
+    T value{};
+    size_t n = std::min(sizeof value, remaining());
+    memcpy(&value, data_ + at_, n);
+    at_ += n;
+    return value;
+  }
+  const uint8_t* Take(size_t* n) {
+    *n = std::min(*n, remaining());
+    const uint8_t* p = data_ + at_;
+    at_ += *n;
+    return p;
+  }
+
+ private:
+  const uint8_t* data_;
+  size_t size_;
+  size_t at_ = 0;
+};
+
+// Runs the decoder the way PortHandle::Decode does, on a private heap copy of exactly `size`
+// bytes (so ASan sees any read past it), with `fd_count` fake fds, and checks the fd accounting.
+void Decode(const uint8_t* data, size_t size, size_t fd_count) {
+  std::unique_ptr<uint8_t[]> copy(new uint8_t[size == 0 ? 1 : size]);
+  if (size > 0) memcpy(copy.get(), data, size);
+  std::vector<int> fds;
+  for (size_t i = 0; i < fd_count; i++) fds.push_back(-2 - static_cast<int>(i));
+  const std::vector<int> given = fds;
+  std::vector<LinkState> ports;
+  size_t body = 0;
+  bool ok = DecodeMessageHead(copy.get(), size, &fds, &ports, &body);
+  // Whatever happened, the fds left in `fds` are the untaken tail of what was given.
+  CHECK(fds.size() <= given.size());
+  CHECK(std::equal(fds.begin(), fds.end(), given.end() - fds.size()));
+  if (!ok) {
+    CHECK(ports.empty());
+    return;
+  }
+  CHECK(body >= sizeof(crossport::MessageHead) && body <= size);
+  CHECK(ports.size() <= crossport::kMaxPortsPerMessage);
+  // The fds the ports own, in order, are exactly the taken head of what was given.
+  std::vector<int> owned;
+  for (LinkState& port : ports) {
+    CHECK(port.side == 0 || port.side == 1);
+    owned.push_back(port.segment_fd);
+    owned.push_back(port.socket_fd);
+    owned.insert(owned.end(), port.received_fds.begin(), port.received_fds.end());
+    for (const crossport::PendingRecord& record : port.overflow) {
+      CHECK(record.fds.size() <= record.fd_count);
+      CHECK(record.type == RecordType::kMessage || record.type == RecordType::kOutOfBand ||
+            record.type == RecordType::kClose);
+      owned.insert(owned.end(), record.fds.begin(), record.fds.end());
+    }
+  }
+  CHECK(owned.size() + fds.size() == given.size());
+  CHECK(std::equal(owned.begin(), owned.end(), given.begin()));
+  for (LinkState& port : ports) crossport::CloseLinkState(&port);
+}
+
+// Our side's use of a ring as consumer: what PortHandle::Dispatch does through Link::Next.
+// Returns false when the ring reported corruption (the link would be closed).
+bool ConsumeOne(Ring* ring, const uint8_t* data, uint64_t capacity, size_t fd_count) {
+  RecordView view;
+  ReadStatus status = ring->Peek(&view);
+  if (status == ReadStatus::kCorrupt) {
+    CHECK(ring->corrupt());
+    return false;
+  }
+  if (status == ReadStatus::kEmpty) return true;
+  CHECK(view.type == RecordType::kMessage || view.type == RecordType::kOutOfBand ||
+        view.type == RecordType::kClose);
+  CHECK(view.payload >= data + sizeof(RecordHeader));
+  CHECK(view.payload + view.length <= data + capacity);
+  std::vector<uint8_t> payload(view.payload, view.payload + view.length);  // copy, then parse
+  if (view.type == RecordType::kMessage) Decode(payload.data(), payload.size(), fd_count);
+  ring->Consume();
+  return true;
+}
+
+// Our side's use of a ring as producer: the pointer it gets must lie inside the ring.
+void ProduceOne(Ring* ring, uint8_t* data, uint64_t capacity, uint32_t length, uint8_t fill) {
+  uint8_t* at = ring->Reserve(length);
+  if (at == nullptr) {
+    ring->MarkWriterWaiting();
+    return;
+  }
+  CHECK(at >= data + sizeof(RecordHeader));
+  CHECK(at + AlignRecord(length) <= data + capacity);
+  memset(at, fill, length);
+  ring->Commit(RecordType::kMessage, 0);
+}
+
+constexpr uint64_t kCapacity = 4096;  // the smallest capacity a ring may have
+
+enum Op : uint8_t {
+  kScribble,       // peer: bytes anywhere in the shared area
+  kSetPosition,    // peer: any 64-bit value into any position field
+  kPeerRecord,     // peer: a well-formed record in ring 0, through an honest producer
+  kPeek,           // us: read one record of ring 0
+  kPost,           // us: write one record into ring 1
+  kSleepFlags,     // us: the sleep / wake handshake on both rings
+  kReopen,         // us: rebuild our rings from shared memory (a port that moved here)
+  kScribbleNear,   // peer: bytes at a small distance from where a ring's reader stands
+  kOpCount,
+};
+
+void RunRingScript(Input* in) {
+  // The shared area exactly as a segment lays it out after its header: two controls, two rings.
+  const size_t controls = 2 * sizeof(RingControl);
+  const size_t size = controls + 2 * kCapacity;
+  std::unique_ptr<uint8_t[], decltype(&free)> area(
+      static_cast<uint8_t*>(aligned_alloc(64, size)), &free);
+  memset(area.get(), 0, size);
+  auto* control = reinterpret_cast<RingControl*>(area.get());
+  uint8_t* data0 = area.get() + controls;
+  uint8_t* data1 = data0 + kCapacity;
+  Ring receive(&control[0], data0, kCapacity, false);
+  Ring send(&control[1], data1, kCapacity, true);
+  Ring peer(&control[0], data0, kCapacity, true);  // the peer's honest producer, when it is one
+  bool broken = false;
+  for (int steps = 0; !in->empty() && steps < 4096; steps++) {
+    switch (in->U8() % kOpCount) {
+      case kScribble: {
+        size_t offset = in->Get<uint16_t>() % size;
+        size_t n = std::min<size_t>(in->U8(), size - offset);
+        const uint8_t* bytes = in->Take(&n);
+        memcpy(area.get() + offset, bytes, n);
+        break;
+      }
+      case kSetPosition: {
+        // Raw 64-bit values rarely land near the positions in use, so most of the time the
+        // value is one of the ring's current positions plus a small signed distance.
+        uint8_t which = in->U8();
+        std::atomic<uint64_t>& field = which & 2 ? control[which & 1].read_pos
+                                                 : control[which & 1].write_pos;
+        uint64_t value;
+        if (which & 4) {
+          value = in->Get<uint64_t>();
+        } else {
+          const RingControl& ring = control[(which >> 3) & 1];
+          uint64_t base = (which & 16 ? ring.read_pos : ring.write_pos).load();
+          value = base + static_cast<uint64_t>(static_cast<int64_t>(in->Get<int16_t>()));
+        }
+        field.store(value, std::memory_order_relaxed);
+        break;
+      }
+      case kScribbleNear: {
+        uint8_t which = in->U8();
+        const RingControl& ring = control[which & 1];
+        uint64_t position = (which & 2 ? ring.read_pos : ring.write_pos).load();
+        uint8_t* data = which & 1 ? data1 : data0;
+        size_t offset = (position + 8 * static_cast<uint64_t>(in->U8())) % kCapacity;
+        size_t n = std::min<size_t>(in->U8() % 32, kCapacity - offset);
+        const uint8_t* bytes = in->Take(&n);
+        memcpy(data + offset, bytes, n);
+        break;
+      }
+      case kPeerRecord: {
+        uint8_t type = 1 + in->U8() % 4;
+        uint16_t fd_count = in->U8() % 4;
+        size_t n = in->Get<uint16_t>() % 2048;
+        const uint8_t* bytes = in->Take(&n);
+        uint8_t* at = peer.Reserve(static_cast<uint32_t>(n));
+        if (at != nullptr) {
+          memcpy(at, bytes, n);
+          peer.Commit(static_cast<RecordType>(type), fd_count);
+        }
+        break;
+      }
+      case kPeek:
+        if (!broken) broken = !ConsumeOne(&receive, data0, kCapacity, in->U8() % 8);
+        break;
+      case kPost: {
+        uint32_t length = in->Get<uint16_t>() % 4096;
+        ProduceOne(&send, data1, kCapacity, length, in->U8());
+        break;
+      }
+      case kSleepFlags:
+        receive.PrepareSleep();
+        receive.TakeWriterWaiting();
+        send.MarkWriterWaiting();
+        break;
+      case kReopen:
+        receive = Ring(&control[0], data0, kCapacity, false);
+        send = Ring(&control[1], data1, kCapacity, true);
+        broken = false;
+        break;
+    }
+  }
+  // Drain what is left, as a started port would, until empty or corrupt; it must end.
+  for (int i = 0; i < 1024 && !broken; i++) broken = !ConsumeOne(&receive, data0, kCapacity, 4);
+}
+
+void RunAdopt(Input* in) {
+  // Sizes near the valid ones are the interesting ones: capacity 4096 or 8192 give
+  // kDataOffset + 2 * capacity; the fuzzer adds a small delta, or picks a size outright.
+  uint8_t choice = in->U8();
+  int64_t delta = static_cast<int8_t>(in->U8());
+  uint64_t size;
+  if (choice % 4 == 0) {
+    size = in->Get<uint32_t>() % (64 * 1024);
+  } else {
+    uint64_t capacity = choice % 4 == 1 ? 4096 : choice % 4 == 2 ? 8192 : 2048;
+    size = static_cast<uint64_t>(static_cast<int64_t>(crossport::kDataOffset + 2 * capacity) +
+                                 (choice & 0x80 ? delta : 0));
+  }
+  crossport::os::SystemError error{0, nullptr};
+  int fd = crossport::os::CreateSharedMemory(size, &error);
+  CHECK(fd >= 0);
+  size_t n = std::min<size_t>(in->remaining(), size);
+  const uint8_t* content = in->Take(&n);
+  if (n > 0) CHECK(pwrite(fd, content, n, 0) == static_cast<ssize_t>(n));
+  std::unique_ptr<crossport::Segment> segment(crossport::Segment::Adopt(fd, &error));
+  if (!segment) {
+    close(fd);  // not taken on failure
+    return;
+  }
+  uint64_t capacity = segment->ring_capacity();
+  CHECK(Ring::ValidCapacity(capacity));
+  CHECK(crossport::kDataOffset + 2 * capacity == size);
+  // Use the accepted segment as both sides would, through a second mapping of the same object
+  // laid out as Segment::MakeRing does, so that every view can be checked against its ring.
+  auto* base = static_cast<uint8_t*>(crossport::os::MapShared(segment->fd(), size, true, &error));
+  CHECK(base != nullptr);
+  auto* control = reinterpret_cast<RingControl*>(base + crossport::kRingsOffset);
+  uint8_t* data0 = base + crossport::kDataOffset;
+  uint8_t* data1 = data0 + capacity;
+  int side = in->U8() & 1;
+  Ring receive(&control[1 - side], side ? data0 : data1, capacity, false);
+  Ring send(&control[side], side ? data1 : data0, capacity, true);
+  for (int i = 0; i < 256; i++) {
+    if (!ConsumeOne(&receive, side ? data0 : data1, capacity, 3)) break;
+  }
+  for (int i = 0; i < 8; i++) ProduceOne(&send, side ? data1 : data0, capacity, 100 * i, 0xab);
+  crossport::os::Unmap(base, size);
+}
+
+void RunDecode(Input* in) {
+  size_t fd_count = in->U8();
+  size_t n = in->remaining();
+  const uint8_t* bytes = in->Take(&n);
+  Decode(bytes, n, fd_count);
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  Input in(data, size);
+  switch (in.U8() % 3) {
+    case 0:
+      RunRingScript(&in);
+      break;
+    case 1:
+      RunAdopt(&in);
+      break;
+    case 2:
+      RunDecode(&in);
+      break;
+  }
+  return 0;
+}

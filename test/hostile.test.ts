@@ -1,0 +1,50 @@
+// A hostile peer process (fixtures/hostile-peer.js) writes into the shared segment and the
+// socket what no honest peer would. The victim (fixtures/hostile-victim.js) must not crash or
+// hang, must deliver 'messageerror' for what cannot be deserialized and go on, must close the
+// port when the link is beyond repair, and must not leak the fds the peer pushed at it.
+import { report, runFixture, type Run } from './helpers';
+
+async function victim(scenario: string, seed = '1'): Promise<{ run: Run; closed: any; end: any }> {
+  const run = await runFixture('hostile-victim.js', [scenario, seed]);
+  const closed = report(run, 'closed');
+  const end = report(run, 'end');
+  expect(run.stderr).toBe('');
+  expect(run.signal).toBeNull();
+  expect(run.code).toBe(0);
+  expect(end.code).toBe(0); // the peer itself ran its scenario to the end
+  expect(end.leakedFds).toEqual([]);
+  return { run, closed, end };
+}
+
+describe('a hostile peer', () => {
+  test('undeserializable messages give messageerror, in order between the good ones', async () => {
+    const { closed, end } = await victim('protocol');
+    expect(closed.messages).toEqual(Array.from({ length: end.plan.good }, (_, i) => ({ i })));
+    expect(closed.errors).toHaveLength(end.plan.bad);
+    for (const error of closed.errors) expect(['Error', 'DataCloneError']).toContain(error.name);
+    // The close record the peer wrote ended the port; the peer was still running.
+    expect(closed.peerAliveAtClose).toBe(true);
+  });
+
+  test('a record announcing fds that never came closes the port', async () => {
+    const { closed } = await victim('badFdCount');
+    expect(closed.messages).toEqual([{ i: 0 }, { i: 1 }, { i: 2 }]);
+    expect(closed.errors).toEqual([]);
+    expect(closed.peerAliveAtClose).toBe(true);
+  });
+
+  test('stray fds are tolerated up to a bound, then a flood of them closes the port', async () => {
+    const { closed } = await victim('strayFds');
+    expect(closed.messages).toEqual([{ i: 0 }, { i: 1 }]);
+    expect(closed.peerAliveAtClose).toBe(true);
+  });
+
+  test.each(['1', '2', '3', '4', '5', '6', '7', '8'])(
+    'random bytes over the segment and the socket (seed %s): no crash, no hang, close',
+    async (seed) => {
+      const { closed } = await victim('scribble', seed);
+      expect(typeof closed.messages).toBe('number');
+      expect(closed.echoFailures).toEqual([]);
+    },
+  );
+});
