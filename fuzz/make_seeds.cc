@@ -50,7 +50,11 @@ Bytes Message(int ports, int overflow_records, int received_fds) {
     }
   }
   std::vector<int> fds;
-  Bytes head = crossport::EncodeMessageHead(&states, &fds);
+  std::vector<crossport::Handle> handles;
+  std::vector<int> buffers;
+  if (ports > 0) handles.push_back(crossport::Handle{crossport::HandleKind::kFileDescriptor, -1});
+  if (overflow_records > 0) buffers.push_back(-1);
+  Bytes head = crossport::EncodeMessageHead(&handles, &buffers, &states, &fds);
   // V8 serialization of the string "hi" (version 15): FF 0F 22 02 'h' 'i'.
   const uint8_t body[] = {0xff, 0x0f, 0x22, 0x02, 'h', 'i'};
   head.insert(head.end(), body, body + sizeof body);
@@ -85,7 +89,7 @@ int main(int argc, char** argv) {
   // Mode 2: the decoder alone.
   for (int ports = 0; ports <= 2; ports++) {
     for (int overflow = 0; overflow <= 2; overflow++) {
-      Bytes seed{2, static_cast<uint8_t>(ports * (2 + 1 + overflow))};
+      Bytes seed{2, static_cast<uint8_t>((ports > 0) + (overflow > 0) + ports * (2 + 1 + overflow))};
       Bytes message = Message(ports, overflow, 1);
       seed.insert(seed.end(), message.begin(), message.end());
       Write("decode-" + std::to_string(ports) + "-" + std::to_string(overflow), seed);
@@ -137,7 +141,7 @@ int main(int argc, char** argv) {
   // Mode 1: whole segments as Segment::Create makes them, with records in ring 0.
   for (uint64_t capacity : {4096, 8192}) {
     crossport::os::SystemError error{0, nullptr};
-    crossport::Segment* segment = crossport::Segment::Create(capacity, &error);
+    crossport::Segment* segment = crossport::Segment::Create(capacity, capacity, &error);
     if (segment == nullptr) return 1;
     crossport::Ring producer = segment->SendRing(0);
     for (int i = 0; i < 3; i++) {
@@ -146,10 +150,10 @@ int main(int argc, char** argv) {
       memcpy(at, message.data(), message.size());
       producer.Commit(crossport::RecordType::kMessage, i % 2 ? 3 : 0);
     }
-    uint64_t size = crossport::kDataOffset + 2 * capacity;
+    uint64_t size = crossport::kDataOffset + 4 * capacity;
     Bytes content(size);
     if (pread(segment->fd(), content.data(), size, 0) != static_cast<ssize_t>(size)) return 1;
-    Bytes seed{1, static_cast<uint8_t>(capacity == 4096 ? 1 : 2), 0};
+    Bytes seed{1, static_cast<uint8_t>(capacity == 4096 ? 1 : 2 | 0x40), 0};  // small = large
     seed.insert(seed.end(), content.begin(), content.end());
     seed.push_back(1);  // after the content: side 1 adopts it, and reads ring 0
     Write("adopt-" + std::to_string(capacity), seed);

@@ -90,20 +90,31 @@ void Decode(const uint8_t* data, size_t size, size_t fd_count) {
   std::vector<int> fds;
   for (size_t i = 0; i < fd_count; i++) fds.push_back(-2 - static_cast<int>(i));
   const std::vector<int> given = fds;
+  std::vector<crossport::Handle> handles;
+  std::vector<int> buffers;
   std::vector<LinkState> ports;
   size_t body = 0;
-  bool ok = DecodeMessageHead(copy.get(), size, &fds, &ports, &body);
+  bool ok = DecodeMessageHead(copy.get(), size, &fds, &handles, &buffers, &ports, &body);
   // Whatever happened, the fds left in `fds` are the untaken tail of what was given.
   CHECK(fds.size() <= given.size());
   CHECK(std::equal(fds.begin(), fds.end(), given.end() - fds.size()));
   if (!ok) {
-    CHECK(ports.empty());
+    CHECK(ports.empty() && handles.empty() && buffers.empty());
     return;
   }
   CHECK(body >= sizeof(crossport::MessageHead) && body <= size);
   CHECK(ports.size() <= crossport::kMaxPortsPerMessage);
-  // The fds the ports own, in order, are exactly the taken head of what was given.
+  CHECK(handles.size() <= crossport::kMaxHandlesPerMessage);
+  CHECK(buffers.size() <= crossport::kMaxBuffersPerMessage);
+  // The fds the handles, buffers and ports own, in order, are exactly the taken head of what
+  // was given.
   std::vector<int> owned;
+  for (const crossport::Handle& handle : handles) {
+    CHECK(static_cast<uint32_t>(handle.kind) >= 1 &&
+          static_cast<uint32_t>(handle.kind) <= crossport::kLastHandleKind);
+    owned.push_back(handle.fd);
+  }
+  owned.insert(owned.end(), buffers.begin(), buffers.end());
   for (LinkState& port : ports) {
     CHECK(port.side == 0 || port.side == 1);
     owned.push_back(port.segment_fd);
@@ -112,7 +123,11 @@ void Decode(const uint8_t* data, size_t size, size_t fd_count) {
     for (const crossport::PendingRecord& record : port.overflow) {
       CHECK(record.fds.size() <= record.fd_count);
       CHECK(record.type == RecordType::kMessage || record.type == RecordType::kOutOfBand ||
-            record.type == RecordType::kClose);
+            record.type == RecordType::kClose || record.type == RecordType::kLarge);
+      owned.insert(owned.end(), record.fds.begin(), record.fds.end());
+    }
+    for (const crossport::PendingRecord& record : port.unread) {
+      CHECK(record.type == RecordType::kMessage && record.fds.size() == record.fd_count);
       owned.insert(owned.end(), record.fds.begin(), record.fds.end());
     }
   }
@@ -132,7 +147,7 @@ bool ConsumeOne(Ring* ring, const uint8_t* data, uint64_t capacity, size_t fd_co
   }
   if (status == ReadStatus::kEmpty) return true;
   CHECK(view.type == RecordType::kMessage || view.type == RecordType::kOutOfBand ||
-        view.type == RecordType::kClose);
+        view.type == RecordType::kClose || view.type == RecordType::kLarge);
   CHECK(view.payload >= data + sizeof(RecordHeader));
   CHECK(view.payload + view.length <= data + capacity);
   std::vector<uint8_t> payload(view.payload, view.payload + view.length);  // copy, then parse
@@ -256,16 +271,18 @@ void RunRingScript(Input* in) {
 }
 
 void RunAdopt(Input* in) {
-  // Sizes near the valid ones are the interesting ones: capacity 4096 or 8192 give
-  // kDataOffset + 2 * capacity; the fuzzer adds a small delta, or picks a size outright.
+  // Sizes near the valid ones are the interesting ones: small and large capacities of 4096 or
+  // 8192 give kDataOffset + 2 * (small + large); the fuzzer adds a small delta, or picks a size
+  // outright. The header it writes must name the capacities that make up the size.
   uint8_t choice = in->U8();
   int64_t delta = static_cast<int8_t>(in->U8());
   uint64_t size;
   if (choice % 4 == 0) {
     size = in->Get<uint32_t>() % (64 * 1024);
   } else {
-    uint64_t capacity = choice % 4 == 1 ? 4096 : choice % 4 == 2 ? 8192 : 2048;
-    size = static_cast<uint64_t>(static_cast<int64_t>(crossport::kDataOffset + 2 * capacity) +
+    uint64_t small = choice % 4 == 1 ? 4096 : choice % 4 == 2 ? 8192 : 2048;
+    uint64_t large = choice & 0x40 ? 8192 : 4096;
+    size = static_cast<uint64_t>(static_cast<int64_t>(crossport::kDataOffset + 2 * (small + large)) +
                                  (choice & 0x80 ? delta : 0));
   }
   crossport::os::SystemError error{0, nullptr};
@@ -280,8 +297,9 @@ void RunAdopt(Input* in) {
     return;
   }
   uint64_t capacity = segment->ring_capacity();
-  CHECK(Ring::ValidCapacity(capacity));
-  CHECK(crossport::kDataOffset + 2 * capacity == size);
+  uint64_t large = segment->large_capacity();
+  CHECK(Ring::ValidCapacity(capacity) && Ring::ValidCapacity(large));
+  CHECK(crossport::kDataOffset + 2 * (capacity + large) == size);
   // Use the accepted segment as both sides would, through a second mapping of the same object
   // laid out as Segment::MakeRing does, so that every view can be checked against its ring.
   auto* base = static_cast<uint8_t*>(crossport::os::MapShared(segment->fd(), size, true, &error));
@@ -289,11 +307,17 @@ void RunAdopt(Input* in) {
   auto* control = reinterpret_cast<RingControl*>(base + crossport::kRingsOffset);
   uint8_t* data0 = base + crossport::kDataOffset;
   uint8_t* data1 = data0 + capacity;
+  uint8_t* large0 = data1 + capacity;
+  uint8_t* large1 = large0 + large;
   int side = in->U8() & 1;
   Ring receive(&control[1 - side], side ? data0 : data1, capacity, false);
   Ring send(&control[side], side ? data1 : data0, capacity, true);
+  Ring receive_large(&control[3 - side], side ? large0 : large1, large, false);
   for (int i = 0; i < 256; i++) {
     if (!ConsumeOne(&receive, side ? data0 : data1, capacity, 3)) break;
+  }
+  for (int i = 0; i < 64; i++) {
+    if (!ConsumeOne(&receive_large, side ? large0 : large1, large, 0)) break;
   }
   for (int i = 0; i < 8; i++) ProduceOne(&send, side ? data1 : data0, capacity, 100 * i, 0xab);
   crossport::os::Unmap(base, size);

@@ -45,6 +45,7 @@ class Segment {
     return fd;
   }
   uint64_t ring_capacity() const { return ring_capacity_; }
+  uint64_t large_capacity() const { return large_capacity_; }
   // The ring `side` writes into, and the one it reads from.
   Ring SendRing(int side) { return MakeRing(side, true); }
   Ring ReceiveRing(int side) { return MakeRing(1 - side, false); }

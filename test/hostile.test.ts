@@ -26,6 +26,13 @@ describe('a hostile peer', () => {
     expect(closed.peerAliveAtClose).toBe(true);
   });
 
+  test('a large message announced with nothing in the large ring closes the port', async () => {
+    const { closed } = await victim('emptyLarge');
+    expect(closed.messages).toEqual([{ i: 0 }, { i: 1 }, { i: 2 }]);
+    expect(closed.errors).toEqual([]);
+    expect(closed.peerAliveAtClose).toBe(true);
+  });
+
   test('a record announcing fds that never came closes the port', async () => {
     const { closed } = await victim('badFdCount');
     expect(closed.messages).toEqual([{ i: 0 }, { i: 1 }, { i: 2 }]);
