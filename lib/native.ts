@@ -14,13 +14,15 @@ export interface PortHandle {
   post(value: unknown): boolean;
   /** The next message, or the `empty` marker given to setup(). */
   receive(): unknown;
-  /** Within drain(): the batch's next message, `empty` at its end, `handled` if delivered by a hook. */
+  /** Within deliver(): the batch's next message, `empty` at its end, `handled` if delivered by a hook. */
   next(): unknown;
   start(): void;
   stop(): void;
   ref(): void;
   unref(): void;
   hasRef(): boolean;
+  /** Bytes posted but still held here (the send queue). */
+  bufferedAmount(): number;
   close(): void;
   /** Duplicates of [segment fd, socket fd] and the side, for a child process. */
   exportFds(): [number, number, number];
@@ -43,6 +45,8 @@ export interface Hooks {
    * Dispatches a batch: pulls messages with `next()` until it returns `empty`, running nextTicks
    * and microtasks between two (one entry from the addon per batch).
    */
+  deliver(port: object): void;
+  /** The port's send queue emptied: emit 'drain'. */
   drain(port: object): void;
   /** For a message with ports (called from `next()`); `ports` is undefined when it carried none. */
   message(port: object, data: unknown, ports: object[] | undefined): void;

@@ -167,6 +167,15 @@ export class MessagePort extends NodeEventTarget {
     return stateOf(this).handle.hasRef();
   }
 
+  /**
+   * Not in worker_threads: bytes of messages posted on this port that this process still holds
+   * because the other side has not made room for them yet. `'drain'` fires when it falls back
+   * to 0, so a producer can wait for it: `if (port.bufferedAmount > limit) await once(port, 'drain')`.
+   */
+  get bufferedAmount(): number {
+    return stateOf(this).handle.bufferedAmount();
+  }
+
   get onmessage(): ((this: MessagePort, event: MessageEvent) => void) | null {
     return (stateOf(this).onmessage as never) ?? null;
   }
@@ -218,11 +227,11 @@ export class MessagePort extends NodeEventTarget {
 export interface MessagePort {
   on(event: 'message', listener: (value: any) => void): this;
   on(event: 'messageerror', listener: (error: Error) => void): this;
-  on(event: 'close', listener: () => void): this;
+  on(event: 'close' | 'drain', listener: () => void): this;
   on(event: string | symbol, listener: Listener): this;
   once(event: 'message', listener: (value: any) => void): this;
   once(event: 'messageerror', listener: (error: Error) => void): this;
-  once(event: 'close', listener: () => void): this;
+  once(event: 'close' | 'drain', listener: () => void): this;
   once(event: string | symbol, listener: Listener): this;
   off(event: string | symbol, listener: Listener): this;
   addListener(event: string | symbol, listener: Listener): this;
@@ -315,7 +324,7 @@ const HANDLED: object = Object.freeze({});
 const runNextTicks = (process as unknown as { _tickCallback?: () => void })._tickCallback;
 
 native.setup({
-  drain(port) {
+  deliver(port) {
     const { handle } = stateOf(port as MessagePort);
     if (runNextTicks === undefined) {
       // One message per call: the addon calls again, each call followed by the ticks.
@@ -345,6 +354,9 @@ native.setup({
   close(port) {
     stateOf(port as MessagePort).detached = true;
     (port as MessagePort).dispatchEvent(new Event('close'));
+  },
+  drain(port) {
+    (port as MessagePort).dispatchEvent(new Event('drain'));
   },
   createPort: createPort as (handle: PortHandle) => object,
   createHandles,

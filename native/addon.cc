@@ -21,7 +21,8 @@ Napi::Value Setup(const Napi::CallbackInfo& info) {
   Addon* addon = GetAddon(env);
   Napi::Object hooks = info[0].As<Napi::Object>();
   addon->on_message = Napi::Persistent(hooks.Get("message").As<Napi::Function>());
-  addon->drain = Napi::Persistent(hooks.Get("drain").As<Napi::Function>());
+  addon->deliver = Napi::Persistent(hooks.Get("deliver").As<Napi::Function>());
+  addon->on_drain = Napi::Persistent(hooks.Get("drain").As<Napi::Function>());
   addon->on_message_error = Napi::Persistent(hooks.Get("messageerror").As<Napi::Function>());
   addon->on_close = Napi::Persistent(hooks.Get("close").As<Napi::Function>());
   addon->create_port = Napi::Persistent(hooks.Get("createPort").As<Napi::Function>());

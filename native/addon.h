@@ -21,9 +21,10 @@ struct Addon {
   Napi::FunctionReference port_handle_class;
   // JS hooks registered by lib/ (see lib/native.ts, Hooks).
   Napi::FunctionReference on_message;       // (port, data, ports) => void
-  Napi::FunctionReference drain;            // (port) => void: dispatches a batch (see Dispatch)
+  Napi::FunctionReference deliver;          // (port) => void: dispatches a batch (see Dispatch)
   Napi::FunctionReference on_message_error;  // (port, error) => void
   Napi::FunctionReference on_close;         // (port) => void
+  Napi::FunctionReference on_drain;         // (port) => void: the send queue emptied
   Napi::FunctionReference create_port;      // (handle) => port
   Napi::FunctionReference create_handles;   // (kinds, fds) => objects (lib owns the fds)
   Napi::FunctionReference discard_handles;  // (objects) => void: closes them

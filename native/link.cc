@@ -8,6 +8,16 @@ namespace crossport {
 
 namespace {
 
+// The bytes a queued record holds in this process: an out-of-band record counts its message.
+uint64_t QueuedBytes(const PendingRecord& record) {
+  uint64_t size = 0;
+  if (record.type == RecordType::kOutOfBand && record.payload.size() == sizeof size) {
+    memcpy(&size, record.payload.data(), sizeof size);
+    return size;
+  }
+  return record.type == RecordType::kLarge ? 0 : record.payload.size();
+}
+
 // Messages above this size leave the small ring for the large one.
 uint64_t SmallLimit(const Ring& ring) { return ring.capacity() / 8; }
 // Messages above this size go out of band (one copy into a sealed memory object that the
@@ -64,7 +74,8 @@ Link* Link::FromState(LinkState* state, uv_loop_t* loop, LinkClient* client,
   auto* link = new Link(std::move(segment), state->socket_fd, state->side, loop, client);
   state->socket_fd = -1;
   link->received_fds_ = std::move(state->received_fds);
-  link->overflow_ = std::move(state->overflow);
+  for (PendingRecord& record : state->overflow) link->Enqueue(std::move(record));
+  state->overflow.clear();
   for (PendingRecord& carried : state->unread) {
     auto record = std::make_unique<IncomingRecord>();
     record->type = carried.type;
@@ -139,9 +150,15 @@ bool Link::Send(RecordType type, const uint8_t* head, size_t head_size, const ui
     record.payload.insert(record.payload.end(), head, head + head_size);
     if (body_size > 0) record.payload.insert(record.payload.end(), body, body + body_size);
   }
-  overflow_.push_back(std::move(record));
+  Enqueue(std::move(record));
   Flush();
   return !broken_;
+}
+
+void Link::Enqueue(PendingRecord&& record) {
+  queued_bytes_ += QueuedBytes(record);
+  overflow_.push_back(std::move(record));
+  ApplyRef();
 }
 
 bool Link::SendFds(PendingRecord* record) {
@@ -212,10 +229,20 @@ bool Link::WriteLarge(PendingRecord* record, const uint8_t* head, size_t head_si
 }
 
 void Link::Flush() {
+  bool had_queue = !overflow_.empty();
   while (!overflow_.empty() && !broken_ && !peer_gone_) {
     PendingRecord& record = overflow_.front();
-    if (!WriteRecord(&record)) break;
+    uint64_t bytes = QueuedBytes(record);
+    if (!WriteRecord(&record)) {
+      queued_bytes_ -= bytes - QueuedBytes(record);  // the payload may be in the large ring now
+      break;
+    }
+    queued_bytes_ -= bytes;
     overflow_.pop_front();
+  }
+  if (had_queue && overflow_.empty()) {
+    drained_ = true;
+    ApplyRef();
   }
   if (send_.corrupt() || send_large_.corrupt()) MarkBroken();
   UpdatePoll();
@@ -358,13 +385,25 @@ bool Link::TrySleep() { return receive_.PrepareSleep(); }
 void Link::Sleep() { receive_.MarkAsleep(); }
 
 void Link::Ref() {
-  if (polled_) uv_ref(reinterpret_cast<uv_handle_t*>(&poll_));
+  referenced_ = true;
+  ApplyRef();
 }
+
 void Link::Unref() {
-  if (polled_) uv_unref(reinterpret_cast<uv_handle_t*>(&poll_));
+  referenced_ = false;
+  ApplyRef();
 }
-bool Link::HasRef() const {
-  return polled_ && uv_has_ref(reinterpret_cast<const uv_handle_t*>(&poll_));
+
+bool Link::HasRef() const { return polled_ && referenced_; }
+
+void Link::ApplyRef() {
+  if (!polled_ || uv_is_closing(reinterpret_cast<uv_handle_t*>(&poll_))) return;
+  // A queue that can no longer be written (the peer is gone) must not hold the process.
+  if (referenced_ || (!overflow_.empty() && !peer_gone_ && !broken_)) {
+    uv_ref(reinterpret_cast<uv_handle_t*>(&poll_));
+  } else {
+    uv_unref(reinterpret_cast<uv_handle_t*>(&poll_));
+  }
 }
 
 void Link::MarkBroken() {
@@ -373,6 +412,7 @@ void Link::MarkBroken() {
 }
 
 void Link::UpdatePoll() {
+  ApplyRef();
   if (!polled_ || socket_ < 0 || uv_is_closing(reinterpret_cast<uv_handle_t*>(&poll_))) return;
   if (peer_gone_ || broken_) {
     uv_poll_stop(&poll_);
@@ -411,6 +451,7 @@ void Link::Release(LinkState* state) {
   received_fds_head_ = 0;
   state->overflow = std::move(overflow_);
   overflow_.clear();
+  queued_bytes_ = 0;
   for (std::unique_ptr<IncomingRecord>& record : unread_) {
     PendingRecord carried{record->type, static_cast<uint16_t>(record->fds.size()), {}, {}, 0};
     carried.payload.assign(record->data(), record->data() + record->size());

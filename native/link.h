@@ -89,6 +89,14 @@ class Link {
   bool broken() const { return broken_; }
   bool peer_gone() const { return peer_gone_; }
   bool has_overflow() const { return !overflow_.empty(); }
+  // Bytes of posted messages this process still holds (queued, not yet in shared memory).
+  uint64_t queued_bytes() const { return queued_bytes_; }
+  // True once after the queue emptied (it had held something).
+  bool TakeDrained() {
+    bool drained = drained_;
+    drained_ = false;
+    return drained;
+  }
 
   // Queues or writes a record whose payload is `head` followed by `body`. Takes the fds.
   // Returns false when the link is broken (the peer is gone or misbehaved).
@@ -119,6 +127,8 @@ class Link {
   // Reads every packet waiting on the socket (fds, wake-ups, end of stream).
   void DrainSocket();
 
+  // The port's own reference (hasRef()). While messages wait in the queue the link keeps the
+  // event loop alive anyway, so that a process that ends naturally delivers them first.
   void Ref();
   void Unref();
   bool HasRef() const;
@@ -156,7 +166,13 @@ class Link {
   bool polled_ = false;  // poll_ was initialised
   bool broken_ = false;
   bool peer_gone_ = false;
+  void Enqueue(PendingRecord&& record);
+  void ApplyRef();
+
   std::deque<PendingRecord> overflow_;
+  uint64_t queued_bytes_ = 0;
+  bool drained_ = false;
+  bool referenced_ = false;  // by the port (the loop may still be held for the queue)
   std::vector<int> received_fds_;
   size_t received_fds_head_ = 0;
   std::deque<std::unique_ptr<IncomingRecord>> unread_;

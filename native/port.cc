@@ -42,6 +42,7 @@ Napi::Function PortHandle::Define(Napi::Env env) {
                          InstanceMethod("ref", &PortHandle::Ref),
                          InstanceMethod("unref", &PortHandle::Unref),
                          InstanceMethod("hasRef", &PortHandle::HasRef),
+                         InstanceMethod("bufferedAmount", &PortHandle::BufferedAmount),
                          InstanceMethod("close", &PortHandle::Close),
                          InstanceMethod("exportFds", &PortHandle::ExportFds),
                          InstanceMethod("handOff", &PortHandle::HandOff),
@@ -387,6 +388,11 @@ Napi::Value PortHandle::HasRef(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), ref);
 }
 
+Napi::Value PortHandle::BufferedAmount(const Napi::CallbackInfo& info) {
+  bool open = link_ != nullptr && state_ == State::kOpen;
+  return Napi::Number::New(info.Env(), open ? static_cast<double>(link_->queued_bytes()) : 0);
+}
+
 Napi::Value PortHandle::Close(const Napi::CallbackInfo& info) {
   if (state_ == State::kOpen) {
     os::SystemError error{0, nullptr};
@@ -441,6 +447,10 @@ void PortHandle::OnLinkEvent() {
     return;
   }
   if (state_ != State::kOpen) return;
+  if (link_->TakeDrained()) {
+    pending_drain_ = true;  // 'drain' on the next loop turn
+    ScheduleIdle();
+  }
   if (started_) {
     OnWake();
     RunFromEventLoop(Env(), [this] { Dispatch(); });
@@ -468,15 +478,15 @@ void PortHandle::Dispatch() {
   Addon* addon = GetAddon(env);
   if (!CanCallJavaScript(env)) return;
   Napi::HandleScope scope(env);
-  // lib's drain(port) pulls messages with next() and runs nextTicks and microtasks between two
+  // lib's deliver(port) pulls messages with next() and runs nextTicks and microtasks between two
   // of them, as Node's timers do between two callbacks: one entry into JS per batch. (Where Node
-  // lacks the means, drain takes one message per call and we call it again.)
+  // lacks the means, deliver takes one message per call and we call it again.)
   batch_budget_ = kDispatchBatch;
   batch_end_ = BatchEnd::kMore;
   batch_dispatched_ = false;
   bool threw = false;
   while (batch_end_ == BatchEnd::kMore && batch_budget_ > 0 && !threw) {
-    threw = !CallHook(addon->drain);
+    threw = !CallHook(addon->deliver);
     // A listener may have closed, transferred or stopped the port: the rest waits.
     if (state_ != State::kOpen || link_ == nullptr) return;
     if (!started_) return CheckWhileStopped();
@@ -521,8 +531,8 @@ Napi::Value PortHandle::Next(const Napi::CallbackInfo& info) {
   }
   batch_dispatched_ = true;
   link_->Recycle(&record);
-  if (result == DecodeResult::kOk && ports.IsUndefined()) return data;  // drain dispatches it
-  // The rarer cases go through lib's hooks from here; an exception reaches drain().
+  if (result == DecodeResult::kOk && ports.IsUndefined()) return data;  // deliver dispatches it
+  // The rarer cases go through lib's hooks from here; an exception reaches deliver().
   Napi::Object owner = owner_.Value();
   if (result == DecodeResult::kOk) {
     addon->on_message.Call(owner, {owner, data, ports});
@@ -595,6 +605,10 @@ void PortHandle::OnIdle(uv_idle_t* idle) {
   if (!CanCallJavaScript(self->Env())) return;  // the environment is going: no more JS
   Napi::HandleScope scope(self->Env());
   if (self->pending_dispatch_) RunFromEventLoop(self->Env(), [self] { self->Dispatch(); });
+  if (self->pending_drain_) {
+    self->pending_drain_ = false;
+    if (self->state_ == State::kOpen) self->CallHook(GetAddon(self->Env())->on_drain);
+  }
   if (self->pending_close_ && !self->pending_dispatch_) {
     self->pending_close_ = false;
     if (!self->close_emitted_) {

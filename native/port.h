@@ -32,7 +32,7 @@ class PortHandle : public Napi::ObjectWrap<PortHandle>, public LinkClient {
   Napi::Value SetOwner(const Napi::CallbackInfo& info);
   Napi::Value Post(const Napi::CallbackInfo& info);
   Napi::Value Receive(const Napi::CallbackInfo& info);
-  // next(): the next message of the batch Dispatch() runs, for lib's drain(); the `empty`
+  // next(): the next message of the batch Dispatch() runs, for lib's deliver(); the `empty`
   // marker at its end, the `handled` marker for a message delivered through a hook.
   Napi::Value Next(const Napi::CallbackInfo& info);
   Napi::Value Start(const Napi::CallbackInfo& info);
@@ -40,6 +40,7 @@ class PortHandle : public Napi::ObjectWrap<PortHandle>, public LinkClient {
   Napi::Value Ref(const Napi::CallbackInfo& info);
   Napi::Value Unref(const Napi::CallbackInfo& info);
   Napi::Value HasRef(const Napi::CallbackInfo& info);
+  Napi::Value BufferedAmount(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
   Napi::Value ExportFds(const Napi::CallbackInfo& info);
   Napi::Value HandOff(const Napi::CallbackInfo& info);
@@ -88,6 +89,7 @@ class PortHandle : public Napi::ObjectWrap<PortHandle>, public LinkClient {
   uv_idle_t* idle_ = nullptr;    // runs Dispatch / the 'close' emission on the next loop turn
   bool pending_dispatch_ = false;
   bool pending_close_ = false;
+  bool pending_drain_ = false;
   // How the current batch ended (set by Next()).
   enum class BatchEnd { kMore, kEmpty, kWait };
   BatchEnd batch_end_ = BatchEnd::kMore;
