@@ -16,7 +16,10 @@ constexpr int kDispatchBatch = 1000;
 
 // A transferred ArrayBuffer at least this large travels out of band: one copy into a sealed
 // memory object that the receiver maps copy-on-write, instead of two copies through the message.
-constexpr size_t kOutOfBandTransferSize = 64 * 1024;
+// Below it the copies through the (warm) large ring measured faster than fresh pages and a
+// mapping per message (npm run bench, u8-64k-transfer 0.38x -> 1.12x of worker_threads,
+// u8-1m-transfer 0.43x -> 0.65x), so only buffers too large for the large ring go this way.
+constexpr size_t kOutOfBandTransferSize = 4 * 1024 * 1024;
 // The largest out-of-band ArrayBuffer a peer may send.
 constexpr uint64_t kMaxOutOfBandTransferSize = uint64_t{1} << 34;
 
