@@ -128,9 +128,9 @@ Napi::Value PortHandle::Post(const Napi::CallbackInfo& info) {
   Napi::Array port_list = info[2].As<Napi::Array>();
   Napi::Array handle_list = info[3].As<Napi::Array>();
   Napi::Array buffer_list = info[4].As<Napi::Array>();
-  const char* too_many = port_list.Length() > kMaxPortsPerMessage ? "Too many MessagePorts in transfer list"
-                         : handle_list.Length() / 2 > kMaxHandlesPerMessage ? "Too many handles in transfer list"
-                                                                             : nullptr;
+  const char* too_many = nullptr;
+  if (port_list.Length() > kMaxPortsPerMessage) too_many = "Too many MessagePorts in transfer list";
+  if (handle_list.Length() / 2 > kMaxHandlesPerMessage) too_many = "Too many handles in transfer list";
   if (too_many != nullptr) {
     ThrowDataCloneError(&addon->clone,
                         v8::String::NewFromUtf8(v8::Isolate::GetCurrent(), too_many).ToLocalChecked());
@@ -143,7 +143,8 @@ Napi::Value PortHandle::Post(const Napi::CallbackInfo& info) {
   std::vector<Napi::ArrayBuffer> large;
   for (uint32_t i = 0; i < buffer_list.Length() && large.size() < kMaxBuffersPerMessage; i++) {
     Napi::Value buffer = buffer_list.Get(i);
-    if (buffer.IsArrayBuffer() && buffer.As<Napi::ArrayBuffer>().ByteLength() >= kOutOfBandTransferSize) {
+    if (!buffer.IsArrayBuffer()) continue;
+    if (buffer.As<Napi::ArrayBuffer>().ByteLength() >= kOutOfBandTransferSize) {
       large.push_back(buffer.As<Napi::ArrayBuffer>());
     }
   }
@@ -232,6 +233,11 @@ PortHandle::DecodeResult PortHandle::Decode(IncomingRecord* record, Napi::Value*
     *data = error;
     return DecodeResult::kError;
   };
+  // Before any object exists for them: what the message carried is closed.
+  auto close_carried = [&]() {
+    for (LinkState& state : states) CloseLinkState(&state);
+    for (Handle& handle : handles) os::Close(handle.fd);
+  };
   if (!DecodeMessageHead(record->data(), record->size(), &record->fds, &handles, &buffer_fds,
                          &states, &body)) {
     return fail(NewDataCloneError(&addon->clone, env, "Unable to deserialize cloned data."));
@@ -249,8 +255,7 @@ PortHandle::DecodeResult PortHandle::Decode(IncomingRecord* record, Napi::Value*
     }
     os::Close(fd);
     if (mapped == nullptr) {
-      for (LinkState& state : states) CloseLinkState(&state);
-      for (Handle& handle : handles) os::Close(handle.fd);
+      close_carried();
       for (size_t i = buffers.size() + 1; i < buffer_fds.size(); i++) os::Close(buffer_fds[i]);
       return fail(NewDataCloneError(&addon->clone, env, "Unable to deserialize cloned data."));
     }
@@ -266,8 +271,7 @@ PortHandle::DecodeResult PortHandle::Decode(IncomingRecord* record, Napi::Value*
   }
   if (links.size() != states.size()) {
     for (Link* link : links) link->Destroy();
-    for (LinkState& state : states) CloseLinkState(&state);
-    for (Handle& handle : handles) os::Close(handle.fd);
+    close_carried();
     return fail(NewDataCloneError(&addon->clone, env, "Unable to deserialize cloned data."));
   }
   // The value's host objects: handles first, then ports (the order the sender listed them in).
