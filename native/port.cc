@@ -118,6 +118,13 @@ Napi::Value PortHandle::Post(const Napi::CallbackInfo& info) {
     os::SystemError error{0, nullptr};
     sent = link_->Send(RecordType::kMessage, head.data(), head.size(), message.data(),
                        message.size(), std::move(fds), &error);
+    if (link_->peer_gone() || link_->broken()) {
+      // The send found the peer gone (EPIPE) or our ring corrupt, and the link stopped polling:
+      // no socket event will come to tell us. Look again next turn, to deliver what is left
+      // and emit 'close'.
+      pending_dispatch_ = true;
+      ScheduleIdle();
+    }
     if (!sent && error.syscall != nullptr) ThrowSystemError(env, error.errnum, error.syscall);
   } else {
     for (LinkState& state : states) CloseLinkState(&state);
