@@ -3,12 +3,17 @@
 #pragma once
 
 #include <napi.h>
+
+#include <memory>
+#include <unordered_set>
 #include <uv.h>
 #include <v8.h>
 
 #include "serializer.h"
 
 namespace crossport {
+
+class PortHandle;
 
 struct Addon {
   CloneEnvironment clone;
@@ -22,6 +27,9 @@ struct Addon {
   Napi::FunctionReference create_port;      // (handle) => port
   Napi::ObjectReference empty;              // what receive() returns when nothing waits
   bool stopping = false;                    // set at process 'exit': JS can no longer run
+  // Every live PortHandle (see PortHandle::FlushBeforeExit).
+  std::shared_ptr<std::unordered_set<PortHandle*>> live_ports =
+      std::make_shared<std::unordered_set<PortHandle*>>();
 };
 
 Addon* GetAddon(Napi::Env env);

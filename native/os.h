@@ -49,6 +49,10 @@ constexpr size_t kMaxFdsPerPacket = 64;
 // kWouldBlock when nothing is waiting; kPeerGone at end of stream.
 IoResult ReceivePacket(int socket, std::vector<int>* fds, SystemError* err);
 
+// Waits up to `timeout_ms` for a packet (or end of stream) on `socket`, or, with `writable`,
+// for room to send. False on timeout.
+bool WaitForSocket(int socket, bool writable, int timeout_ms);
+
 void Close(int fd);
 // Marks an inherited fd close-on-exec; false if it is not open.
 bool SetCloseOnExec(int fd);

@@ -11,6 +11,10 @@ namespace {
 // Messages dispatched per loop turn before other I/O gets a chance (as Node does).
 constexpr int kDispatchBatch = 1000;
 
+// At exit, how long a port waits for a reader that makes no room before it gives up on the
+// messages still queued (a peer that does not read must not hold the process forever).
+constexpr int kExitStallMs = 2000;
+
 }  // namespace
 
 Napi::Function PortHandle::Define(Napi::Env env) {
@@ -53,9 +57,12 @@ PortHandle::PortHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PortHa
   uv_idle_init(GetAddon(env)->loop, idle_);
   idle_->data = this;
   uv_unref(reinterpret_cast<uv_handle_t*>(idle_));
+  live_ = GetAddon(env)->live_ports;
+  live_->insert(this);
 }
 
 PortHandle::~PortHandle() {
+  live_->erase(this);
   DestroyLink();
   uv_idle_stop(idle_);
   uv_close(reinterpret_cast<uv_handle_t*>(idle_),
@@ -311,6 +318,12 @@ void PortHandle::OnLinkEvent() {
   } else {
     CheckWhileStopped();
   }
+}
+
+void PortHandle::FlushBeforeExit() {
+  // Open, or closing with its close record still queued behind the overflow.
+  if (link_ == nullptr || (state_ != State::kOpen && state_ != State::kClosing)) return;
+  if (link_->has_overflow()) link_->FlushBeforeExit(kExitStallMs);
 }
 
 void PortHandle::CheckWhileStopped() {

@@ -6,6 +6,9 @@
 #include <napi.h>
 #include <uv.h>
 
+#include <memory>
+#include <unordered_set>
+
 #include "link.h"
 
 namespace crossport {
@@ -22,6 +25,8 @@ class PortHandle : public Napi::ObjectWrap<PortHandle>, public LinkClient {
   ~PortHandle() override;
 
   void OnLinkEvent() override;
+  // The environment is exiting: writes out what this port still queues (see Link).
+  void FlushBeforeExit();
 
  private:
   enum class State { kOpen, kClosing, kClosed, kReleased };
@@ -70,6 +75,9 @@ class PortHandle : public Napi::ObjectWrap<PortHandle>, public LinkClient {
   uv_idle_t* idle_ = nullptr;    // runs Dispatch / the 'close' emission on the next loop turn
   bool pending_dispatch_ = false;
   bool pending_close_ = false;
+  // Every live handle of this environment, for FlushBeforeExit (shared with Addon, so that
+  // either may be destroyed first).
+  std::shared_ptr<std::unordered_set<PortHandle*>> live_;
 };
 
 }  // namespace crossport

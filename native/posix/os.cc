@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -219,6 +220,15 @@ IoResult ReceivePacket(int socket, std::vector<int>* fds, SystemError* err) {
   }
   if (n == 0) return IoResult::kPeerGone;
   return IoResult::kOk;
+}
+
+bool WaitForSocket(int socket, bool writable, int timeout_ms) {
+  struct pollfd entry = {socket, static_cast<short>(POLLIN | (writable ? POLLOUT : 0)), 0};
+  for (;;) {
+    int n = poll(&entry, 1, timeout_ms);
+    if (n >= 0) return n > 0;
+    if (errno != EINTR) return false;
+  }
 }
 
 void Close(int fd) {
