@@ -66,7 +66,10 @@ export interface Hooks {
 
 export interface Native {
   setup(hooks: Hooks): void;
-  /** The environment is exiting: deliver nothing more. */
+  /**
+   * The environment is exiting: deliver nothing more, and write out what ports still queue
+   * (blocking while their readers make room; giving up on a reader that stalls for 2 s).
+   */
   stop(): void;
   /** FileHandles can be made now: messages that waited for that are delivered. */
   fileHandlesReady(): void;

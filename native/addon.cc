@@ -41,7 +41,11 @@ Napi::Value Setup(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Stop(const Napi::CallbackInfo& info) {
-  GetAddon(info.Env())->stopping = true;
+  Addon* addon = GetAddon(info.Env());
+  addon->stopping = true;
+  // The event loop will not run again: what ports still queue must go out now, or never.
+  // (Messages already in a ring need nothing: the peer reads them from shared memory.)
+  for (PortHandle* port : *addon->live_ports) port->FlushBeforeExit();
   return info.Env().Undefined();
 }
 

@@ -5,6 +5,8 @@
 #include <napi.h>
 
 #include <set>
+#include <memory>
+#include <unordered_set>
 #include <uv.h>
 #include <v8.h>
 
@@ -36,6 +38,9 @@ struct Addon {
   // The longest poll window (port.cc); CROSSPORT_POLL_WINDOW_US overrides it, 0 turns polling off.
   uint64_t max_poll_window_ns = 100 * 1000;
   bool stopping = false;                    // set at process 'exit': JS can no longer run
+  // Every live PortHandle (see PortHandle::FlushBeforeExit).
+  std::shared_ptr<std::unordered_set<PortHandle*>> live_ports =
+      std::make_shared<std::unordered_set<PortHandle*>>();
 };
 
 // Default ring size per direction: large enough to pipeline many small messages, small enough

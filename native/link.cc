@@ -1,6 +1,7 @@
 #include "link.h"
 
 #include <cerrno>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 
@@ -246,6 +247,26 @@ void Link::Flush() {
   }
   if (send_.corrupt() || send_large_.corrupt()) MarkBroken();
   UpdatePoll();
+}
+
+void Link::FlushBeforeExit(int stall_ms) {
+  using Clock = std::chrono::steady_clock;
+  size_t left = overflow_.size();
+  Clock::time_point progress = Clock::now();
+  for (;;) {
+    Flush();  // marks us waiting for room when it stops short, so the reader wakes us
+    if (overflow_.empty() || broken_ || peer_gone_) return;
+    Clock::time_point now = Clock::now();
+    if (overflow_.size() < left) {
+      left = overflow_.size();
+      progress = now;
+    }
+    auto stalled = std::chrono::duration_cast<std::chrono::milliseconds>(now - progress).count();
+    if (stalled >= stall_ms) return;
+    bool want_writable = overflow_.front().fds_sent < overflow_.front().fds.size();
+    os::WaitForSocket(socket_, want_writable, static_cast<int>(stall_ms - stalled));
+    DrainSocket();  // the reader's wake-up packets (and its end of stream)
+  }
 }
 
 void Link::Wake() {

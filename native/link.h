@@ -104,6 +104,10 @@ class Link {
             size_t body_size, std::vector<int>&& fds, os::SystemError* err);
   // Writes what waits in the overflow queue, as far as room allows.
   void Flush();
+  // The process is exiting and the event loop will not run again: writes the overflow queue,
+  // blocking while the reader makes room, until it is empty, the peer is gone, or the reader
+  // made no room for `stall_ms` (it does not read).
+  void FlushBeforeExit(int stall_ms);
 
   // Reads the next record (payload copied or mapped, fds claimed). kBroken when the peer
   // wrote something that cannot be a record; the link is then beyond repair.

@@ -70,6 +70,9 @@ int ConnectLocal(const std::string& path, SystemError* err);
 
 // Lets another runnable thread on this CPU go first (while we poll, our peer may be waiting).
 void YieldCpu();
+// Waits up to `timeout_ms` for a packet (or end of stream) on `socket`, or, with `writable`,
+// for room to send. False on timeout.
+bool WaitForSocket(int socket, bool writable, int timeout_ms);
 
 void Close(int fd);
 // Marks an inherited fd close-on-exec; false if it is not open.

@@ -31,6 +31,10 @@ constexpr uint64_t kMaxOutOfBandTransferSize = uint64_t{1} << 34;
 // nothing.
 constexpr uint64_t kContendedGapNs = 50 * 1000;
 
+// At exit, how long a port waits for a reader that makes no room before it gives up on the
+// messages still queued (a peer that does not read must not hold the process forever).
+constexpr int kExitStallMs = 2000;
+
 }  // namespace
 
 Napi::Function PortHandle::Define(Napi::Env env) {
@@ -77,10 +81,13 @@ PortHandle::PortHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PortHa
   uv_idle_init(GetAddon(env)->loop, idle_);
   idle_->data = this;
   uv_unref(reinterpret_cast<uv_handle_t*>(idle_));
+  live_ = GetAddon(env)->live_ports;
+  live_->insert(this);
 }
 
 PortHandle::~PortHandle() {
   GetAddon(Env())->waiting_for_file_handles.erase(this);
+  live_->erase(this);
   DestroyLink();
   uv_idle_stop(idle_);
   uv_close(reinterpret_cast<uv_handle_t*>(idle_),
@@ -199,6 +206,13 @@ bool PortHandle::Send(Napi::Env env, const uint8_t* head, size_t head_size,
   os::SystemError error{0, nullptr};
   bool sent = link_->Send(RecordType::kMessage, head, head_size, message.data(), message.size(),
                           std::move(fds), &error);
+  if (link_->peer_gone() || link_->broken()) {
+    // The send found the peer gone (EPIPE) or our ring corrupt, and the link stopped polling:
+    // no socket event will come to tell us. Look again next turn, to deliver what is left
+    // and emit 'close'.
+    pending_dispatch_ = true;
+    ScheduleIdle();
+  }
   if (!sent && error.syscall != nullptr) ThrowSystemError(env, error.errnum, error.syscall);
   return sent;
 }
@@ -464,6 +478,12 @@ void PortHandle::OnLinkEvent() {
   } else {
     CheckWhileStopped();
   }
+}
+
+void PortHandle::FlushBeforeExit() {
+  // Open, or closing with its close record still queued behind the overflow.
+  if (link_ == nullptr || (state_ != State::kOpen && state_ != State::kClosing)) return;
+  if (link_->has_overflow()) link_->FlushBeforeExit(kExitStallMs);
 }
 
 void PortHandle::CheckWhileStopped() {

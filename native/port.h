@@ -6,6 +6,9 @@
 #include <napi.h>
 #include <uv.h>
 
+#include <memory>
+#include <unordered_set>
+
 #include "link.h"
 #include "serializer.h"
 
@@ -25,6 +28,8 @@ class PortHandle : public Napi::ObjectWrap<PortHandle>, public LinkClient {
   void OnLinkEvent() override;
   // Dispatches again (what waited for lib/ to be able to make FileHandles).
   void Resume();
+  // The environment is exiting: writes out what this port still queues (see Link).
+  void FlushBeforeExit();
 
  private:
   enum class State { kOpen, kClosing, kClosed, kReleased };
@@ -100,6 +105,9 @@ class PortHandle : public Napi::ObjectWrap<PortHandle>, public LinkClient {
   uint64_t last_record_ns_ = 0;
   uint64_t last_poll_ns_ = 0;
   uint64_t slept_at_ns_ = 0;
+  // Every live handle of this environment, for FlushBeforeExit (shared with Addon, so that
+  // either may be destroyed first).
+  std::shared_ptr<std::unordered_set<PortHandle*>> live_;
 };
 
 }  // namespace crossport

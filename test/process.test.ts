@@ -32,6 +32,14 @@ describe('fork and parentPort', () => {
     expect(run.stderr).toBe('');
   });
 
+  test('a send that finds the peer process dead still leads to close', async () => {
+    // Regression: the send saw EPIPE, the link stopped polling, and nothing told the port.
+    // The process then exited without 'close' (or spun forever if it kept posting).
+    const run = await runFixture('post-to-dead-child.js', [], 30000);
+    expect(run.reports).toEqual([0, 1, 2, 3, 4, 5].map((round) => ({ kind: 'closed', round })));
+    expect(run.code).toBe(0);
+  });
+
   test('a parent killed with SIGKILL: the child gets close on parentPort', async () => {
     const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'crossport-')), 'orphan.json');
     const run = await runFixture('doomed-parent.js', [file]);

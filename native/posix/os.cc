@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -357,6 +358,15 @@ int ConnectLocal(const std::string& path, SystemError* err) {
 }
 
 void YieldCpu() { sched_yield(); }
+
+bool WaitForSocket(int socket, bool writable, int timeout_ms) {
+  struct pollfd entry = {socket, static_cast<short>(POLLIN | (writable ? POLLOUT : 0)), 0};
+  for (;;) {
+    int n = poll(&entry, 1, timeout_ms);
+    if (n >= 0) return n > 0;
+    if (errno != EINTR) return false;
+  }
+}
 
 void Close(int fd) {
   if (fd >= 0) close(fd);
