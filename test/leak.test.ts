@@ -11,7 +11,8 @@ test('20,000 channels opened and closed: fds and segment mappings back to their 
   expect(summary.atEnd.fds).toBe(summary.afterWarmup.fds);
   expect(summary.atEnd.segmentMaps).toBe(summary.afterWarmup.segmentMaps);
   expect(summary.atEnd.maps - summary.afterWarmup.maps).toBeLessThan(200);
-  expect(summary.rssGrowthMiB).toBeLessThan(64);
+  // (Not under ASan, whose quarantine holds freed memory: see scripts/leak-loop.js.)
+  if (summary.rssBounded) expect(summary.rssGrowthMiB).toBeLessThan(64);
   expect(summary.ok).toBe(true);
   expect(run.status).toBe(0);
 });
