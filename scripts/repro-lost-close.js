@@ -8,8 +8,10 @@
 //   - holding the owner with a strong reference (Napi::Persistent instead of Napi::Weak in
 //     PortHandle::SetOwner) makes it disappear, and so does keeping every port alive: the weak
 //     napi reference to the owner yields another object after GC.
-// With batches of 2000 the process can also die with "terminate ... Unknown failure" (a
-// Napi::Error thrown out of a libuv callback).
+// It depends on the GC: default flags lose a batch after ~3,000-4,000 channels; with
+// --max-semi-space-size=64 after ~8,500; with --max-semi-space-size=1 it did not happen in
+// 10,000. With batches of 2000 the process can also die with "terminate ... Unknown failure"
+// (a Napi::Error thrown out of a libuv callback).
 //
 // Usage: node scripts/repro-lost-close.js [batch=500] [batches=20]
 // Exits 1 (and says where) when a 'close' goes missing, 0 when every batch completed.
