@@ -11,7 +11,8 @@ test('flooding: bufferedAmount and drain give backpressure; 120,000 messages of 
   // Waiting for 'drain' over 1 MiB: it never held more than the limit and one message.
   expect(flood.waits).toBeGreaterThan(10);
   expect(flood.maxHeld).toBeLessThanOrEqual(flood.limit + 2048);
-  expect(flood.rssGrowthMiB).toBeLessThan(64);
+  // (Not under ASan, whose quarantine keeps freed memory resident.)
+  if (!process.env.CROSSPORT_SANITIZED) expect(flood.rssGrowthMiB).toBeLessThan(64);
   // Its event loop kept turning while it flooded.
   expect(flood.ticks).toBeGreaterThan(10);
   expect(flood.child).toEqual({ received: 120000, outOfOrder: 0 });
