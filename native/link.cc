@@ -22,8 +22,9 @@ uint64_t QueuedBytes(const PendingRecord& record) {
 // Messages above this size leave the small ring for the large one.
 uint64_t SmallLimit(const Ring& ring) { return ring.capacity() / 8; }
 // Messages above this size go out of band (one copy into a sealed memory object that the
-// receiver maps): the large ring holds at least two of any smaller message.
-uint64_t LargeLimit(const Ring& large) { return large.capacity() / 2; }
+// receiver maps). Ring::Reserve takes a record (header and payload) of up to half the ring,
+// so the large ring holds two of any smaller message.
+uint64_t LargeLimit(const Ring& large) { return large.capacity() / 2 - sizeof(RecordHeader); }
 
 // The largest out-of-band message a peer may announce (the receiver maps this much).
 constexpr uint64_t kMaxOutOfBandSize = uint64_t{1} << 34;

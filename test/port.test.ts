@@ -191,6 +191,18 @@ describe('MessagePort', () => {
     await expect(message).resolves.toBe('after');
   });
 
+  test('every message size around the large-ring limit (4 MiB) goes out at once', () => {
+    const { port1, port2 } = new MessageChannel();
+    // Byte arrays from 40 bytes under 4 MiB to 4 MiB: their records straddle the largest one
+    // the large ring takes; each must be readable right after it was posted.
+    for (let size = 4 * 1024 * 1024 - 40; size <= 4 * 1024 * 1024; size++) {
+      port1.postMessage(new Uint8Array(size));
+      expect(port1.bufferedAmount).toBe(0);
+      expect(receiveMessageOnPort(port2)?.message.length).toBe(size);
+    }
+    port1.close();
+  });
+
   test('messages larger than the ring arrive whole, in order with small ones', async () => {
     const { port1, port2 } = channel();
     const received: number[] = [];
