@@ -76,8 +76,16 @@ Link* Link::FromState(LinkState* state, uv_loop_t* loop, LinkClient* client,
   auto* link = new Link(std::move(segment), state->socket_fd, state->side, loop, client);
   state->socket_fd = -1;
   link->received_fds_ = std::move(state->received_fds);
-  for (PendingRecord& record : state->overflow) link->Enqueue(std::move(record));
+  bool unwritable = false;
+  for (PendingRecord& record : state->overflow) {
+    // What the old owner queued came from another process: a message no ring can take (Send
+    // sends those out of band) would wait for ever.
+    unwritable = unwritable || (record.type == RecordType::kMessage &&
+                                record.payload.size() > LargeLimit(link->send_large_));
+    link->Enqueue(std::move(record));
+  }
   state->overflow.clear();
+  if (unwritable) link->MarkBroken();
   for (PendingRecord& carried : state->unread) {
     auto record = std::make_unique<IncomingRecord>();
     record->type = carried.type;
