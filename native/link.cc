@@ -168,7 +168,6 @@ bool Link::Send(RecordType type, const uint8_t* head, size_t head_size, const ui
 void Link::Enqueue(PendingRecord&& record) {
   queued_bytes_ += QueuedBytes(record);
   overflow_.push_back(std::move(record));
-  ApplyRef();
 }
 
 bool Link::SendFds(PendingRecord* record) {
@@ -250,10 +249,7 @@ void Link::Flush() {
     queued_bytes_ -= bytes;
     overflow_.pop_front();
   }
-  if (had_queue && overflow_.empty()) {
-    drained_ = true;
-    ApplyRef();
-  }
+  if (had_queue && overflow_.empty()) drained_ = true;
   if (send_.corrupt() || send_large_.corrupt()) MarkBroken();
   UpdatePoll();
 }
@@ -415,25 +411,15 @@ bool Link::TrySleep() { return receive_.PrepareSleep(); }
 void Link::Sleep() { receive_.MarkAsleep(); }
 
 void Link::Ref() {
-  referenced_ = true;
-  ApplyRef();
+  if (polled_) uv_ref(reinterpret_cast<uv_handle_t*>(&poll_));
 }
 
 void Link::Unref() {
-  referenced_ = false;
-  ApplyRef();
+  if (polled_) uv_unref(reinterpret_cast<uv_handle_t*>(&poll_));
 }
 
-bool Link::HasRef() const { return polled_ && referenced_; }
-
-void Link::ApplyRef() {
-  if (!polled_ || uv_is_closing(reinterpret_cast<uv_handle_t*>(&poll_))) return;
-  // A queue that can no longer be written (the peer is gone) must not hold the process.
-  if (referenced_ || (!overflow_.empty() && !peer_gone_ && !broken_)) {
-    uv_ref(reinterpret_cast<uv_handle_t*>(&poll_));
-  } else {
-    uv_unref(reinterpret_cast<uv_handle_t*>(&poll_));
-  }
+bool Link::HasRef() const {
+  return polled_ && uv_has_ref(reinterpret_cast<const uv_handle_t*>(&poll_));
 }
 
 void Link::MarkBroken() {
@@ -442,7 +428,6 @@ void Link::MarkBroken() {
 }
 
 void Link::UpdatePoll() {
-  ApplyRef();
   if (!polled_ || socket_ < 0 || uv_is_closing(reinterpret_cast<uv_handle_t*>(&poll_))) return;
   if (peer_gone_ || broken_) {
     uv_poll_stop(&poll_);

@@ -131,8 +131,6 @@ class Link {
   // Reads every packet waiting on the socket (fds, wake-ups, end of stream).
   void DrainSocket();
 
-  // The port's own reference (hasRef()). While messages wait in the queue the link keeps the
-  // event loop alive anyway, so that a process that ends naturally delivers them first.
   void Ref();
   void Unref();
   bool HasRef() const;
@@ -171,12 +169,10 @@ class Link {
   bool broken_ = false;
   bool peer_gone_ = false;
   void Enqueue(PendingRecord&& record);
-  void ApplyRef();
 
   std::deque<PendingRecord> overflow_;
   uint64_t queued_bytes_ = 0;
   bool drained_ = false;
-  bool referenced_ = false;  // by the port (the loop may still be held for the queue)
   std::vector<int> received_fds_;
   size_t received_fds_head_ = 0;
   std::deque<std::unique_ptr<IncomingRecord>> unread_;

@@ -101,7 +101,7 @@ class PortHandle : public Napi::ObjectWrap<PortHandle>, public LinkClient {
   int batch_budget_ = 0;
   bool batch_dispatched_ = false;
   bool polling_ = false;
-  uint64_t poll_window_ns_;  // set from kFirstPollWindowNs
+  uint64_t poll_window_ns_;  // starts at a quarter of Addon::max_poll_window_ns
   uint64_t last_record_ns_ = 0;
   uint64_t last_poll_ns_ = 0;
   uint64_t slept_at_ns_ = 0;

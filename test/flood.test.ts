@@ -19,7 +19,7 @@ test('flooding: bufferedAmount and drain give backpressure; 120,000 messages of 
   expect(run.code).toBe(0);
 });
 
-test('a process that ends naturally with messages still queued stays until they are out; the peer gets them all, then close', async () => {
+test('a process that ends naturally with messages still queued writes them out first; the peer gets them all, then close', async () => {
   const run = await runFixture('leave-parent.js');
   expect(report(run, 'left')).toEqual({ kind: 'left', received: 20000, inOrder: true, exitedBeforeReading: false });
 });
