@@ -17,6 +17,8 @@ export interface PortHandle {
   /** Within deliver(): the batch's next message, `empty` at its end, `handled` if delivered by a hook. */
   next(): unknown;
   start(): void;
+  /** The port has 'close' or 'drain' listeners: keep it while it is open. */
+  watch(listened: boolean): void;
   stop(): void;
   ref(): void;
   unref(): void;

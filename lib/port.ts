@@ -210,6 +210,7 @@ export class MessagePort extends NodeEventTarget {
       handle.ref();
       handle.start();
     }
+    if (type === 'close' || type === 'drain') watchIfListened(this, type, size);
   }
 
   /** @internal Called by Node's EventTarget after a listener goes (size: the new count). */
@@ -220,7 +221,17 @@ export class MessagePort extends NodeEventTarget {
       handle.stop();
       handle.unref();
     }
+    if (type === 'close' || type === 'drain') watchIfListened(this, type, size);
   }
+}
+
+/**
+ * A port listened to for 'close' or 'drain' must not be collected while it is open. `size`
+ * counts the listeners for `type` (EventTarget records a first listener only after the hook).
+ */
+function watchIfListened(port: MessagePort, type: 'close' | 'drain', size: number): void {
+  const other = port.listenerCount(type === 'close' ? 'drain' : 'close');
+  stateOf(port).handle.watch(size + other > 0);
 }
 
 // Node-style methods come from NodeEventTarget; declare them for TypeScript.

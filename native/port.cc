@@ -45,6 +45,7 @@ Napi::Function PortHandle::Define(Napi::Env env) {
                          InstanceMethod("receive", &PortHandle::Receive),
                          InstanceMethod("next", &PortHandle::Next),
                          InstanceMethod("start", &PortHandle::Start),
+                         InstanceMethod("watch", &PortHandle::Watch),
                          InstanceMethod("stop", &PortHandle::Stop),
                          InstanceMethod("ref", &PortHandle::Ref),
                          InstanceMethod("unref", &PortHandle::Unref),
@@ -83,6 +84,12 @@ PortHandle::PortHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PortHa
   uv_unref(reinterpret_cast<uv_handle_t*>(idle_));
   live_ = GetAddon(env)->live_ports;
   live_->insert(this);
+  if (link_->broken()) {
+    // No socket event will ever come (libuv refused the socket, or what came with a received
+    // port was beyond repair): end the port on the next turn.
+    pending_dispatch_ = true;
+    ScheduleIdle();
+  }
 }
 
 PortHandle::~PortHandle() {
@@ -103,12 +110,18 @@ void PortHandle::DestroyLink() {
 
 Napi::Value PortHandle::SetOwner(const Napi::CallbackInfo& info) {
   owner_ = Napi::Weak(info[0].As<Napi::Object>());
+  UpdateOwnerHold();  // a received port may hold messages still to write
   return info.Env().Undefined();
 }
 
 void PortHandle::UpdateOwnerHold() {
-  // Keep the JS port alive while it listens or owes a 'close' event, as a libuv handle would.
-  bool hold = (started_ && state_ == State::kOpen) || pending_close_;
+  // Keep the JS port alive while anything it does can still be observed: it listens for
+  // messages, for 'close' or 'drain', it owes a 'close' event, or it holds messages not yet
+  // written (dropping it would lose them). A port with none of these may be collected, which
+  // closes it (its peer gets 'close'); worker_threads keeps every open port until it is closed.
+  bool writing = link_ != nullptr && link_->has_overflow();
+  bool hold = pending_close_ || state_ == State::kClosing ||
+              (state_ == State::kOpen && (started_ || watched_ || writing));
   if (hold == owner_held_ || owner_.IsEmpty()) return;
   owner_held_ = hold;
   if (hold) {
@@ -213,6 +226,7 @@ bool PortHandle::Send(Napi::Env env, const uint8_t* head, size_t head_size,
     pending_dispatch_ = true;
     ScheduleIdle();
   }
+  UpdateOwnerHold();  // messages may be queued now
   if (!sent && error.syscall != nullptr) ThrowSystemError(env, error.errnum, error.syscall);
   return sent;
 }
@@ -375,6 +389,12 @@ Napi::Value PortHandle::Stop(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+Napi::Value PortHandle::Watch(const Napi::CallbackInfo& info) {
+  watched_ = info[0].ToBoolean();
+  UpdateOwnerHold();
+  return info.Env().Undefined();
+}
+
 void PortHandle::SetStarted(bool started) {
   if (started_ == started || state_ != State::kOpen) return;
   started_ = started;
@@ -468,6 +488,7 @@ void PortHandle::OnLinkEvent() {
     return;
   }
   if (state_ != State::kOpen) return;
+  UpdateOwnerHold();  // the queue may have been written out
   if (link_->TakeDrained()) {
     pending_drain_ = true;  // 'drain' on the next loop turn
     ScheduleIdle();

@@ -42,6 +42,9 @@ class PortHandle : public Napi::ObjectWrap<PortHandle>, public LinkClient {
   Napi::Value Next(const Napi::CallbackInfo& info);
   Napi::Value Start(const Napi::CallbackInfo& info);
   Napi::Value Stop(const Napi::CallbackInfo& info);
+  // watch(on): the JS port has listeners for 'close' or 'drain' (it must then outlive its
+  // last reference while open, see UpdateOwnerHold).
+  Napi::Value Watch(const Napi::CallbackInfo& info);
   Napi::Value Ref(const Napi::CallbackInfo& info);
   Napi::Value Unref(const Napi::CallbackInfo& info);
   Napi::Value HasRef(const Napi::CallbackInfo& info);
@@ -87,6 +90,7 @@ class PortHandle : public Napi::ObjectWrap<PortHandle>, public LinkClient {
   Link* link_ = nullptr;
   State state_ = State::kOpen;
   bool started_ = false;
+  bool watched_ = false;
   bool close_emitted_ = false;
   Napi::ObjectReference owner_;  // the JS MessagePort (weak unless UpdateOwnerHold holds it)
   bool owner_held_ = false;
