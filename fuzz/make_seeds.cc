@@ -37,7 +37,8 @@ void Put(Bytes* out, T value) {
 }
 
 // A message payload as PortHandle::Post builds it: head (with `ports` ports) + a V8-ish body.
-Bytes Message(int ports, int overflow_records, int received_fds) {
+Bytes Message(int ports, int overflow_records, int received_fds,
+              const std::vector<uint64_t>& sections = {}) {
   std::vector<crossport::LinkState> states(ports);
   for (crossport::LinkState& state : states) {
     state.segment_fd = -1;
@@ -54,10 +55,11 @@ Bytes Message(int ports, int overflow_records, int received_fds) {
   std::vector<int> buffers;
   if (ports > 0) handles.push_back(crossport::Handle{crossport::HandleKind::kFileDescriptor, -1});
   if (overflow_records > 0) buffers.push_back(-1);
-  Bytes head = crossport::EncodeMessageHead(&handles, &buffers, &states, &fds);
   // V8 serialization of the string "hi" (version 15): FF 0F 22 02 'h' 'i'.
   const uint8_t body[] = {0xff, 0x0f, 0x22, 0x02, 'h', 'i'};
+  Bytes head = crossport::EncodeMessageHead(&handles, &buffers, &states, sections, sizeof body, &fds);
   head.insert(head.end(), body, body + sizeof body);
+  for (uint64_t length : sections) head.resize(head.size() + crossport::AlignSection(length), 0x5a);
   return head;
 }
 
@@ -94,6 +96,12 @@ int main(int argc, char** argv) {
       seed.insert(seed.end(), message.begin(), message.end());
       Write("decode-" + std::to_string(ports) + "-" + std::to_string(overflow), seed);
     }
+  }
+  {
+    Bytes seed{2, 0};
+    Bytes message = Message(0, 0, 0, {3, 20});
+    seed.insert(seed.end(), message.begin(), message.end());
+    Write("decode-sections", seed);
   }
 
   // Mode 0: ring scripts.

@@ -93,8 +93,8 @@ void Decode(const uint8_t* data, size_t size, size_t fd_count) {
   std::vector<crossport::Handle> handles;
   std::vector<int> buffers;
   std::vector<LinkState> ports;
-  size_t body = 0;
-  bool ok = DecodeMessageHead(copy.get(), size, &fds, &handles, &buffers, &ports, &body);
+  crossport::MessageLayout layout;
+  bool ok = DecodeMessageHead(copy.get(), size, size, &fds, &handles, &buffers, &ports, &layout);
   // Whatever happened, the fds left in `fds` are the untaken tail of what was given.
   CHECK(fds.size() <= given.size());
   CHECK(std::equal(fds.begin(), fds.end(), given.end() - fds.size()));
@@ -102,7 +102,11 @@ void Decode(const uint8_t* data, size_t size, size_t fd_count) {
     CHECK(ports.empty() && handles.empty() && buffers.empty());
     return;
   }
-  CHECK(body >= sizeof(crossport::MessageHead) && body <= size);
+  CHECK(layout.body_offset >= sizeof(crossport::MessageHead) && layout.body_offset <= size);
+  CHECK(layout.body_size <= size - layout.body_offset);
+  // The sections lie after the body and end exactly where the payload does.
+  CHECK(layout.sections.size() <= crossport::kMaxSectionsPerMessage);
+  CHECK(layout.total_size() == size);
   CHECK(ports.size() <= crossport::kMaxPortsPerMessage);
   CHECK(handles.size() <= crossport::kMaxHandlesPerMessage);
   CHECK(buffers.size() <= crossport::kMaxBuffersPerMessage);

@@ -29,11 +29,46 @@ uint64_t LargeLimit(const Ring& large) { return large.capacity() / 2 - sizeof(Re
 // The largest out-of-band message a peer may announce (the receiver maps this much).
 constexpr uint64_t kMaxOutOfBandSize = uint64_t{1} << 34;
 
+// The payload of a kLarge record.
+struct LargeAnnouncement {
+  uint64_t size;
+  uint64_t prefix;
+};
+
+uint64_t SizeOf(const os::Span* spans, size_t count) {
+  uint64_t size = 0;
+  for (size_t i = 0; i < count; i++) size += spans[i].size;
+  return size;
+}
+
+void CopySpans(uint8_t* at, const os::Span* spans, size_t count) {
+  for (size_t i = 0; i < count; i++) {
+    if (spans[i].size > 0) memcpy(at, spans[i].data, spans[i].size);
+    at += spans[i].size;
+  }
+}
+
 }  // namespace
 
 IncomingRecord::~IncomingRecord() {
+  // (A record lives within one call from the event loop: its link, and the ring that lent the
+  // bulk, cannot have been deleted yet.)
+  ReleaseBulk();
   if (mapped_ != nullptr) os::Unmap(mapped_, mapped_size_);
   for (int fd : fds) os::Close(fd);
+}
+
+void IncomingRecord::ReleaseBulk() {
+  if (lender_ != nullptr) lender_->Consume();
+  lender_ = nullptr;
+  bulk_ = nullptr;
+  bulk_size_ = 0;
+}
+
+void IncomingRecord::KeepBulk() {
+  if (bulk_ == nullptr) return;
+  copy_.insert(copy_.end(), bulk_, bulk_ + bulk_size_);
+  ReleaseBulk();
 }
 
 void IncomingRecord::Swap(IncomingRecord* other) {
@@ -42,6 +77,9 @@ void IncomingRecord::Swap(IncomingRecord* other) {
   copy_.swap(other->copy_);
   std::swap(mapped_, other->mapped_);
   std::swap(mapped_size_, other->mapped_size_);
+  std::swap(bulk_, other->bulk_);
+  std::swap(bulk_size_, other->bulk_size_);
+  std::swap(lender_, other->lender_);
 }
 
 Link::Link(std::unique_ptr<Segment> segment, int socket_fd, int side, uv_loop_t* loop,
@@ -115,27 +153,27 @@ void Link::Destroy() {
            [](uv_handle_t* handle) { delete static_cast<Link*>(handle->data); });
 }
 
-bool Link::Send(RecordType type, const uint8_t* head, size_t head_size, const uint8_t* body,
-                size_t body_size, std::vector<int>&& fds, os::SystemError* err) {
+bool Link::Send(RecordType type, const os::Span* spans, size_t count, size_t prefix_count,
+                std::vector<int>&& fds, os::SystemError* err) {
   if (broken_ || peer_gone_) {
     for (int fd : fds) os::Close(fd);
     return false;
   }
-  size_t size = head_size + body_size;
+  uint64_t size = SizeOf(spans, count);
+  uint64_t prefix = SizeOf(spans, prefix_count);
   uint64_t oob_size = size;
+  os::Span announcement{&oob_size, sizeof oob_size};
   if (size > LargeLimit(send_large_)) {
-    int memory = os::CreateSealedCopy(head, head_size, body, body_size, err);
+    int memory = os::CreateSealedCopy(spans, count, err);
     if (memory < 0) {
       for (int fd : fds) os::Close(fd);
       return false;
     }
     fds.insert(fds.begin(), memory);
     type = RecordType::kOutOfBand;
-    head = reinterpret_cast<const uint8_t*>(&oob_size);
-    head_size = sizeof oob_size;
-    body = nullptr;
-    body_size = 0;
-    size = head_size;
+    spans = &announcement;
+    count = 1;
+    size = sizeof oob_size;
   }
   if (fds.size() > UINT16_MAX) {
     // A record header counts its fds in 16 bits; more would desynchronise the fd stream.
@@ -143,11 +181,10 @@ bool Link::Send(RecordType type, const uint8_t* head, size_t head_size, const ui
     *err = os::SystemError{E2BIG, "sendmsg"};
     return false;
   }
-  PendingRecord record{type, static_cast<uint16_t>(fds.size()), {}, std::move(fds), 0};
+  PendingRecord record{type, static_cast<uint16_t>(fds.size()), {}, std::move(fds), 0, prefix};
   if (overflow_.empty() && (record.fds.empty() || SendFds(&record))) {
     bool large = type == RecordType::kMessage && size > SmallLimit(send_);
-    if (large ? WriteLarge(&record, head, head_size, body, body_size)
-              : WriteSmall(&record, head, head_size, body, body_size)) {
+    if (large ? WriteLarge(&record, spans, count, prefix) : WriteSmall(&record, spans, count)) {
       return true;
     }
     if (send_.corrupt() || send_large_.corrupt()) {
@@ -156,9 +193,11 @@ bool Link::Send(RecordType type, const uint8_t* head, size_t head_size, const ui
     }
   }
   if (record.type != RecordType::kLarge) {  // else only its announcement is left to write
-    record.payload.reserve(size);
-    record.payload.insert(record.payload.end(), head, head + head_size);
-    if (body_size > 0) record.payload.insert(record.payload.end(), body, body + body_size);
+    record.payload = TakeSparePayload(size);
+    for (size_t i = 0; i < count; i++) {
+      const auto* bytes = static_cast<const uint8_t*>(spans[i].data);
+      record.payload.insert(record.payload.end(), bytes, bytes + spans[i].size);
+    }
   }
   Enqueue(std::move(record));
   Flush();
@@ -189,17 +228,15 @@ bool Link::SendFds(PendingRecord* record) {
 
 bool Link::WriteRecord(PendingRecord* record) {
   if (!SendFds(record)) return false;
-  const uint8_t* payload = record->payload.data();
-  size_t size = record->payload.size();
-  if (record->type == RecordType::kMessage && size > SmallLimit(send_)) {
-    return WriteLarge(record, payload, size, nullptr, 0);
+  os::Span payload{record->payload.data(), record->payload.size()};
+  if (record->type == RecordType::kMessage && payload.size > SmallLimit(send_)) {
+    return WriteLarge(record, &payload, 1, record->prefix != 0 ? record->prefix : payload.size);
   }
-  return WriteSmall(record, payload, size, nullptr, 0);
+  return WriteSmall(record, &payload, 1);
 }
 
-bool Link::WriteSmall(PendingRecord* record, const uint8_t* head, size_t head_size,
-                      const uint8_t* body, size_t body_size) {
-  auto size = static_cast<uint32_t>(head_size + body_size);
+bool Link::WriteSmall(PendingRecord* record, const os::Span* spans, size_t count) {
+  auto size = static_cast<uint32_t>(SizeOf(spans, count));
   uint8_t* at = send_.Reserve(size);
   if (at == nullptr) {
     if (send_.corrupt()) return false;
@@ -207,16 +244,15 @@ bool Link::WriteSmall(PendingRecord* record, const uint8_t* head, size_t head_si
     at = send_.Reserve(size);
     if (at == nullptr) return false;
   }
-  if (head_size > 0) memcpy(at, head, head_size);
-  if (body_size > 0) memcpy(at + head_size, body, body_size);
+  CopySpans(at, spans, count);
   if (send_.Commit(record->type, record->fd_count)) Wake();
   return true;
 }
 
-bool Link::WriteLarge(PendingRecord* record, const uint8_t* head, size_t head_size,
-                      const uint8_t* body, size_t body_size) {
+bool Link::WriteLarge(PendingRecord* record, const os::Span* spans, size_t count,
+                      uint64_t prefix) {
   if (record->type == RecordType::kMessage) {
-    uint64_t size = head_size + body_size;
+    uint64_t size = SizeOf(spans, count);
     uint8_t* at = send_large_.Reserve(static_cast<uint32_t>(size));
     if (at == nullptr) {
       if (send_large_.corrupt()) return false;
@@ -224,17 +260,18 @@ bool Link::WriteLarge(PendingRecord* record, const uint8_t* head, size_t head_si
       at = send_large_.Reserve(static_cast<uint32_t>(size));
       if (at == nullptr) return false;
     }
-    if (head_size > 0) memcpy(at, head, head_size);
-    if (body_size > 0) memcpy(at + head_size, body, body_size);
+    CopySpans(at, spans, count);
     // No wake-up for this ring: the reader comes here when it reads the announcement, which
     // is published after this (release order), so it always finds the payload.
     send_large_.Commit(RecordType::kMessage, 0);
     // The record is now only its announcement (with the fds, if any).
+    LargeAnnouncement announcement{size, prefix};
     record->type = RecordType::kLarge;
-    record->payload.assign(reinterpret_cast<const uint8_t*>(&size),
-                           reinterpret_cast<const uint8_t*>(&size) + sizeof size);
+    record->payload.assign(reinterpret_cast<const uint8_t*>(&announcement),
+                           reinterpret_cast<const uint8_t*>(&announcement) + sizeof announcement);
   }
-  return WriteSmall(record, record->payload.data(), record->payload.size(), nullptr, 0);
+  os::Span payload{record->payload.data(), record->payload.size()};
+  return WriteSmall(record, &payload, 1);
 }
 
 void Link::Flush() {
@@ -247,11 +284,41 @@ void Link::Flush() {
       break;
     }
     queued_bytes_ -= bytes;
+    KeepSparePayload(std::move(record.payload));
     overflow_.pop_front();
   }
-  if (had_queue && overflow_.empty()) drained_ = true;
+  if (had_queue && overflow_.empty()) {
+    drained_ = true;
+    // Spare buffers serve a queue that keeps growing and draining; an empty one needs none.
+    spare_payloads_.clear();
+    spare_payload_bytes_ = 0;
+  }
   if (send_.corrupt() || send_large_.corrupt()) MarkBroken();
   UpdatePoll();
+}
+
+std::vector<uint8_t> Link::TakeSparePayload(size_t size) {
+  std::vector<uint8_t> payload;
+  for (size_t i = 0; i < spare_payloads_.size(); i++) {
+    if (spare_payloads_[i].capacity() >= size) {
+      payload.swap(spare_payloads_[i]);
+      spare_payloads_[i].swap(spare_payloads_.back());
+      spare_payloads_.pop_back();
+      spare_payload_bytes_ -= payload.capacity();
+      break;
+    }
+  }
+  payload.reserve(size);
+  return payload;
+}
+
+void Link::KeepSparePayload(std::vector<uint8_t>&& payload) {
+  constexpr size_t kMaxSparePayloadBytes = 16 * 1024 * 1024;
+  size_t capacity = payload.capacity();
+  if (capacity < 4096 || spare_payload_bytes_ + capacity > kMaxSparePayloadBytes) return;
+  payload.clear();
+  spare_payload_bytes_ += payload.capacity();
+  spare_payloads_.push_back(std::move(payload));
 }
 
 void Link::FlushBeforeExit(int stall_ms) {
@@ -302,6 +369,7 @@ void Link::DrainSocket() {
 }
 
 void Link::Recycle(IncomingRecord* record) {
+  record->ReleaseBulk();
   constexpr size_t kMaxSpare = 16 * 1024 * 1024;
   if (record->copy_.capacity() >= spare_.capacity() && record->copy_.capacity() <= kMaxSpare) {
     record->copy_.swap(spare_);
@@ -309,6 +377,7 @@ void Link::Recycle(IncomingRecord* record) {
 }
 
 void Link::Unread(IncomingRecord* record) {
+  record->KeepBulk();  // it may wait across loop turns, or move
   auto saved = std::make_unique<IncomingRecord>();
   saved->Swap(record);
   unread_.push_front(std::move(saved));
@@ -343,18 +412,27 @@ NextStatus Link::Next(IncomingRecord* record) {
     record->copy_.assign(view.payload, view.payload + view.length);
   } else if (view.type == RecordType::kLarge) {
     // The payload is the next record of the large ring, published before this announcement.
-    uint64_t size = 0;
-    if (view.length == sizeof size) memcpy(&size, view.payload, sizeof size);
+    LargeAnnouncement announced{0, 0};
+    if (view.length == sizeof announced) memcpy(&announced, view.payload, sizeof announced);
     RecordView large;
-    if (size == 0 || receive_large_.Peek(&large) != ReadStatus::kRecord ||
-        large.type != RecordType::kMessage || large.length != size) {
+    if (announced.size == 0 || announced.prefix == 0 || announced.prefix > announced.size ||
+        receive_large_.Peek(&large) != ReadStatus::kRecord ||
+        large.type != RecordType::kMessage || large.length != announced.size) {
       MarkBroken();
       return NextStatus::kBroken;
     }
+    // The prefix is parsed: copied into private memory. The rest stays in the ring, lent to
+    // the record until its sections are copied into their ArrayBuffers.
     record->copy_.swap(spare_);
-    record->copy_.assign(large.payload, large.payload + large.length);
+    record->copy_.assign(large.payload, large.payload + announced.prefix);
     record->type = RecordType::kMessage;
-    receive_large_.Consume();
+    if (announced.prefix < announced.size) {
+      record->bulk_ = large.payload + announced.prefix;
+      record->bulk_size_ = announced.size - announced.prefix;
+      record->lender_ = &receive_large_;
+    } else {
+      receive_large_.Consume();
+    }
   } else if (view.type == RecordType::kOutOfBand) {
     // An unreadable out-of-band message leaves the payload empty: the message then fails to
     // deserialize and the receiver gets 'messageerror', while the link goes on.

@@ -31,6 +31,7 @@ struct PendingRecord {
   std::vector<uint8_t> payload;
   std::vector<int> fds;       // owned; fds[0, fds_sent) already went out over the socket
   size_t fds_sent = 0;
+  uint64_t prefix = 0;        // of a message: the part the receiver parses (0: all of it)
 };
 
 // A record taken from the ring, with its payload copied out (or mapped, when out of band).
@@ -43,8 +44,19 @@ class IncomingRecord {
 
   RecordType type = RecordType::kMessage;
   std::vector<int> fds;  // owned: fds of handles and ports named by the message
+  // The prefix of the payload: private memory, safe to parse.
   const uint8_t* data() const { return mapped_ != nullptr ? mapped_ : copy_.data(); }
   size_t size() const { return mapped_ != nullptr ? mapped_size_ : copy_.size(); }
+  // The rest of a large message (its sections, see message.h), left where it is in the large
+  // ring: memory the peer can still write, to be copied (never parsed) before any JavaScript
+  // runs, then given back with ReleaseBulk(). nullptr when the prefix is all of the payload.
+  const uint8_t* bulk() const { return bulk_; }
+  size_t bulk_size() const { return bulk_size_; }
+  uint64_t total_size() const { return size() + bulk_size_; }
+  // Gives the bulk's room in the ring back to the peer.
+  void ReleaseBulk();
+  // Copies the bulk after the prefix and releases it: the record then stands alone.
+  void KeepBulk();
   void Swap(IncomingRecord* other);
 
  private:
@@ -52,6 +64,9 @@ class IncomingRecord {
   std::vector<uint8_t> copy_;
   uint8_t* mapped_ = nullptr;
   size_t mapped_size_ = 0;
+  const uint8_t* bulk_ = nullptr;
+  size_t bulk_size_ = 0;
+  Ring* lender_ = nullptr;  // the ring whose current record holds the bulk
 };
 
 // What a port carries with it when it moves to another process (see message.h).
@@ -98,10 +113,11 @@ class Link {
     return drained;
   }
 
-  // Queues or writes a record whose payload is `head` followed by `body`. Takes the fds.
+  // Queues or writes a record whose payload is the `count` spans one after the other, of which
+  // the first `prefix_count` are the part the receiver parses (see message.h). Takes the fds.
   // Returns false when the link is broken (the peer is gone or misbehaved).
-  bool Send(RecordType type, const uint8_t* head, size_t head_size, const uint8_t* body,
-            size_t body_size, std::vector<int>&& fds, os::SystemError* err);
+  bool Send(RecordType type, const os::Span* spans, size_t count, size_t prefix_count,
+            std::vector<int>&& fds, os::SystemError* err);
   // Writes what waits in the overflow queue, as far as room allows.
   void Flush();
   // The process is exiting and the event loop will not run again: writes the overflow queue,
@@ -145,13 +161,12 @@ class Link {
   static void OnPoll(uv_poll_t* handle, int status, int events);
   bool SendFds(PendingRecord* record);
   bool WriteRecord(PendingRecord* record);
-  // Writes a large payload into the large ring; then its announcement, or else turns *record
-  // into the announcement still to write. False when the large ring has no room.
-  bool WriteLarge(PendingRecord* record, const uint8_t* head, size_t head_size,
-                  const uint8_t* body, size_t body_size);
+  // Writes a large payload (`prefix` bytes of it parsed by the receiver) into the large ring;
+  // then its announcement, or else turns *record into the announcement still to write. False
+  // when the large ring has no room.
+  bool WriteLarge(PendingRecord* record, const os::Span* spans, size_t count, uint64_t prefix);
   // Writes a record into the small ring, waking the reader if it sleeps.
-  bool WriteSmall(PendingRecord* record, const uint8_t* head, size_t head_size,
-                  const uint8_t* body, size_t body_size);
+  bool WriteSmall(PendingRecord* record, const os::Span* spans, size_t count);
   void Wake();
   void UpdatePoll();
   void MarkBroken();
@@ -177,6 +192,12 @@ class Link {
   size_t received_fds_head_ = 0;
   std::deque<std::unique_ptr<IncomingRecord>> unread_;
   std::vector<uint8_t> spare_;  // a delivered record's buffer, kept for the next one
+  // Buffers of queued records already written, kept for the next records to queue while the
+  // queue lasts (fresh memory costs a page fault per 4 KiB); at most kMaxSparePayloadBytes.
+  std::vector<uint8_t> TakeSparePayload(size_t size);
+  void KeepSparePayload(std::vector<uint8_t>&& payload);
+  std::vector<std::vector<uint8_t>> spare_payloads_;
+  size_t spare_payload_bytes_ = 0;
 };
 
 // The most fds one side keeps waiting for records to claim before it gives up on its peer.

@@ -63,19 +63,33 @@ class HeadReader {
 bool ReadMessageHead(const uint8_t* data, size_t size, MessageHead* message) {
   if (size < sizeof *message) return false;
   memcpy(message, data, sizeof *message);
-  return message->body_offset >= sizeof *message && message->body_offset <= size &&
+  uint64_t sections_size = uint64_t{message->section_count} * sizeof(uint64_t);
+  return message->body_offset >= sizeof *message + sections_size &&
+         message->body_offset <= size && message->body_size <= size - message->body_offset &&
          message->port_count <= kMaxPortsPerMessage &&
          message->handle_count <= kMaxHandlesPerMessage &&
-         message->buffer_count <= kMaxBuffersPerMessage;
+         message->buffer_count <= kMaxBuffersPerMessage &&
+         message->section_count <= kMaxSectionsPerMessage;
 }
 
 bool ValidHandleKind(uint32_t kind) { return kind >= 1 && kind <= kLastHandleKind; }
 
 }  // namespace
 
+uint64_t MessageLayout::total_size() const {
+  uint64_t total = sections_offset();
+  for (uint64_t length : sections) total += AlignSection(length);
+  return total;
+}
+
 std::vector<uint8_t> EncodeMessageHead(std::vector<Handle>* handles, std::vector<int>* buffers,
-                                       std::vector<LinkState>* ports, std::vector<int>* fds) {
-  std::vector<uint8_t> head(sizeof(MessageHead));
+                                       std::vector<LinkState>* ports,
+                                       const std::vector<uint64_t>& sections, uint64_t body_size,
+                                       std::vector<int>* fds) {
+  std::vector<uint8_t> head(sizeof(MessageHead) + sections.size() * sizeof(uint64_t));
+  if (!sections.empty()) {
+    memcpy(head.data() + sizeof(MessageHead), sections.data(), sections.size() * sizeof(uint64_t));
+  }
   for (Handle& handle : *handles) {
     HandleDescriptor descriptor{static_cast<uint32_t>(handle.kind), 0};
     Append(&head, &descriptor, sizeof descriptor);
@@ -100,8 +114,12 @@ std::vector<uint8_t> EncodeMessageHead(std::vector<Handle>* handles, std::vector
     port.unread.clear();
   }
   MessageHead message{static_cast<uint32_t>(handles->size()),
-                      static_cast<uint32_t>(ports->size()), static_cast<uint32_t>(head.size()),
-                      static_cast<uint32_t>(buffers->size())};
+                      static_cast<uint32_t>(ports->size()),
+                      static_cast<uint32_t>(head.size()),
+                      static_cast<uint32_t>(buffers->size()),
+                      static_cast<uint32_t>(sections.size()),
+                      0,
+                      body_size};
   buffers->clear();
   memcpy(head.data(), &message, sizeof message);
   return head;
@@ -122,7 +140,8 @@ void CloseLinkState(LinkState* state) {
 bool PeekHandleKinds(const uint8_t* data, size_t size, std::vector<HandleKind>* kinds) {
   MessageHead message;
   if (!ReadMessageHead(data, size, &message)) return false;
-  HeadReader reader(data + sizeof message, message.body_offset - sizeof message);
+  size_t descriptors = sizeof message + message.section_count * sizeof(uint64_t);
+  HeadReader reader(data + descriptors, message.body_offset - descriptors);
   for (uint32_t i = 0; i < message.handle_count; i++) {
     HandleDescriptor descriptor;
     if (!reader.Read(&descriptor) || !ValidHandleKind(descriptor.kind)) return false;
@@ -131,9 +150,9 @@ bool PeekHandleKinds(const uint8_t* data, size_t size, std::vector<HandleKind>* 
   return true;
 }
 
-bool DecodeMessageHead(const uint8_t* data, size_t size, std::vector<int>* fds,
+bool DecodeMessageHead(const uint8_t* data, size_t size, uint64_t total, std::vector<int>* fds,
                        std::vector<Handle>* handles, std::vector<int>* buffers,
-                       std::vector<LinkState>* ports, size_t* body_offset) {
+                       std::vector<LinkState>* ports, MessageLayout* layout) {
   size_t next_fd = 0;
   auto take_fds = [&](size_t count, std::vector<int>* into) {
     if (count > fds->size() - next_fd) return false;
@@ -170,7 +189,24 @@ bool DecodeMessageHead(const uint8_t* data, size_t size, std::vector<int>* fds,
 
   MessageHead message;
   if (!ReadMessageHead(data, size, &message)) return fail();
-  HeadReader reader(data + sizeof message, message.body_offset - sizeof message);
+  layout->body_offset = message.body_offset;
+  layout->body_size = message.body_size;
+  layout->sections.resize(message.section_count);
+  if (message.section_count > 0) {
+    memcpy(layout->sections.data(), data + sizeof message,
+           message.section_count * sizeof(uint64_t));
+  }
+  // The sections must fill the rest of the payload exactly (each length is checked before it
+  // is added, so the sum cannot wrap).
+  uint64_t end = layout->sections_offset();
+  if (end > total) return fail();
+  for (uint64_t length : layout->sections) {
+    if (length > total - end || AlignSection(length) > total - end) return fail();
+    end += AlignSection(length);
+  }
+  if (end != total) return fail();
+  size_t descriptors = sizeof message + message.section_count * sizeof(uint64_t);
+  HeadReader reader(data + descriptors, message.body_offset - descriptors);
   for (uint32_t i = 0; i < message.handle_count; i++) {
     HandleDescriptor descriptor;
     if (!reader.Read(&descriptor) || !ValidHandleKind(descriptor.kind)) return fail();
@@ -210,7 +246,6 @@ bool DecodeMessageHead(const uint8_t* data, size_t size, std::vector<int>* fds,
   }
   if (!reader.done()) return fail();
   fds->erase(fds->begin(), fds->begin() + next_fd);
-  *body_offset = message.body_offset;
   return true;
 }
 

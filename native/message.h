@@ -1,11 +1,19 @@
 // The layout of a message record's payload:
 //
-//   MessageHead { handle_count, port_count, body_offset, buffer_count }
+//   MessageHead { handle_count, port_count, body_offset, buffer_count, section_count, body_size }
+//   section_count × u64 section length
 //   handle_count × HandleDescriptor
 //   port_count × { PortDescriptor,
 //                  overflow_count × (RecordDescriptor, payload padded to 8),
 //                  unread_count × (RecordDescriptor, payload padded to 8) }
-//   V8 serialized bytes, from body_offset to the end
+//   V8 serialized bytes: body_size bytes from body_offset
+//   section_count × the contents of an ArrayBuffer, each padded to kSectionAlign
+//
+// Sections carry the bytes of large ArrayBuffers (cloned behind a view, or transferred) apart
+// from V8's bytes, so that the receiver copies them once, into the memory the new ArrayBuffers
+// then use (the serializer refers to each by a transfer id, after those of out-of-band buffers).
+// Everything before the sections is the message's prefix: the part that is parsed, and so must
+// be copied out of shared memory first.
 //
 // The record's fds are: one per handle, in order; one per transferred ArrayBuffer (a sealed
 // memory object holding its bytes, mapped by the receiver); then, per port in order: segment, socket, the
@@ -27,7 +35,13 @@ struct MessageHead {
   uint32_t port_count;
   uint32_t body_offset;
   uint32_t buffer_count;
+  uint32_t section_count;
+  uint32_t reserved;
+  uint64_t body_size;
 };
+
+constexpr uint64_t kSectionAlign = 16;
+inline uint64_t AlignSection(uint64_t n) { return (n + kSectionAlign - 1) & ~(kSectionAlign - 1); }
 
 // What kind of OS object a transferred fd is; the receiver rebuilds the same kind (lib/handles.ts).
 enum class HandleKind : uint32_t {
@@ -63,8 +77,9 @@ struct RecordDescriptor {
 constexpr uint32_t kMaxPortsPerMessage = 1024;
 constexpr uint32_t kMaxHandlesPerMessage = 1024;
 constexpr uint32_t kMaxBuffersPerMessage = 1024;
+constexpr uint32_t kMaxSectionsPerMessage = 4096;
 
-static_assert(sizeof(MessageHead) == 16 && sizeof(HandleDescriptor) == 8 &&
+static_assert(sizeof(MessageHead) == 32 && sizeof(HandleDescriptor) == 8 &&
                   sizeof(PortDescriptor) == 16 && sizeof(RecordDescriptor) == 16,
               "message layout");
 
@@ -74,19 +89,34 @@ struct Handle {
   int fd;
 };
 
-// Encodes the head for `handles`, `buffers` (fds of sealed copies) and `ports`, moving their
-// fds (in order) into `fds`.
+// Where the parts of a message are, from its head.
+struct MessageLayout {
+  size_t body_offset = 0;
+  uint64_t body_size = 0;
+  std::vector<uint64_t> sections;  // lengths
+  // Where the sections start: the end of the prefix.
+  uint64_t sections_offset() const { return body_offset + body_size; }
+  // The payload's size with its sections (checked against overflow when decoded).
+  uint64_t total_size() const;
+};
+
+// Encodes the head for `handles`, `buffers` (fds of sealed copies), `ports` and `sections`
+// (lengths), before a body of `body_size` bytes, moving the fds (in order) into `fds`.
 std::vector<uint8_t> EncodeMessageHead(std::vector<Handle>* handles, std::vector<int>* buffers,
-                                       std::vector<LinkState>* ports, std::vector<int>* fds);
+                                       std::vector<LinkState>* ports,
+                                       const std::vector<uint64_t>& sections, uint64_t body_size,
+                                       std::vector<int>* fds);
 
 // Reads only the handle kinds of a head, taking nothing; false for a malformed head.
 bool PeekHandleKinds(const uint8_t* data, size_t size, std::vector<HandleKind>* kinds);
 
-// Decodes a head. Takes the fds it names from the front of `fds` (ownership moves into
-// `handles` and `ports`). Returns false for a malformed head; fds already taken are then closed.
-bool DecodeMessageHead(const uint8_t* data, size_t size, std::vector<int>* fds,
+// Decodes a head from the `size` bytes of a prefix (which must hold the body; `total` is the
+// whole payload's size, sections included). Takes the fds it names from the front of `fds`
+// (ownership moves into `handles` and `ports`). Returns false for a malformed head; fds
+// already taken are then closed.
+bool DecodeMessageHead(const uint8_t* data, size_t size, uint64_t total, std::vector<int>* fds,
                        std::vector<Handle>* handles, std::vector<int>* buffers,
-                       std::vector<LinkState>* ports, size_t* body_offset);
+                       std::vector<LinkState>* ports, MessageLayout* layout);
 
 // Closes every fd a LinkState owns.
 void CloseLinkState(LinkState* state);

@@ -31,10 +31,16 @@ size_t PageSize();
 // Size of the object behind `fd`, or -1.
 int64_t FileSize(int fd);
 
-// Writes `head` then `body` into a new shared-memory object and seals it against any further
-// change, so that its receiver can map it without copying and without fearing later writes.
-int CreateSealedCopy(const void* head, size_t head_size, const void* body, size_t body_size,
-                     SystemError* err);
+// A run of bytes to write.
+struct Span {
+  const void* data;
+  size_t size;
+};
+
+// Writes the `count` spans, one after the other, into a new shared-memory object and seals it
+// against any further change, so that its receiver can map it without copying and without
+// fearing later writes.
+int CreateSealedCopy(const Span* spans, size_t count, SystemError* err);
 // True when `fd` is a sealed object that nobody can write, grow or shrink any more.
 bool IsSealedReadOnly(int fd);
 

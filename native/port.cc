@@ -23,6 +23,12 @@ constexpr size_t kOutOfBandTransferSize = 4 * 1024 * 1024;
 // The largest out-of-band ArrayBuffer a peer may send.
 constexpr uint64_t kMaxOutOfBandTransferSize = uint64_t{1} << 34;
 
+std::vector<uint64_t> SectionSizes(const SerializedMessage& message) {
+  std::vector<uint64_t> sizes;
+  for (const Section& section : message.sections()) sizes.push_back(section.size);
+  return sizes;
+}
+
 // The poll window: after the last record, a started port keeps looking at its ring on each turn
 // of the event loop (never blocking it) for up to this long before it sleeps. Waking a sleeping
 // process costs ~25 us each way; a peer that answers within the window is seen without it.
@@ -137,10 +143,19 @@ Napi::Value PortHandle::Post(const Napi::CallbackInfo& info) {
   SerializedMessage message;
   if (info.Length() == 1) {
     // Nothing to transfer: the common case, kept short.
-    if (!Serialize(&addon->clone, info[0], {}, {}, &message)) return Napi::Value();
-    static constexpr MessageHead kEmptyHead{0, 0, sizeof(MessageHead), 0};
-    return Napi::Boolean::New(env, Send(env, reinterpret_cast<const uint8_t*>(&kEmptyHead),
-                                        sizeof kEmptyHead, message, {}));
+    if (!Serialize(&addon->clone, info[0], {}, {}, {}, &message)) return Napi::Value();
+    if (message.sections().empty()) {
+      MessageHead head{0, 0, sizeof(MessageHead), 0, 0, 0, message.size()};
+      return Napi::Boolean::New(
+          env, Send(env, reinterpret_cast<const uint8_t*>(&head), sizeof head, message, {}));
+    }
+    std::vector<Handle> no_handles;
+    std::vector<int> no_buffers;
+    std::vector<LinkState> no_ports;
+    std::vector<int> no_fds;
+    std::vector<uint8_t> head = EncodeMessageHead(&no_handles, &no_buffers, &no_ports,
+                                                  SectionSizes(message), message.size(), &no_fds);
+    return Napi::Boolean::New(env, Send(env, head.data(), head.size(), message, {}));
   }
   // (value, transferables, port handles, [kind, fd, kind, fd, ...], ArrayBuffers to detach);
   // transferables are the host objects the value may hold: handle stand-ins, then ports.
@@ -160,22 +175,29 @@ Napi::Value PortHandle::Post(const Napi::CallbackInfo& info) {
   for (uint32_t i = 0; i < object_list.Length(); i++) {
     objects.push_back(object_list.Get(i).As<Napi::Object>());
   }
+  // Transferred ArrayBuffers: the largest go out of band, each in a memory object of its own;
+  // those of middle size become sections; V8 writes the smallest inline.
   std::vector<Napi::ArrayBuffer> large;
-  for (uint32_t i = 0; i < buffer_list.Length() && large.size() < kMaxBuffersPerMessage; i++) {
-    Napi::Value buffer = buffer_list.Get(i);
-    if (!buffer.IsArrayBuffer()) continue;
-    if (buffer.As<Napi::ArrayBuffer>().ByteLength() >= kOutOfBandTransferSize) {
-      large.push_back(buffer.As<Napi::ArrayBuffer>());
+  std::vector<Napi::ArrayBuffer> carried;
+  for (uint32_t i = 0; i < buffer_list.Length(); i++) {
+    Napi::Value value = buffer_list.Get(i);
+    if (!value.IsArrayBuffer()) continue;
+    Napi::ArrayBuffer buffer = value.As<Napi::ArrayBuffer>();
+    if (buffer.ByteLength() >= kOutOfBandTransferSize && large.size() < kMaxBuffersPerMessage) {
+      large.push_back(buffer);
+    } else if (buffer.ByteLength() >= kSectionMinSize) {
+      carried.push_back(buffer);
     }
   }
-  if (!Serialize(&addon->clone, info[0], objects, large, &message)) {
+  if (!Serialize(&addon->clone, info[0], objects, large, carried, &message)) {
     return Napi::Value();  // the DataCloneError is pending; nothing was sent or detached
   }
   // The bytes of the large transferred buffers, each in its own sealed memory object.
   std::vector<int> buffers;
   for (Napi::ArrayBuffer& buffer : large) {
     os::SystemError error{0, nullptr};
-    int fd = os::CreateSealedCopy(buffer.Data(), buffer.ByteLength(), nullptr, 0, &error);
+    os::Span contents{buffer.Data(), buffer.ByteLength()};
+    int fd = os::CreateSealedCopy(&contents, 1, &error);
     if (fd < 0) {
       for (int made : buffers) os::Close(made);
       ThrowSystemError(env, error.errnum, error.syscall);
@@ -201,7 +223,8 @@ Napi::Value PortHandle::Post(const Napi::CallbackInfo& info) {
     if (handle != nullptr) handle->ReleaseTo(&states[i]);
   }
   std::vector<int> fds;
-  std::vector<uint8_t> head = EncodeMessageHead(&handles, &buffers, &states, &fds);
+  std::vector<uint8_t> head = EncodeMessageHead(&handles, &buffers, &states, SectionSizes(message),
+                                                message.size(), &fds);
   bool sent = Send(env, head.data(), head.size(), message, std::move(fds));
   for (uint32_t i = 0; i < buffer_list.Length(); i++) {
     Napi::Value buffer = buffer_list.Get(i);
@@ -217,8 +240,20 @@ bool PortHandle::Send(Napi::Env env, const uint8_t* head, size_t head_size,
     return false;
   }
   os::SystemError error{0, nullptr};
-  bool sent = link_->Send(RecordType::kMessage, head, head_size, message.data(), message.size(),
-                          std::move(fds), &error);
+  bool sent;
+  if (message.sections().empty()) {
+    os::Span spans[] = {{head, head_size}, {message.data(), message.size()}};
+    sent = link_->Send(RecordType::kMessage, spans, 2, 2, std::move(fds), &error);
+  } else {
+    // The prefix (head and V8's bytes), then each section padded to kSectionAlign.
+    static constexpr uint8_t kPadding[kSectionAlign] = {};
+    std::vector<os::Span> spans{{head, head_size}, {message.data(), message.size()}};
+    for (const Section& section : message.sections()) {
+      spans.push_back({section.data(), section.size});
+      spans.push_back({kPadding, AlignSection(section.size) - section.size});
+    }
+    sent = link_->Send(RecordType::kMessage, spans.data(), spans.size(), 2, std::move(fds), &error);
+  }
   if (link_->peer_gone() || link_->broken()) {
     // The send found the peer gone (EPIPE) or our ring corrupt, and the link stopped polling:
     // no socket event will come to tell us. Look again next turn, to deliver what is left
@@ -248,6 +283,7 @@ PortHandle::DecodeResult PortHandle::Decode(IncomingRecord* record, Napi::Value*
     for (HandleKind kind : kinds) {
       if (kind != HandleKind::kFileHandle) continue;
       // Node makes FileHandles only asynchronously at first: wait until lib/ can make them.
+      record->KeepBulk();  // JavaScript runs next; the record waits
       addon->waiting_for_file_handles.insert(this);
       addon->load_file_handles.Call({});
       return DecodeResult::kWait;
@@ -256,7 +292,6 @@ PortHandle::DecodeResult PortHandle::Decode(IncomingRecord* record, Napi::Value*
   std::vector<Handle> handles;
   std::vector<int> buffer_fds;
   std::vector<LinkState> states;
-  size_t body = 0;
   auto fail = [&](Napi::Value error) {
     *data = error;
     return DecodeResult::kError;
@@ -266,8 +301,9 @@ PortHandle::DecodeResult PortHandle::Decode(IncomingRecord* record, Napi::Value*
     for (LinkState& state : states) CloseLinkState(&state);
     for (Handle& handle : handles) os::Close(handle.fd);
   };
-  if (!DecodeMessageHead(record->data(), record->size(), &record->fds, &handles, &buffer_fds,
-                         &states, &body)) {
+  MessageLayout layout;
+  if (!DecodeMessageHead(record->data(), record->size(), record->total_size(), &record->fds,
+                         &handles, &buffer_fds, &states, &layout)) {
     return fail(NewDataCloneError(&addon->clone, env, "Unable to deserialize cloned data."));
   }
   // Transferred ArrayBuffers: each maps its sealed memory object copy-on-write (no copy here).
@@ -289,6 +325,29 @@ PortHandle::DecodeResult PortHandle::Decode(IncomingRecord* record, Napi::Value*
     }
     buffers.push_back(NewMappedArrayBuffer(env, mapped, mapped_size, mapped_size));
   }
+  // Sections: copied into new ArrayBuffers, from the bulk the ring lent the record (given back
+  // at once, before any JavaScript runs) or from the prefix. DecodeMessageHead checked that
+  // they end where the payload does.
+  uint64_t at = layout.sections_offset();
+  for (uint64_t length : layout.sections) {
+    const uint8_t* from = nullptr;
+    if (at >= record->size() && length <= record->bulk_size() &&
+        at - record->size() <= record->bulk_size() - length) {
+      from = record->bulk() + (at - record->size());
+    } else if (length <= record->size() && at <= record->size() - length) {
+      from = record->data() + at;
+    }
+    if (from == nullptr) {  // across the end of the prefix
+      record->ReleaseBulk();
+      close_carried();
+      return fail(NewDataCloneError(&addon->clone, env, "Unable to deserialize cloned data."));
+    }
+    Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(env, length);
+    if (length > 0) memcpy(buffer.Data(), from, length);
+    buffers.push_back(buffer);
+    at += AlignSection(length);
+  }
+  record->ReleaseBulk();
   // Rebuild every link first, so that a bad one fails the message before any port exists.
   std::vector<Link*> links;
   for (LinkState& state : states) {
@@ -338,8 +397,8 @@ PortHandle::DecodeResult PortHandle::Decode(IncomingRecord* record, Napi::Value*
     *port_array = array;
   }
   bool failed = false;
-  *data = Deserialize(&addon->clone, env, record->data() + body, record->size() - body, objects,
-                      buffers, &failed);
+  *data = Deserialize(&addon->clone, env, record->data() + layout.body_offset, layout.body_size,
+                      objects, buffers, &failed);
   if (!failed) return DecodeResult::kOk;
   // Nobody will ever see these ports and handles: close them now, so peers learn it at once.
   for (PortHandle* handle : port_handles) handle->Abandon();
@@ -438,7 +497,7 @@ Napi::Value PortHandle::Close(const Napi::CallbackInfo& info) {
   if (state_ == State::kOpen) {
     os::SystemError error{0, nullptr};
     // Queued behind every message posted before it, so the peer receives those first.
-    link_->Send(RecordType::kClose, nullptr, 0, nullptr, 0, {}, &error);
+    link_->Send(RecordType::kClose, nullptr, 0, 0, {}, &error);
     if (link_->has_overflow() && !link_->peer_gone() && !link_->broken()) {
       // Stay alive until the overflow is written (OnLinkEvent), then let go of the link.
       link_->Ref();

@@ -40,7 +40,8 @@ enum class RecordType : uint16_t {
   kMessage = 2,     // payload: a message (see message.h)
   kOutOfBand = 3,   // payload: u64 size; the message lives in the first of its fds
   kClose = 4,       // the producer closed its port; nothing follows
-  kLarge = 5,       // payload: u64 size; the message is the next record of the large ring
+  kLarge = 5,       // payload: u64 size, u64 prefix; the message is the next record of the
+                    // large ring, of which the receiver parses the first `prefix` bytes
 };
 
 struct RecordHeader {

@@ -1,5 +1,6 @@
 #include "serializer.h"
 
+#include "message.h"
 #include "os.h"
 
 #include <algorithm>
@@ -29,21 +30,101 @@ v8::Local<v8::String> Text(v8::Isolate* isolate, const char* text) {
   return v8::String::NewFromUtf8(isolate, text).ToLocalChecked();
 }
 
+// What a host object in our bytes is. The serializer treats every ArrayBuffer view as a host
+// object (so that a large buffer behind one can become a section): we write views ourselves.
+enum class HostKind : uint32_t {
+  kObject = 0,       // u32 index into the message's objects (ports, handle stand-ins)
+  kView = 1,         // the buffer (a value), u32 ViewType, u64 byte offset, u64 byte length
+  kOtherView = 2,    // a view V8 must write itself (over a resizable or shared buffer):
+                     // u32 length, then that many bytes of a nested V8 serialization
+};
+
+enum class ViewType : uint32_t {
+  kInt8, kUint8, kUint8Clamped, kInt16, kUint16, kInt32, kUint32, kFloat32, kFloat64,
+  kBigInt64, kBigUint64, kDataView,
+};
+
+ViewType TypeOf(v8::Local<v8::ArrayBufferView> view) {
+  if (view->IsUint8Array()) return ViewType::kUint8;
+  if (view->IsInt8Array()) return ViewType::kInt8;
+  if (view->IsUint8ClampedArray()) return ViewType::kUint8Clamped;
+  if (view->IsInt16Array()) return ViewType::kInt16;
+  if (view->IsUint16Array()) return ViewType::kUint16;
+  if (view->IsInt32Array()) return ViewType::kInt32;
+  if (view->IsUint32Array()) return ViewType::kUint32;
+  if (view->IsFloat32Array()) return ViewType::kFloat32;
+  if (view->IsFloat64Array()) return ViewType::kFloat64;
+  if (view->IsBigInt64Array()) return ViewType::kBigInt64;
+  if (view->IsBigUint64Array()) return ViewType::kBigUint64;
+  return ViewType::kDataView;
+}
+
+size_t ElementSize(ViewType type) {
+  switch (type) {
+    case ViewType::kInt16: case ViewType::kUint16: return 2;
+    case ViewType::kInt32: case ViewType::kUint32: case ViewType::kFloat32: return 4;
+    case ViewType::kFloat64: case ViewType::kBigInt64: case ViewType::kBigUint64: return 8;
+    default: return 1;
+  }
+}
+
+v8::Local<v8::ArrayBufferView> NewView(ViewType type, v8::Local<v8::ArrayBuffer> buffer,
+                                       size_t offset, size_t length) {
+  size_t count = length / ElementSize(type);
+  switch (type) {
+    case ViewType::kInt8: return v8::Int8Array::New(buffer, offset, count);
+    case ViewType::kUint8: return v8::Uint8Array::New(buffer, offset, count);
+    case ViewType::kUint8Clamped: return v8::Uint8ClampedArray::New(buffer, offset, count);
+    case ViewType::kInt16: return v8::Int16Array::New(buffer, offset, count);
+    case ViewType::kUint16: return v8::Uint16Array::New(buffer, offset, count);
+    case ViewType::kInt32: return v8::Int32Array::New(buffer, offset, count);
+    case ViewType::kUint32: return v8::Uint32Array::New(buffer, offset, count);
+    case ViewType::kFloat32: return v8::Float32Array::New(buffer, offset, count);
+    case ViewType::kFloat64: return v8::Float64Array::New(buffer, offset, count);
+    case ViewType::kBigInt64: return v8::BigInt64Array::New(buffer, offset, count);
+    case ViewType::kBigUint64: return v8::BigUint64Array::New(buffer, offset, count);
+    case ViewType::kDataView: return v8::DataView::New(buffer, offset, length);
+  }
+  return {};
+}
+
 class WriteDelegate : public v8::ValueSerializer::Delegate {
  public:
   WriteDelegate(CloneEnvironment* environment, v8::Isolate* isolate,
-                const std::vector<Napi::Object>& ports)
-      : environment_(environment), isolate_(isolate), ports_(ports) {}
+                const std::vector<Napi::Object>& ports, std::vector<Section>* sections)
+      : environment_(environment), isolate_(isolate), ports_(ports), sections_(sections) {}
 
   void set_serializer(v8::ValueSerializer* serializer) { serializer_ = serializer; }
+
+  // `buffer` already has a transfer id (out of band).
+  void NoteTransferred(v8::Local<v8::ArrayBuffer> buffer) { transferred_.push_back(buffer); }
+
+  // Makes `buffer` a section, with the next transfer id, unless it has an id already.
+  void AddSection(v8::Local<v8::ArrayBuffer> buffer, uint32_t first_id) {
+    for (v8::Local<v8::ArrayBuffer> known : transferred_) {
+      if (known->StrictEquals(buffer)) return;
+    }
+    std::shared_ptr<v8::BackingStore> store = buffer->GetBackingStore();
+    if (store->IsShared() || store->IsResizableByUserJavaScript() ||
+        sections_->size() >= kMaxSectionsPerMessage) {
+      return;  // V8 writes it inline
+    }
+    serializer_->TransferArrayBuffer(first_id + static_cast<uint32_t>(sections_->size()), buffer);
+    transferred_.push_back(buffer);
+    sections_->push_back(Section{std::move(store), buffer->ByteLength()});
+  }
+
+  void set_first_section_id(uint32_t id) { first_section_id_ = id; }
 
   void ThrowDataCloneError(v8::Local<v8::String> message) override {
     crossport::ThrowDataCloneError(environment_, message);
   }
 
   v8::Maybe<bool> WriteHostObject(v8::Isolate* isolate, v8::Local<v8::Object> object) override {
+    if (object->IsArrayBufferView()) return WriteView(isolate, object.As<v8::ArrayBufferView>());
     for (size_t i = 0; i < ports_.size(); i++) {
       if (ToV8(ports_[i])->StrictEquals(object)) {
+        serializer_->WriteUint32(static_cast<uint32_t>(HostKind::kObject));
         serializer_->WriteUint32(static_cast<uint32_t>(i));
         return v8::Just(true);
       }
@@ -116,9 +197,51 @@ class WriteDelegate : public v8::ValueSerializer::Delegate {
   }
 
  private:
+  v8::Maybe<bool> WriteView(v8::Isolate* isolate, v8::Local<v8::ArrayBufferView> view) {
+    v8::Local<v8::Context> context = isolate->GetCurrentContext();
+    v8::Local<v8::ArrayBuffer> buffer = view->Buffer();
+    if (buffer->IsSharedArrayBuffer() || buffer->GetBackingStore()->IsResizableByUserJavaScript()) {
+      return WriteOtherView(isolate, context, view);
+    }
+    if (buffer->ByteLength() >= kSectionMinSize) AddSection(buffer, first_section_id_);
+    serializer_->WriteUint32(static_cast<uint32_t>(HostKind::kView));
+    // Written first, as V8 writes a view's buffer: a detached one throws V8's own error here.
+    if (serializer_->WriteValue(context, buffer).IsNothing()) return v8::Nothing<bool>();
+    serializer_->WriteUint32(static_cast<uint32_t>(TypeOf(view)));
+    serializer_->WriteUint64(view->ByteOffset());
+    serializer_->WriteUint64(view->ByteLength());
+    return v8::Just(true);
+  }
+
+  // A view whose length may follow its buffer's, or over shared memory: V8's own bytes, from a
+  // serializer of its own (the buffer is then not shared with the rest of the message).
+  v8::Maybe<bool> WriteOtherView(v8::Isolate* isolate, v8::Local<v8::Context> context,
+                                 v8::Local<v8::ArrayBufferView> view) {
+    std::vector<Napi::Object> no_objects;
+    std::vector<Section> no_sections;
+    WriteDelegate delegate(environment_, isolate, no_objects, &no_sections);
+    v8::ValueSerializer nested(isolate, &delegate);
+    delegate.set_serializer(&nested);
+    nested.WriteHeader();
+    if (nested.WriteValue(context, view).IsNothing()) return v8::Nothing<bool>();
+    std::pair<uint8_t*, size_t> bytes = nested.Release();
+    bool fits = bytes.second <= UINT32_MAX;
+    if (fits) {
+      serializer_->WriteUint32(static_cast<uint32_t>(HostKind::kOtherView));
+      serializer_->WriteUint32(static_cast<uint32_t>(bytes.second));
+      serializer_->WriteRawBytes(bytes.first, bytes.second);
+    }
+    delegate.FreeBufferMemory(bytes.first);
+    if (!fits) ThrowDataCloneError(Text(isolate, "Data cannot be cloned, out of memory."));
+    return fits ? v8::Just(true) : v8::Nothing<bool>();
+  }
+
   CloneEnvironment* environment_;
   v8::Isolate* isolate_;
   const std::vector<Napi::Object>& ports_;
+  std::vector<Section>* sections_;
+  std::vector<v8::Local<v8::ArrayBuffer>> transferred_;  // buffers with a transfer id
+  uint32_t first_section_id_ = 0;
   v8::ValueSerializer* serializer_ = nullptr;
 };
 
@@ -133,11 +256,22 @@ class ReadDelegate : public v8::ValueDeserializer::Delegate {
   const char* clone_error() const { return clone_error_; }
 
   v8::MaybeLocal<v8::Object> ReadHostObject(v8::Isolate* isolate) override {
-    uint32_t index;
-    if (!deserializer_->ReadUint32(&index) || index >= ports_.size()) {
-      return Fail(isolate, "Unable to deserialize cloned data.");
+    uint32_t kind;
+    if (!deserializer_->ReadUint32(&kind)) return Fail(isolate, kUnreadable);
+    switch (static_cast<HostKind>(kind)) {
+      case HostKind::kObject: {
+        uint32_t index;
+        if (!deserializer_->ReadUint32(&index) || index >= ports_.size()) {
+          return Fail(isolate, kUnreadable);
+        }
+        return ToV8(ports_[index]).As<v8::Object>();
+      }
+      case HostKind::kView:
+        return ReadView(isolate);
+      case HostKind::kOtherView:
+        return ReadOtherView(isolate);
     }
-    return ToV8(ports_[index]).As<v8::Object>();
+    return Fail(isolate, kUnreadable);
   }
 
   v8::MaybeLocal<v8::SharedArrayBuffer> GetSharedArrayBufferFromId(v8::Isolate* isolate,
@@ -153,6 +287,50 @@ class ReadDelegate : public v8::ValueDeserializer::Delegate {
   }
 
  private:
+  static constexpr const char* kUnreadable = "Unable to deserialize cloned data.";
+
+  // Checked as V8 checks the views it reads itself.
+  v8::MaybeLocal<v8::Object> ReadView(v8::Isolate* isolate) {
+    v8::Local<v8::Value> value;
+    if (!deserializer_->ReadValue(isolate->GetCurrentContext()).ToLocal(&value)) return {};
+    uint32_t type;
+    uint64_t offset, length;
+    if (!value->IsArrayBuffer() || !deserializer_->ReadUint32(&type) ||
+        type > static_cast<uint32_t>(ViewType::kDataView) || !deserializer_->ReadUint64(&offset) ||
+        !deserializer_->ReadUint64(&length)) {
+      return Fail(isolate, kUnreadable);
+    }
+    v8::Local<v8::ArrayBuffer> buffer = value.As<v8::ArrayBuffer>();
+    size_t size = ElementSize(static_cast<ViewType>(type));
+    uint64_t available = buffer->ByteLength();
+    if (offset > available || length > available - offset || offset % size != 0 ||
+        length % size != 0) {
+      return Fail(isolate, kUnreadable);
+    }
+    return NewView(static_cast<ViewType>(type), buffer, offset, length);
+  }
+
+  v8::MaybeLocal<v8::Object> ReadOtherView(v8::Isolate* isolate) {
+    uint32_t length;
+    const void* bytes;
+    if (!deserializer_->ReadUint32(&length) || !deserializer_->ReadRawBytes(length, &bytes)) {
+      return Fail(isolate, kUnreadable);
+    }
+    std::vector<Napi::Object> none;
+    ReadDelegate delegate(none);
+    v8::ValueDeserializer nested(isolate, static_cast<const uint8_t*>(bytes), length, &delegate);
+    delegate.set_deserializer(&nested);
+    v8::Local<v8::Context> context = isolate->GetCurrentContext();
+    v8::Local<v8::Value> view;
+    if (nested.ReadHeader(context).FromMaybe(false) && nested.ReadValue(context).ToLocal(&view) &&
+        view->IsArrayBufferView()) {
+      return view.As<v8::Object>();
+    }
+    if (delegate.clone_error() != nullptr) clone_error_ = delegate.clone_error();
+    if (clone_error_ == nullptr) return Fail(isolate, kUnreadable);
+    return {};
+  }
+
   v8::MaybeLocal<v8::Object> Fail(v8::Isolate* isolate, const char* message) {
     clone_error_ = message;
     isolate->ThrowException(v8::Exception::Error(Text(isolate, message)));
@@ -209,14 +387,23 @@ bool IsPortObject(Napi::Value value) {
 
 bool Serialize(CloneEnvironment* environment, Napi::Value value,
                const std::vector<Napi::Object>& objects,
-               const std::vector<Napi::ArrayBuffer>& transfers, SerializedMessage* out) {
+               const std::vector<Napi::ArrayBuffer>& transfers,
+               const std::vector<Napi::ArrayBuffer>& carried, SerializedMessage* out) {
   v8::Isolate* isolate = v8::Isolate::GetCurrent();
   v8::Local<v8::Context> context = environment->context.Get(isolate);
-  WriteDelegate delegate(environment, isolate, objects);
+  WriteDelegate delegate(environment, isolate, objects, &out->sections_);
   v8::ValueSerializer serializer(isolate, &delegate);
   delegate.set_serializer(&serializer);
+  serializer.SetTreatArrayBufferViewsAsHostObjects(true);
   for (uint32_t i = 0; i < transfers.size(); i++) {
-    serializer.TransferArrayBuffer(i, ToV8(transfers[i]).As<v8::ArrayBuffer>());
+    v8::Local<v8::ArrayBuffer> buffer = ToV8(transfers[i]).As<v8::ArrayBuffer>();
+    serializer.TransferArrayBuffer(i, buffer);
+    delegate.NoteTransferred(buffer);
+  }
+  auto first_section = static_cast<uint32_t>(transfers.size());
+  delegate.set_first_section_id(first_section);
+  for (const Napi::ArrayBuffer& buffer : carried) {
+    delegate.AddSection(ToV8(buffer).As<v8::ArrayBuffer>(), first_section);
   }
   serializer.WriteHeader();
   if (serializer.WriteValue(context, ToV8(value)).IsNothing()) return false;

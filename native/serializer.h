@@ -9,6 +9,7 @@
 #include <v8.h>
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 namespace crossport {
@@ -29,7 +30,19 @@ struct CloneEnvironment {
   bool scratch_in_use = false;
 };
 
-// Bytes produced by the serializer (allocated by its delegate), freed with this object.
+// ArrayBuffers at least this large travel as sections of the message (see message.h), not
+// inside V8's bytes: the receiver then copies them once, into their new memory.
+constexpr size_t kSectionMinSize = 16 * 1024;
+
+// The contents of an ArrayBuffer sent as a section (kept alive until it is written).
+struct Section {
+  std::shared_ptr<v8::BackingStore> store;
+  size_t size;
+  const uint8_t* data() const { return static_cast<const uint8_t*>(store->Data()); }
+};
+
+// Bytes produced by the serializer (allocated by its delegate), freed with this object, and
+// the sections they refer to.
 class SerializedMessage {
  public:
   SerializedMessage() = default;
@@ -38,13 +51,16 @@ class SerializedMessage {
   SerializedMessage& operator=(const SerializedMessage&) = delete;
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
+  const std::vector<Section>& sections() const { return sections_; }
 
  private:
   CloneEnvironment* scratch_owner_ = nullptr;  // set while data_ is its scratch buffer
   friend bool Serialize(CloneEnvironment*, Napi::Value, const std::vector<Napi::Object>&,
-                        const std::vector<Napi::ArrayBuffer>&, SerializedMessage*);
+                        const std::vector<Napi::ArrayBuffer>&, const std::vector<Napi::ArrayBuffer>&,
+                        SerializedMessage*);
   uint8_t* data_ = nullptr;
   size_t size_ = 0;
+  std::vector<Section> sections_;
 };
 
 // Marks `object` (made by NewPortObject) as a port, which the serializer treats as a host object.
@@ -53,11 +69,14 @@ bool IsPortObject(Napi::Value value);
 
 // Serializes `value`. A host object (port or handle stand-in) met in the value is written as its
 // index in `objects`; any other is a DataCloneError. The ArrayBuffers of `transfers` are written
-// as their index (their bytes travel separately, out of band). Returns false with the JS
-// exception pending.
+// as their index (their bytes travel separately, out of band). Those of `carried`, and any
+// other ArrayBuffer of at least kSectionMinSize that a view in the value uses, become sections:
+// transfer ids after those of `transfers`, in the order of out->sections(). Returns false with
+// the JS exception pending.
 bool Serialize(CloneEnvironment* environment, Napi::Value value,
                const std::vector<Napi::Object>& objects,
-               const std::vector<Napi::ArrayBuffer>& transfers, SerializedMessage* out);
+               const std::vector<Napi::ArrayBuffer>& transfers,
+               const std::vector<Napi::ArrayBuffer>& carried, SerializedMessage* out);
 
 // Deserializes `data`; host object indexes resolve to `objects`, transferred ArrayBuffer
 // indexes to `transfers`. When the bytes are not a message we can rebuild, sets *failed and

@@ -203,6 +203,60 @@ describe('MessagePort', () => {
     port1.close();
   });
 
+  test('large buffers behind views (sent apart from the rest) keep their bytes, views and identity', () => {
+    const { port1, port2 } = channel();
+    const stamp = (bytes: Uint8Array) => {
+      for (let i = 0; i < bytes.length; i += 997) bytes[i] = (i / 997) & 255;
+      return bytes;
+    };
+    // 20 KiB: the whole record fits the small ring; 200 KiB: the large ring; 5 MiB: out of band.
+    for (const size of [20 * 1024, 200 * 1024, 5 * 1024 * 1024]) {
+      const buffer = new ArrayBuffer(size);
+      const bytes = stamp(new Uint8Array(buffer));
+      const value = {
+        bytes,
+        floats: new Float64Array(buffer, 1024, 16),
+        view: new DataView(buffer, 3, 5),
+        buffer,
+        again: bytes,
+        other: stamp(new Uint8Array(size)),
+        small: new Int16Array([1, -2, 3]),
+      };
+      value.floats[2] = Math.PI;
+      port1.postMessage(value);
+      const got = receiveMessageOnPort(port2)!.message;
+      expect(got.bytes).toBeInstanceOf(Uint8Array);
+      expect(Buffer.compare(Buffer.from(got.bytes.buffer), Buffer.from(buffer))).toBe(0);
+      expect(got.buffer).toBe(got.bytes.buffer);
+      expect(got.floats.buffer).toBe(got.buffer);
+      expect(got.view.buffer).toBe(got.buffer);
+      expect(got.again).toBe(got.bytes);
+      expect([got.floats.byteOffset, got.floats.length, got.floats[2]]).toEqual([1024, 16, Math.PI]);
+      expect([got.view.byteOffset, got.view.byteLength]).toEqual([3, 5]);
+      expect(Buffer.compare(Buffer.from(got.other), Buffer.from(value.other))).toBe(0);
+      expect(got.other.buffer).not.toBe(got.buffer);
+      expect(Array.from(got.small)).toEqual([1, -2, 3]);
+      // The sender's buffer is untouched (cloned, not transferred).
+      expect(buffer.byteLength).toBe(size);
+    }
+  });
+
+  test('a transferred 1 MiB buffer arrives whole and is detached in the sender; a view over a resizable buffer keeps tracking its length', () => {
+    const { port1, port2 } = channel();
+    const bytes = new Uint8Array(1024 * 1024).map((_, i) => i & 255);
+    const expected = Buffer.from(bytes);
+    port1.postMessage({ bytes }, [bytes.buffer]);
+    expect(bytes.byteLength).toBe(0);
+    const got = receiveMessageOnPort(port2)!.message;
+    expect(Buffer.compare(Buffer.from(got.bytes), expected)).toBe(0);
+    const resizable = new (ArrayBuffer as any)(8, { maxByteLength: 32 });
+    port1.postMessage(new Uint8Array(resizable));
+    const tracking = receiveMessageOnPort(port2)!.message;
+    expect(tracking.length).toBe(8);
+    tracking.buffer.resize(24);
+    expect(tracking.length).toBe(24);
+  });
+
   test('messages larger than the ring arrive whole, in order with small ones', async () => {
     const { port1, port2 } = channel();
     const received: number[] = [];

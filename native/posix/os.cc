@@ -106,24 +106,28 @@ bool WriteAll(int fd, const void* data, size_t size, off_t at) {
 }
 }  // namespace
 
-int CreateSealedCopy(const void* head, size_t head_size, const void* body, size_t body_size,
-                     SystemError* err) {
+int CreateSealedCopy(const Span* spans, size_t count, SystemError* err) {
 #ifdef __linux__
   int fd = NewMemoryObject(MFD_ALLOW_SEALING, err);
 #else
   int fd = NewMemoryObject(0, err);
 #endif
   if (fd < 0) return -1;
-  if (ftruncate(fd, static_cast<off_t>(head_size + body_size)) != 0) {
+  size_t size = 0;
+  for (size_t i = 0; i < count; i++) size += spans[i].size;
+  if (ftruncate(fd, static_cast<off_t>(size)) != 0) {
     SetError(err, "ftruncate");
     close(fd);
     return -1;
   }
-  if (!WriteAll(fd, head, head_size, 0) ||
-      !WriteAll(fd, body, body_size, static_cast<off_t>(head_size))) {
-    SetError(err, "pwrite");
-    close(fd);
-    return -1;
+  size_t at = 0;
+  for (size_t i = 0; i < count; i++) {
+    if (!WriteAll(fd, spans[i].data, spans[i].size, static_cast<off_t>(at))) {
+      SetError(err, "pwrite");
+      close(fd);
+      return -1;
+    }
+    at += spans[i].size;
   }
 #ifdef __linux__
   if (fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
