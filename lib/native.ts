@@ -61,6 +61,8 @@ export interface Hooks {
   discardHandles(objects: object[]): void;
   /** A message holds a FileHandle: learn how to make one, then call fileHandlesReady(). */
   loadFileHandles(): void;
+  /** A new ArrayBuffer of `size` bytes whose memory is not zeroed (it is about to be filled). */
+  allocate(size: number): ArrayBuffer;
   empty: object;
   handled: object;
   DOMException: typeof DOMException;

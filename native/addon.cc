@@ -29,6 +29,7 @@ Napi::Value Setup(const Napi::CallbackInfo& info) {
   addon->create_handles = Napi::Persistent(hooks.Get("createHandles").As<Napi::Function>());
   addon->discard_handles = Napi::Persistent(hooks.Get("discardHandles").As<Napi::Function>());
   addon->load_file_handles = Napi::Persistent(hooks.Get("loadFileHandles").As<Napi::Function>());
+  addon->allocate = Napi::Persistent(hooks.Get("allocate").As<Napi::Function>());
   addon->empty = Napi::Persistent(hooks.Get("empty").As<Napi::Object>());
   addon->handled = Napi::Persistent(hooks.Get("handled").As<Napi::Object>());
   v8::Isolate* isolate = v8::Isolate::GetCurrent();

@@ -31,6 +31,7 @@ struct Addon {
   Napi::FunctionReference create_handles;   // (kinds, fds) => objects (lib owns the fds)
   Napi::FunctionReference discard_handles;  // (objects) => void: closes them
   Napi::FunctionReference load_file_handles;  // () => void: fileHandlesReady() follows
+  Napi::FunctionReference allocate;  // (size) => a new ArrayBuffer, its memory not zeroed
   bool file_handles_ready = false;
   std::set<PortHandle*> waiting_for_file_handles;
   Napi::ObjectReference empty;              // what receive() returns when nothing waits

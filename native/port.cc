@@ -23,6 +23,22 @@ constexpr size_t kOutOfBandTransferSize = 4 * 1024 * 1024;
 // The largest out-of-band ArrayBuffer a peer may send.
 constexpr uint64_t kMaxOutOfBandTransferSize = uint64_t{1} << 34;
 
+// An ArrayBuffer of `length` bytes about to be overwritten: lib's allocate() (memory not
+// zeroed), or a zeroed one if that fails.
+Napi::ArrayBuffer NewUnzeroedArrayBuffer(Napi::Env env, size_t length) {
+  Napi::Value made;
+  try {
+    made = GetAddon(env)->allocate.Call({Napi::Number::New(env, static_cast<double>(length))});
+  } catch (const Napi::Error&) {
+    // (Out of memory there is out of memory here too, and reported as such below.)
+  }
+  if (!made.IsEmpty() && made.IsArrayBuffer() &&
+      made.As<Napi::ArrayBuffer>().ByteLength() == length) {
+    return made.As<Napi::ArrayBuffer>();
+  }
+  return Napi::ArrayBuffer::New(env, length);
+}
+
 std::vector<uint64_t> SectionSizes(const SerializedMessage& message) {
   std::vector<uint64_t> sizes;
   for (const Section& section : message.sections()) sizes.push_back(section.size);
@@ -342,7 +358,7 @@ PortHandle::DecodeResult PortHandle::Decode(IncomingRecord* record, Napi::Value*
       close_carried();
       return fail(NewDataCloneError(&addon->clone, env, "Unable to deserialize cloned data."));
     }
-    Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(env, length);
+    Napi::ArrayBuffer buffer = NewUnzeroedArrayBuffer(env, length);
     if (length > 0) memcpy(buffer.Data(), from, length);
     buffers.push_back(buffer);
     at += AlignSection(length);
