@@ -2,17 +2,30 @@
 // Soak: 10 million messages and 10,000 port transfers between a parent and a forked child.
 // The parent streams numbered messages (flow-controlled by the child's acks); every 1,000th
 // message also transfers a new port, on which the child answers once and closes it. Both
-// processes report RSS and open fds after a warm-up (the first million messages) and at the
-// end. Fails (exit 1) on a lost, duplicated or corrupt message, a missing answer, or more fds
-// at the end than after warm-up.
+// processes report their memory and open fds after a warm-up (the first million messages) and
+// at the end, each time after a full garbage collection: RSS, and the live memory (V8 heap in
+// use plus memory outside it that V8 accounts). Fails (exit 1) on a lost, duplicated or corrupt
+// message, a missing answer, more fds at the end than after warm-up, or live memory grown by
+// more than 5% (or 1 MiB). RSS is reported, not checked: V8 keeps heap pages it grew into (its
+// heapTotal) after a collection empties them, which shows as RSS that no object holds.
 //
 // Usage: node scripts/soak.js [messages=10000000] [transfers=10000]
 'use strict';
 const fs = require('node:fs');
+const v8 = require('node:v8');
+const vm = require('node:vm');
 const { fork, parentPort, MessageChannel } = require('../dist/index.js');
 
+v8.setFlagsFromString('--expose-gc');
+const gc = vm.runInNewContext('gc');
 const fds = () => fs.readdirSync('/proc/self/fd').length;
-const rssMiB = () => Math.round((process.memoryUsage().rss / 1048576) * 10) / 10;
+const mib = (bytes) => Math.round((bytes / 1048576) * 10) / 10;
+// RSS and live memory (MiB) after a full collection.
+function memory() {
+  gc();
+  const usage = process.memoryUsage();
+  return { rssMiB: mib(usage.rss), liveMiB: mib(usage.heapUsed + usage.external) };
+}
 const kAckEvery = 50000;
 
 if (parentPort) {
@@ -21,7 +34,7 @@ if (parentPort) {
   let bad = 0;
   parentPort.on('message', (message) => {
     if (message.done) {
-      parentPort.postMessage({ final: true, received: expected, bad, rssMiB: rssMiB(), fds: fds() });
+      parentPort.postMessage({ final: true, received: expected, bad, ...memory(), fds: fds() });
       return;
     }
     if (message.i !== expected || message.tag !== `m${message.i % 1000}`) bad++;
@@ -30,7 +43,7 @@ if (parentPort) {
       message.port.postMessage({ answer: message.i });
       message.port.close();
     }
-    if (expected % kAckEvery === 0) parentPort.postMessage({ ack: expected, bad, rssMiB: rssMiB(), fds: fds() });
+    if (expected % kAckEvery === 0) parentPort.postMessage({ ack: expected, bad, ...memory(), fds: fds() });
   });
   return;
 }
@@ -80,8 +93,8 @@ port.on('message', (message) => {
   if (message.ack !== undefined) {
     acked = message.ack;
     if (warm === null && acked >= warmupAt) {
-      warm = { messages: acked, parent: { rssMiB: rssMiB(), fds: fds() }, child: { rssMiB: message.rssMiB, fds: message.fds } };
-      console.log(`after warm-up (${acked} messages): parent RSS ${warm.parent.rssMiB} MiB, ${warm.parent.fds} fds; child RSS ${warm.child.rssMiB} MiB, ${warm.child.fds} fds`);
+      warm = { messages: acked, parent: { ...memory(), fds: fds() }, child: pick(message) };
+      console.log(`after warm-up (${acked} messages): ${describe(warm)}`);
     }
     if (message.bad > 0) fail(`child saw ${message.bad} bad messages`);
     return;
@@ -96,10 +109,16 @@ port.on('message', (message) => {
   }
 });
 
+const pick = ({ rssMiB, liveMiB, fds }) => ({ rssMiB, liveMiB, fds });
+const describe = ({ parent, child }) =>
+  [['parent', parent], ['child', child]]
+    .map(([side, m]) => `${side} RSS ${m.rssMiB} MiB, live ${m.liveMiB} MiB, ${m.fds} fds`)
+    .join('; ');
+
 function report(final) {
   const seconds = (Date.now() - started) / 1000;
-  const end = { parent: { rssMiB: rssMiB(), fds: fds() }, child: { rssMiB: final.rssMiB, fds: final.fds } };
-  console.log(`at the end (${final.received} messages, ${answers}/${transfersSent} transfers answered, ${seconds.toFixed(1)} s): parent RSS ${end.parent.rssMiB} MiB, ${end.parent.fds} fds; child RSS ${end.child.rssMiB} MiB, ${end.child.fds} fds`);
+  const end = { parent: { ...memory(), fds: fds() }, child: pick(final) };
+  console.log(`at the end (${final.received} messages, ${answers}/${transfersSent} transfers answered, ${seconds.toFixed(1)} s): ${describe(end)}`);
   console.log(JSON.stringify({ kind: 'soak', messages: final.received, transfers: transfersSent, answers, wrongAnswers, bad: final.bad, seconds, warm, end }));
   const problems = [];
   if (final.received !== total) problems.push(`child received ${final.received} of ${total}`);
@@ -109,6 +128,12 @@ function report(final) {
   // end none is, so a leak shows as more fds than at warm-up.
   if (warm && end.parent.fds > warm.parent.fds) problems.push(`parent fds ${warm.parent.fds} -> ${end.parent.fds}`);
   if (warm && end.child.fds > warm.child.fds) problems.push(`child fds ${warm.child.fds} -> ${end.child.fds}`);
+  for (const side of ['parent', 'child']) {
+    const [before, after] = [warm?.[side].liveMiB, end[side].liveMiB];
+    if (before !== undefined && after > Math.max(before * 1.05, before + 1)) {
+      problems.push(`${side} live memory ${before} -> ${after} MiB`);
+    }
+  }
   port.close();
   if (problems.length > 0) fail(problems.join('; '));
   else console.log('soak passed');
