@@ -33,6 +33,14 @@ describe('a hostile peer', () => {
     expect(closed.peerAliveAtClose).toBe(true);
   });
 
+  test('large messages lying about their prefix or sections give messageerror and free their room; a prefix past the size closes the port', async () => {
+    const { closed, end } = await victim('lyingLarge');
+    expect(closed.messages).toEqual(Array.from({ length: end.plan.good }, (_, i) => ({ i })));
+    expect(closed.errors).toHaveLength(end.plan.bad);
+    for (const error of closed.errors) expect(error.name).toBe('DataCloneError');
+    expect(closed.peerAliveAtClose).toBe(true);
+  });
+
   test('a record announcing fds that never came closes the port', async () => {
     const { closed } = await victim('badFdCount');
     expect(closed.messages).toEqual([{ i: 0 }, { i: 1 }, { i: 2 }]);
