@@ -66,6 +66,8 @@ export interface Hooks {
   empty: object;
   handled: object;
   DOMException: typeof DOMException;
+  /** The error this Node throws for a port in a message but not in its transfer list. */
+  missingTransferable(): Error;
 }
 
 export interface Native {

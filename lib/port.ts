@@ -8,7 +8,7 @@
 // removal of the last, through the same listener hooks Node's ports use.
 import * as workerThreads from 'node:worker_threads';
 
-import { dataCloneError, nodeError } from './errors';
+import { dataCloneError, invalidTransferObject, missingTransferable, nodeError } from './errors';
 import {
   closeHandle,
   createHandles,
@@ -118,7 +118,7 @@ export class MessagePort extends NodeEventTarget {
       } else {
         const handle = typeof item === 'object' && item !== null ? describeHandle(item) : undefined;
         if (handle === undefined) {
-          throw nodeError(TypeError, 'ERR_INVALID_TRANSFER_OBJECT', 'Found invalid object in transferList');
+          throw invalidTransferObject();
         }
         if (handles.includes(item as object)) throw dataCloneError('Transfer list contains duplicate handle');
         handles.push(item as object);
@@ -381,6 +381,7 @@ native.setup({
   empty: EMPTY,
   handled: HANDLED,
   DOMException,
+  missingTransferable,
 });
 
 // After 'exit' no JavaScript may run; the addon must not dispatch into it.

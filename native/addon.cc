@@ -37,6 +37,10 @@ Napi::Value Setup(const Napi::CallbackInfo& info) {
   napi_value raw = hooks.Get("DOMException");
   memcpy(static_cast<void*>(&dom_exception), &raw, sizeof raw);
   addon->clone.dom_exception.Reset(isolate, dom_exception.As<v8::Function>());
+  v8::Local<v8::Value> missing_transferable;
+  raw = hooks.Get("missingTransferable");
+  memcpy(static_cast<void*>(&missing_transferable), &raw, sizeof raw);
+  addon->clone.missing_transferable.Reset(isolate, missing_transferable.As<v8::Function>());
   addon->clone.context.Reset(isolate, isolate->GetCurrentContext());
   return env.Undefined();
 }

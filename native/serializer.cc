@@ -130,14 +130,14 @@ class WriteDelegate : public v8::ValueSerializer::Delegate {
       }
     }
     if (IsPortObject(Napi::Value(nullptr, FromV8(object)))) {
-      // Node throws this one as a TypeError with a code, not as a DataCloneError.
-      v8::Local<v8::Value> error = v8::Exception::TypeError(Text(
-          isolate, "Object that needs transfer was found in message but not listed in transferList"));
-      error.As<v8::Object>()
-          ->Set(isolate->GetCurrentContext(), Text(isolate, "code"),
-                Text(isolate, "ERR_MISSING_TRANSFERABLE_IN_TRANSFER_LIST"))
-          .Check();
-      isolate->ThrowException(error);
+      // As this Node throws it (a TypeError with a code in Node 20, a DataCloneError later).
+      v8::Local<v8::Context> context = isolate->GetCurrentContext();
+      v8::Local<v8::Value> error;
+      if (environment_->missing_transferable.Get(isolate)
+              ->Call(context, v8::Undefined(isolate), 0, nullptr)
+              .ToLocal(&error)) {
+        isolate->ThrowException(error);
+      }
     } else {
       v8::String::Utf8Value name(isolate, object->GetConstructorName());
       std::string message = std::string("#<") + (*name ? *name : "Object") +

@@ -22,6 +22,7 @@ inline napi_value ToNapi(v8::Local<v8::Value> local) { return reinterpret_cast<n
 struct CloneEnvironment {
   v8::Global<v8::Context> context;
   v8::Global<v8::Function> dom_exception;  // globalThis.DOMException
+  v8::Global<v8::Function> missing_transferable;  // () => the error for an unlisted port
   // Where messages are serialized, so that posting one touches no fresh memory: it grows with
   // the largest message up to kMaxScratch and stays. A larger message, or a post from inside
   // another's serialization (a getter), uses the heap.
