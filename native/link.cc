@@ -29,6 +29,9 @@ uint64_t LargeLimit(const Ring& large) { return large.capacity() / 2 - sizeof(Re
 // The largest out-of-band message a peer may announce (the receiver maps this much).
 constexpr uint64_t kMaxOutOfBandSize = uint64_t{1} << 34;
 
+// Queued records this small neither keep nor take spare buffers (see TakeSparePayload).
+constexpr size_t kMinSparePayload = 4096;
+
 // The payload of a kLarge record.
 struct LargeAnnouncement {
   uint64_t size;
@@ -300,7 +303,8 @@ void Link::Flush() {
 
 std::vector<uint8_t> Link::TakeSparePayload(size_t size) {
   std::vector<uint8_t> payload;
-  for (size_t i = 0; i < spare_payloads_.size(); i++) {
+  // (A small record takes fresh memory rather than tie up a large spare buffer.)
+  for (size_t i = 0; i < spare_payloads_.size() && size >= kMinSparePayload; i++) {
     if (spare_payloads_[i].capacity() >= size) {
       payload.swap(spare_payloads_[i]);
       spare_payloads_[i].swap(spare_payloads_.back());
@@ -316,7 +320,9 @@ std::vector<uint8_t> Link::TakeSparePayload(size_t size) {
 void Link::KeepSparePayload(std::vector<uint8_t>&& payload) {
   constexpr size_t kMaxSparePayloadBytes = 16 * 1024 * 1024;
   size_t capacity = payload.capacity();
-  if (capacity < 4096 || spare_payload_bytes_ + capacity > kMaxSparePayloadBytes) return;
+  if (capacity < kMinSparePayload || spare_payload_bytes_ + capacity > kMaxSparePayloadBytes) {
+    return;
+  }
   payload.clear();
   spare_payload_bytes_ += payload.capacity();
   spare_payloads_.push_back(std::move(payload));

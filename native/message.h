@@ -96,7 +96,7 @@ struct MessageLayout {
   std::vector<uint64_t> sections;  // lengths
   // Where the sections start: the end of the prefix.
   uint64_t sections_offset() const { return body_offset + body_size; }
-  // The payload's size with its sections (checked against overflow when decoded).
+  // The payload's size with its sections (padded); of a decoded layout, the record's size.
   uint64_t total_size() const;
 };
 
