@@ -38,23 +38,20 @@ Segment* Segment::Create(uint64_t ring_capacity, uint64_t large_capacity, os::Sy
 }
 
 Segment* Segment::Adopt(int fd, os::SystemError* err) {
-  int64_t size = os::FileSize(fd);
-  if (size < static_cast<int64_t>(kDataOffset)) {
+  // Nothing is mapped before it is known to be a segment that nobody can resize: the seals
+  // first (which fix the size for good), then the header, read with pread into our own copy;
+  // from here on only our checked copies of the capacities and size are used.
+  int64_t size = os::SealedSize(fd, os::Sealing::kFixedSize);
+  SegmentHeader header;
+  if (size < static_cast<int64_t>(kDataOffset) || !os::ReadAt(fd, &header, sizeof header, 0) ||
+      header.magic != kSegmentMagic || header.version != kSegmentVersion ||
+      !Ring::ValidCapacity(header.ring_capacity) || !Ring::ValidCapacity(header.large_capacity) ||
+      SegmentSize(header.ring_capacity, header.large_capacity) != static_cast<uint64_t>(size)) {
     *err = os::SystemError{EINVAL, "crossport_segment"};
     return nullptr;
   }
   auto* base = static_cast<uint8_t*>(os::MapShared(fd, size, true, err));
   if (base == nullptr) return nullptr;
-  // Read once: from here on only our checked copies of the capacities are used.
-  SegmentHeader header;
-  memcpy(&header, base, sizeof header);
-  if (header.magic != kSegmentMagic || header.version != kSegmentVersion ||
-      !Ring::ValidCapacity(header.ring_capacity) || !Ring::ValidCapacity(header.large_capacity) ||
-      SegmentSize(header.ring_capacity, header.large_capacity) != static_cast<uint64_t>(size)) {
-    os::Unmap(base, size);
-    *err = os::SystemError{EINVAL, "crossport_segment"};
-    return nullptr;
-  }
   return new Segment(fd, base, size, header.ring_capacity, header.large_capacity);
 }
 

@@ -30,7 +30,8 @@ class Segment {
   // Creates a new segment: small rings of `ring_capacity` bytes, large ones of `large_capacity`.
   static Segment* Create(uint64_t ring_capacity, uint64_t large_capacity, os::SystemError* err);
   // Maps a segment received from elsewhere. Takes ownership of `fd` on success only.
-  // Returns nullptr if the fd is not a segment of a size this build accepts.
+  // Returns nullptr (EINVAL) if the fd is not a segment of a size this build accepts, sealed
+  // so that nobody can resize it (os::Sealing::kFixedSize).
   static Segment* Adopt(int fd, os::SystemError* err);
   ~Segment();
 

@@ -12,6 +12,11 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#ifdef __linux__
+#include <linux/magic.h>
+#include <sys/vfs.h>
+#endif
+
 #include <cstddef>
 #include <cstdio>
 
@@ -24,13 +29,32 @@ void SetError(SystemError* err, const char* syscall) {
 }
 
 #ifdef __linux__
-int NewMemoryObject(unsigned flags, SystemError* err) {
-  int fd = memfd_create("crossport", MFD_CLOEXEC | flags);
+#ifndef F_SEAL_FUTURE_WRITE
+#define F_SEAL_FUTURE_WRITE 0x0010  // Linux 5.1; older headers lack the name
+#endif
+// What Sealing asks for (see os.h). F_SEAL_SEAL on a segment also keeps F_SEAL_FUTURE_WRITE
+// out: added later, it would leave existing mappings writable but refuse the next one.
+constexpr int kFixedSizeSeals = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
+constexpr int kReadOnlySeals = F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW;
+
+int NewMemoryObject(SystemError* err) {
+  int fd = memfd_create("crossport", MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (fd < 0) SetError(err, "memfd_create");
   return fd;
 }
+
+bool AddSeals(int fd, int seals, SystemError* err) {
+  if (fcntl(fd, F_ADD_SEALS, seals) == 0) return true;
+  SetError(err, "fcntl");
+  return false;
+}
 #else
-int NewMemoryObject(unsigned, SystemError* err) {
+// No seals here: the fallback's objects can change size under a mapping (see SealedSize).
+bool AddSeals(int, int, SystemError*) { return true; }
+constexpr int kFixedSizeSeals = 0;
+constexpr int kReadOnlySeals = 0;
+
+int NewMemoryObject(SystemError* err) {
   // A random name that is unlinked at once: no other process can open it afterwards.
   char name[64];
   for (int attempt = 0; attempt < 16; attempt++) {
@@ -51,10 +75,15 @@ int NewMemoryObject(unsigned, SystemError* err) {
 }  // namespace
 
 int CreateSharedMemory(size_t size, SystemError* err) {
-  int fd = NewMemoryObject(0, err);
+  int fd = NewMemoryObject(err);
   if (fd < 0) return -1;
   if (ftruncate(fd, static_cast<off_t>(size)) != 0) {
     SetError(err, "ftruncate");
+    close(fd);
+    return -1;
+  }
+  // Sealed before anyone else can hold it.
+  if (!AddSeals(fd, kFixedSizeSeals, err)) {
     close(fd);
     return -1;
   }
@@ -86,10 +115,36 @@ void Unmap(void* addr, size_t size) {
   if (addr != nullptr) munmap(addr, size);
 }
 
-int64_t FileSize(int fd) {
+int64_t SealedSize(int fd, Sealing sealing) {
+#ifdef __linux__
+  // Seals can be added, never removed: once the object cannot shrink or grow, the size read
+  // below stays its size, whatever its other holders do afterwards.
+  int seals = fcntl(fd, F_GET_SEALS);
+  int required = sealing == Sealing::kFixedSize ? kFixedSizeSeals : kReadOnlySeals;
+  int refused = sealing == Sealing::kFixedSize ? F_SEAL_WRITE | F_SEAL_FUTURE_WRITE : 0;
+  if (seals < 0 || (seals & required) != required || (seals & refused) != 0) return -1;
+  // Only the kernel's own tmpfs, where memfds live: a hugetlbfs memfd can also be sealed, but
+  // its pages can fail to fault in (SIGBUS) when huge pages run out.
+  struct statfs filesystem;
+  if (fstatfs(fd, &filesystem) != 0 || filesystem.f_type != TMPFS_MAGIC) return -1;
+#else
+  if (sealing == Sealing::kReadOnly) return -1;
+#endif
   struct stat st;
-  if (fstat(fd, &st) != 0) return -1;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return -1;
   return static_cast<int64_t>(st.st_size);
+}
+
+bool ReadAt(int fd, void* data, size_t size, uint64_t offset) {
+  auto* at = static_cast<char*>(data);
+  size_t done = 0;
+  while (done < size) {
+    ssize_t n = pread(fd, at + done, size - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    done += static_cast<size_t>(n);
+  }
+  return true;
 }
 
 namespace {
@@ -107,11 +162,7 @@ bool WriteAll(int fd, const void* data, size_t size, off_t at) {
 }  // namespace
 
 int CreateSealedCopy(const Span* spans, size_t count, SystemError* err) {
-#ifdef __linux__
-  int fd = NewMemoryObject(MFD_ALLOW_SEALING, err);
-#else
-  int fd = NewMemoryObject(0, err);
-#endif
+  int fd = NewMemoryObject(err);
   if (fd < 0) return -1;
   size_t size = 0;
   for (size_t i = 0; i < count; i++) size += spans[i].size;
@@ -129,25 +180,11 @@ int CreateSealedCopy(const Span* spans, size_t count, SystemError* err) {
     }
     at += spans[i].size;
   }
-#ifdef __linux__
-  if (fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
-    SetError(err, "fcntl");
+  if (!AddSeals(fd, kReadOnlySeals | kFixedSizeSeals, err)) {
     close(fd);
     return -1;
   }
-#endif
   return fd;
-}
-
-bool IsSealedReadOnly(int fd) {
-#ifdef __linux__
-  int seals = fcntl(fd, F_GET_SEALS);
-  const int needed = F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW;
-  return seals >= 0 && (seals & needed) == needed;
-#else
-  (void)fd;
-  return false;  // No seals: the receiver copies before it parses.
-#endif
 }
 
 bool SocketPair(int fds[2], SystemError* err) {
