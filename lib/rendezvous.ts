@@ -120,7 +120,8 @@ export class Server extends EventEmitter {
   }
 
   #accept(): void {
-    for (;;) {
+    // (A listener may close the server: nothing more is accepted then.)
+    while (this.#watcher !== undefined) {
       let accepted: [number, number, number, number] | null;
       try {
         accepted = native.acceptLocal(this.#fd);

@@ -98,6 +98,23 @@ describe('listen and connect', () => {
     server.close();
   });
 
+  test('a connection listener that closes the server stops the accepting, without an error', async () => {
+    // Regression: the accept loop went on with the closed listener's fd (EBADF 'error').
+    const file = socketPath();
+    const server = listen(file);
+    const errors: Error[] = [];
+    server.on('error', (error) => errors.push(error));
+    const closed = new Promise<void>((resolve) => server.once('close', resolve));
+    server.once('connection', (port) => {
+      port.close();
+      server.close();
+    });
+    const port = await connect(file);
+    await closed;
+    port.close();
+    expect(errors).toEqual([]);
+  });
+
   test('a stale socket file from a killed listener is replaced; a live listener is never stolen', async () => {
     const file = socketPath();
     const { child } = await start('listen-and-die.js', [file], 'listening');
