@@ -1,18 +1,18 @@
 // A peer that holds a memory object of ours, or sends us one, must not be able to crash us.
 // Every channel segment is sealed against shrinking and growing before anyone else holds it,
 // and no memory object from a peer is mapped unless it is sealed as the protocol requires and
-// of the size it must have. The attackers are real processes (see fixtures/shm-peer.cc); the
+// of the size it must have. The attackers are real processes (see fixtures/attack-tool.cc); the
 // victims must survive and see 'close' or 'messageerror' where the peer broke the channel.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { report, runFixture, type Run } from './helpers';
-import { buildShmPeer } from './shm-peer';
+import { buildAttackTool } from './attack-tool';
 
 let tool: string;
 beforeAll(() => {
-  tool = buildShmPeer();
+  tool = buildAttackTool();
 });
 
 function survived(run: Run): void {

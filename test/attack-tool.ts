@@ -1,4 +1,4 @@
-// Builds test/fixtures/shm-peer.cc (a hostile peer's tool, see there) once per source version,
+// Builds test/fixtures/attack-tool.cc (a hostile peer's tool, see there) once per source version,
 // into a directory any user can read, so that a peer running as another uid can use it too.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -7,14 +7,14 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 const root = path.join(__dirname, '..');
-const sources = ['test/fixtures/shm-peer.cc', 'native/ring.cc', 'native/segment.cc', 'native/posix/os.cc'];
+const sources = ['test/fixtures/attack-tool.cc', 'native/ring.cc', 'native/segment.cc', 'native/posix/os.cc'];
 const headers = ['native/message.h', 'native/link.h', 'native/os.h', 'native/ring.h', 'native/segment.h'];
 
-export function buildShmPeer(): string {
+export function buildAttackTool(): string {
   const hash = createHash('sha256');
   for (const file of [...sources, ...headers]) hash.update(fs.readFileSync(path.join(root, file)));
-  const directory = path.join(os.tmpdir(), `crossport-shm-peer-${hash.digest('hex').slice(0, 16)}`);
-  const tool = path.join(directory, 'shm-peer');
+  const directory = path.join(os.tmpdir(), `crossport-attack-tool-${hash.digest('hex').slice(0, 16)}`);
+  const tool = path.join(directory, 'attack-tool');
   if (fs.existsSync(tool)) return tool;
   fs.mkdirSync(directory, { recursive: true, mode: 0o755 });
   fs.chmodSync(directory, 0o755);
