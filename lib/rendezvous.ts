@@ -3,6 +3,7 @@
 // segment and sends it over the connection, which then serves as the channel's socket.
 import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
+import { constants } from 'node:os';
 
 import { nodeError } from './errors';
 import { native, type FdWatcher } from './native';
@@ -46,37 +47,71 @@ function checkPath(path: unknown): asserts path is string {
   }
 }
 
-function checkOptions(options: ListenOptions): { mode: number; uids: Set<number> | null; backlog: number } {
-  const { mode = 0o600, uids = [process.getuid!()], backlog = 511 } = options;
+function checkOptionsObject(options: unknown): asserts options is object {
+  if (typeof options !== 'object' || options === null) {
+    throw nodeError(TypeError, 'ERR_INVALID_ARG_TYPE', `The "options" argument must be of type object. Received ${options === null ? 'null' : `type ${typeof options}`}`);
+  }
+}
+
+/** `uids` as an allowed set, or null for 'any'. */
+function checkUids(uids: unknown): Set<number> | null {
+  if (uids === 'any') return null;
+  if (!Array.isArray(uids) || !uids.every((uid) => Number.isInteger(uid) && uid >= 0)) {
+    throw nodeError(TypeError, 'ERR_INVALID_ARG_VALUE', "The property 'options.uids' must be 'any' or an array of uids.");
+  }
+  return new Set(uids);
+}
+
+function checkListenOptions(options: unknown): { mode: number; uids: Set<number> | null; backlog: number } {
+  checkOptionsObject(options);
+  const { mode = 0o600, uids = [process.getuid!()], backlog = 511 } = options as ListenOptions;
   if (!Number.isInteger(mode) || mode < 0 || mode > 0o777) {
     throw nodeError(RangeError, 'ERR_OUT_OF_RANGE', `The value of "options.mode" is out of range. It must be an integer >= 0 && <= 0o777. Received ${mode}`);
   }
   if (!Number.isInteger(backlog) || backlog < 0) {
     throw nodeError(RangeError, 'ERR_OUT_OF_RANGE', `The value of "options.backlog" is out of range. It must be an integer >= 0. Received ${backlog}`);
   }
-  if (uids === 'any') return { mode, uids: null, backlog };
-  if (!Array.isArray(uids) || !uids.every((uid) => Number.isInteger(uid) && uid >= 0)) {
-    throw nodeError(TypeError, 'ERR_INVALID_ARG_VALUE', "The property 'options.uids' must be 'any' or an array of uids.");
-  }
-  return { mode, uids: new Set(uids), backlog };
+  return { mode, uids: checkUids(uids), backlog };
 }
 
-/** Binds `path`, replacing a socket file that a dead listener left behind (never a live one). */
-function bind(path: string, mode: number, backlog: number): number {
-  const address = Buffer.from(path);
+/** Removes `path` unless someone else removed it first. */
+function unlinkIfThere(path: string): void {
   try {
-    return native.listenLocal(address, mode, backlog);
+    fs.unlinkSync(path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+}
+
+/** Which socket file a listener made (to remove only that one). */
+interface SocketFile {
+  dev: bigint;
+  ino: bigint;
+}
+
+/**
+ * Binds `path`, replacing a socket file that a dead listener left behind (never a live one):
+ * the fd, and the socket file it made (undefined for an abstract name).
+ */
+function bind(path: string, mode: number, backlog: number): { fd: number; file?: SocketFile } {
+  const address = Buffer.from(path);
+  const listenAt = (): { fd: number; file?: SocketFile } => {
+    const [fd, dev, ino] = native.listenLocal(address, mode, backlog);
+    return path.startsWith('\0') ? { fd } : { fd, file: { dev, ino } };
+  };
+  try {
+    return listenAt();
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE' || path.startsWith('\0')) throw error;
     if (!fs.lstatSync(path, { throwIfNoEntry: false })?.isSocket()) throw error;
     let probe: number;
     try {
-      probe = native.connectLocal(address);
+      [probe] = native.connectLocal(address);
     } catch (probeError) {
       if ((probeError as NodeJS.ErrnoException).code !== 'ECONNREFUSED') throw error;
       // Nobody listens there any more: the file is stale.
-      fs.unlinkSync(path);
-      return native.listenLocal(address, mode, backlog);
+      unlinkIfThere(path);
+      return listenAt();
     }
     fs.closeSync(probe);
     throw error;
@@ -92,20 +127,19 @@ export class Server extends EventEmitter {
   readonly #uids: Set<number> | null;
   #fd: number;
   #watcher: FdWatcher | undefined;
-  #file: fs.Stats | undefined;
+  #file: SocketFile | undefined;
 
   /** @internal use listen() */
   constructor(path: string, options: ListenOptions) {
     super();
-    const { mode, uids, backlog } = checkOptions(options);
+    const { mode, uids, backlog } = checkListenOptions(options);
     this.#path = path;
     this.#uids = uids;
     try {
-      this.#fd = bind(path, mode, backlog);
+      ({ fd: this.#fd, file: this.#file } = bind(path, mode, backlog));
     } catch (error) {
       throw withAddress(error, path);
     }
-    if (!path.startsWith('\0')) this.#file = fs.statSync(path);
     this.#watcher = new native.FdWatcher(this.#fd, () => this.#accept());
     process.nextTick(() => this.emit('listening'));
   }
@@ -152,9 +186,9 @@ export class Server extends EventEmitter {
     this.#watcher = undefined;
     fs.closeSync(this.#fd);
     const file = this.#file;
-    const now = file && fs.lstatSync(this.#path, { throwIfNoEntry: false });
+    const now = file && fs.lstatSync(this.#path, { bigint: true, throwIfNoEntry: false });
     // Only our own file: another listener may have replaced it since.
-    if (file && now && now.ino === file.ino && now.dev === file.dev) fs.unlinkSync(this.#path);
+    if (file && now && now.ino === file.ino && now.dev === file.dev) unlinkIfThere(this.#path);
     if (callback) this.once('close', callback);
     process.nextTick(() => this.emit('close'));
     return this;
@@ -193,19 +227,55 @@ export function listen(path: string, options: ListenOptions = {}): Server {
   return new Server(path, options);
 }
 
+export interface ConnectOptions {
+  /**
+   * The uids the listening process may run as (default: this process's uid, and root's); `'any'`
+   * trusts whoever listens. Another uid (an impostor that took the path first, say) gets no
+   * port: `connect()` rejects with EACCES and closes the connection before any message flows.
+   */
+  uids?: readonly number[] | 'any';
+}
+
+/** A port made by `connect()`: `peer` is the listening process, as the kernel reported it. */
+export interface ConnectedPort extends MessagePort {
+  readonly peer: Peer;
+}
+
+function checkConnectOptions(options: unknown): Set<number> | null {
+  checkOptionsObject(options);
+  const { uids = [process.getuid!(), 0] } = options as ConnectOptions;
+  return checkUids(uids);
+}
+
+function refusedListener(path: string, peer: Peer): Error {
+  const error = new Error(`connect EACCES ${printable(path)}: the listener runs as uid ${peer.uid}, not one of options.uids`);
+  return Object.assign(error, { errno: -constants.errno.EACCES, code: 'EACCES', syscall: 'connect', address: path, peer });
+}
+
 /**
  * Connects to a listener at `path`, resolving to a port entangled with the one its
- * `'connection'` event gets. Rejects with the errno code: ENOENT, ECONNREFUSED, EACCES (refused
- * by the listener's options), ECONNRESET (the listener went without answering).
+ * `'connection'` event gets; the port's `peer` tells who listens. Rejects with the errno code:
+ * ENOENT, ECONNREFUSED, EACCES (refused by the listener's options, or the listener's uid is not
+ * in `options.uids`), ECONNRESET (the listener went without answering), EPROTO (what it answered
+ * is no channel).
  */
-export function connect(path: string): Promise<MessagePort> {
+export function connect(path: string, options: ConnectOptions = {}): Promise<ConnectedPort> {
   checkPath(path);
+  const uids = checkConnectOptions(options);
   return new Promise((resolve, reject) => {
     let fd: number;
+    let peer: Peer;
     try {
-      fd = native.connectLocal(Buffer.from(path));
+      const [connected, pid, uid, gid] = native.connectLocal(Buffer.from(path));
+      fd = connected;
+      peer = Object.freeze({ pid, uid, gid });
     } catch (error) {
       reject(withAddress(error, path));
+      return;
+    }
+    if (uids !== null && !uids.has(peer.uid)) {
+      fs.closeSync(fd);
+      reject(refusedListener(path, peer));
       return;
     }
     // The fd may have only one watcher at a time, and the port's link needs it: each attempt
@@ -221,8 +291,13 @@ export function connect(path: string): Promise<MessagePort> {
         reject(withAddress(error, path));
         return;
       }
-      if (handle === null) watcher = new native.FdWatcher(fd, arrive);
-      else resolve(createPort(handle));
+      if (handle === null) {
+        watcher = new native.FdWatcher(fd, arrive);
+        return;
+      }
+      const port = createPort(handle);
+      Object.defineProperty(port, 'peer', { value: peer, enumerable: true });
+      resolve(port as ConnectedPort);
     };
     arrive();
   });

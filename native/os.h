@@ -80,13 +80,22 @@ struct PeerCredentials {
   unsigned uid;
   unsigned gid;
 };
-// Binds and listens at `path`. A path in the file system gets `mode` before anyone can connect.
-int ListenLocal(const std::string& path, unsigned mode, int backlog, SystemError* err);
+// Which file a path named when we looked (st_dev, st_ino).
+struct FileId {
+  uint64_t device = 0;
+  uint64_t inode = 0;
+};
+// Binds and listens at `path`. A path in the file system gets a socket file of exactly `mode`
+// that never exists with a wider one, even briefly, and whose mode is never set through a name
+// someone else can replace; `file` tells which file it is. EADDRINUSE when anything is there.
+int ListenLocal(const std::string& path, unsigned mode, int backlog, FileId* file,
+                SystemError* err);
 // Accepts one waiting connection and reads the peer's credentials as the kernel reports them.
 // -1 with err EAGAIN when none waits.
 int AcceptLocal(int listener, PeerCredentials* peer, SystemError* err);
-// Connects to `path` (ENOENT, ECONNREFUSED, EAGAIN when its queue is full...).
-int ConnectLocal(const std::string& path, SystemError* err);
+// Connects to `path` (ENOENT, ECONNREFUSED, EAGAIN when its queue is full...) and reads the
+// credentials of the process that listens there, as the kernel recorded them at listen().
+int ConnectLocal(const std::string& path, PeerCredentials* listener, SystemError* err);
 
 // Lets another runnable thread on this CPU go first (while we poll, our peer may be waiting).
 void YieldCpu();

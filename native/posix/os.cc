@@ -16,9 +16,13 @@
 #include <linux/magic.h>
 #include <sys/vfs.h>
 #endif
+#ifndef O_PATH
+#define O_PATH O_RDONLY  // (a directory fd that is only used as a place)
+#endif
 
 #include <cstddef>
 #include <cstdio>
+#include <cstdlib>
 
 namespace crossport::os {
 
@@ -310,29 +314,156 @@ bool LocalAddress(const std::string& path, struct sockaddr_un* address, socklen_
   return true;
 }
 
-}  // namespace
+// The credentials of the process at the other end of a connected socket.
+bool ReadPeerCredentials(int fd, PeerCredentials* peer, SystemError* err) {
+#ifdef __linux__
+  struct ucred credentials;
+  socklen_t size = sizeof credentials;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &size) != 0) {
+    SetError(err, "getsockopt");
+    return false;
+  }
+  *peer = PeerCredentials{credentials.pid, credentials.uid, credentials.gid};
+#else
+  uid_t uid;
+  gid_t gid;
+  if (getpeereid(fd, &uid, &gid) != 0) {
+    SetError(err, "getpeereid");
+    return false;
+  }
+  *peer = PeerCredentials{-1, uid, gid};
+#endif
+  return true;
+}
 
-int ListenLocal(const std::string& path, unsigned mode, int backlog, SystemError* err) {
+// A socket file made in a private directory next to its final place: mkdir'd 0700, checked to
+// be ours, holding the bound socket as "s" until it is linked into place.
+class PrivateDirectory {
+ public:
+  // `directory`: an O_PATH fd of the final place's directory (not taken).
+  explicit PrivateDirectory(int directory) : directory_(directory) {}
+  ~PrivateDirectory() {
+    if (bound_) unlinkat(fd_, "s", 0);
+    if (fd_ >= 0) close(fd_);
+    // (If someone renamed ours away meanwhile, this removes theirs only if it is empty.)
+    if (made_) unlinkat(directory_, name_, AT_REMOVEDIR);
+  }
+
+  bool Make(SystemError* err) {
+    for (int attempt = 0; attempt < 16 && !made_; attempt++) {
+      snprintf(name_, sizeof name_, ".crossport-%d-%08lx", getpid(), static_cast<long>(random()));
+      made_ = mkdirat(directory_, name_, 0700) == 0;
+      if (!made_ && errno != EEXIST) break;
+    }
+    if (!made_) {
+      SetError(err, "bind");
+      return false;
+    }
+    fd_ = openat(directory_, name_, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    struct stat st;
+    if (fd_ < 0 || fstat(fd_, &st) != 0 || st.st_uid != geteuid() || (st.st_mode & 077) != 0) {
+      // Someone put another directory (or a symlink) there between the two calls.
+      *err = SystemError{EPERM, "bind"};
+      return false;
+    }
+    return true;
+  }
+
+  // Where bind() puts "s": through our fd where the system allows (no name is looked up
+  // again), else by its path (which, replaced, only makes the next steps fail).
+  std::string SocketPath(const std::string& directory_path) const {
+#ifdef __linux__
+    (void)directory_path;
+    return "/proc/self/fd/" + std::to_string(fd_) + "/s";
+#else
+    return directory_path + "/" + name_ + "/s";
+#endif
+  }
+
+  int fd() const { return fd_; }
+  void set_bound() { bound_ = true; }
+
+ private:
+  int directory_;
+  int fd_ = -1;
+  char name_[48];
+  bool made_ = false;
+  bool bound_ = false;
+};
+
+bool BindTo(int fd, const std::string& path, SystemError* err) {
   struct sockaddr_un address;
   socklen_t length;
-  if (!LocalAddress(path, &address, &length, err)) return -1;
-  int fd = NewLocalSocket(err);
-  if (fd < 0) return -1;
+  if (!LocalAddress(path, &address, &length, err)) return false;
   if (bind(fd, reinterpret_cast<struct sockaddr*>(&address), length) != 0) {
     SetError(err, "bind");
-    close(fd);
-    return -1;
+    return false;
   }
-  // Nobody can connect before listen(): the mode is in place by then.
-  if (path[0] != '\0' && chmod(path.c_str(), mode) != 0) {
-    SetError(err, "chmod");
-    unlink(path.c_str());
-    close(fd);
-    return -1;
+  return true;
+}
+
+bool Listen(int fd, int backlog, SystemError* err) {
+  if (listen(fd, backlog) == 0) return true;
+  SetError(err, "listen");
+  return false;
+}
+
+// Binds `fd` to the file-system `path` and listens, its socket file of `mode`. A socket file's
+// mode can only be set by name, and a chmod after bind() once landed on the target of a symlink
+// swapped in meanwhile: so the file is bound in a private directory next to `path`, given its
+// mode there (after fchmod on the socket, on Linux the file is created with it, the umask only
+// narrowing it), and linked into place, where it appears with its mode, or not at all.
+bool ListenAtFile(int fd, const std::string& path, unsigned mode, int backlog, FileId* file,
+                  SystemError* err) {
+  struct sockaddr_un final_address;
+  socklen_t length;
+  if (!LocalAddress(path, &final_address, &length, err)) return false;  // clients need it to fit
+  size_t slash = path.rfind('/');
+  std::string directory_path = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
+  if (name.empty() || name == "." || name == "..") {
+    *err = SystemError{EINVAL, "bind"};
+    return false;
   }
-  if (listen(fd, backlog) != 0) {
-    SetError(err, "listen");
-    if (path[0] != '\0') unlink(path.c_str());
+  int directory = open(directory_path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (directory < 0) {
+    SetError(err, "bind");
+    return false;
+  }
+  bool listening;
+  {
+    PrivateDirectory temporary(directory);
+    fchmod(fd, mode);  // (systems where a socket has no mode of its own refuse it: no matter)
+    listening = temporary.Make(err) && BindTo(fd, temporary.SocketPath(directory_path), err);
+    if (listening) temporary.set_bound();
+    struct stat st;
+    if (listening && (fchmodat(temporary.fd(), "s", mode, 0) != 0 ||
+                      fstatat(temporary.fd(), "s", &st, AT_SYMLINK_NOFOLLOW) != 0)) {
+      SetError(err, "chmod");
+      listening = false;
+    }
+    listening = listening && Listen(fd, backlog, err);
+    if (listening && linkat(temporary.fd(), "s", directory, name.c_str(), 0) != 0) {
+      // Something is there already: what bind() itself reports.
+      *err = SystemError{errno == EEXIST ? EADDRINUSE : errno, "bind"};
+      listening = false;
+    }
+    if (listening) *file = FileId{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)};
+  }
+  close(directory);
+  return listening;
+}
+
+}  // namespace
+
+int ListenLocal(const std::string& path, unsigned mode, int backlog, FileId* file,
+                SystemError* err) {
+  int fd = NewLocalSocket(err);
+  if (fd < 0) return -1;
+  bool abstract = !path.empty() && path[0] == '\0';
+  bool listening = abstract ? BindTo(fd, path, err) && Listen(fd, backlog, err)
+                            : ListenAtFile(fd, path, mode, backlog, file, err);
+  if (!listening) {
     close(fd);
     return -1;
   }
@@ -353,31 +484,18 @@ int AcceptLocal(int listener, PeerCredentials* peer, SystemError* err) {
     SetError(err, "accept");
     return -1;
   }
-#ifdef __linux__
-  struct ucred credentials;
-  socklen_t size = sizeof credentials;
-  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &size) != 0) {
-    SetError(err, "getsockopt");
-    close(fd);
-    return -1;
-  }
-  *peer = PeerCredentials{credentials.pid, credentials.uid, credentials.gid};
-#else
+#ifndef __linux__
   fcntl(fd, F_SETFD, FD_CLOEXEC);
   fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-  uid_t uid;
-  gid_t gid;
-  if (getpeereid(fd, &uid, &gid) != 0) {
-    SetError(err, "getpeereid");
+#endif
+  if (!ReadPeerCredentials(fd, peer, err)) {
     close(fd);
     return -1;
   }
-  *peer = PeerCredentials{-1, uid, gid};
-#endif
   return fd;
 }
 
-int ConnectLocal(const std::string& path, SystemError* err) {
+int ConnectLocal(const std::string& path, PeerCredentials* listener, SystemError* err) {
   struct sockaddr_un address;
   socklen_t length;
   if (!LocalAddress(path, &address, &length, err)) {
@@ -392,6 +510,10 @@ int ConnectLocal(const std::string& path, SystemError* err) {
   } while (result != 0 && errno == EINTR);
   if (result != 0) {
     SetError(err, "connect");
+    close(fd);
+    return -1;
+  }
+  if (!ReadPeerCredentials(fd, listener, err)) {
     close(fd);
     return -1;
   }
