@@ -118,16 +118,48 @@ function bind(path: string, mode: number, backlog: number): { fd: number; file?:
   }
 }
 
+/** True for the errors of a process (or system) out of file descriptors. */
+function outOfFds(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException)?.code;
+  return code === 'EMFILE' || code === 'ENFILE';
+}
+
+/** A spare fd, given up to shed connections when out of fds; -1 when none can be had. */
+function openReserve(): number {
+  try {
+    return fs.openSync('/dev/null', 'r');
+  } catch {
+    return -1;
+  }
+}
+
+// While accepting fails for a reason shedding cannot cure, how long the server waits before it
+// watches its socket again (doubling from the first to the last while it keeps failing).
+const kFirstRetryMs = 10;
+const kLastRetryMs = 1000;
+
 /**
  * Emits `'connection'` with `(port, peer)` for each process that connects, `'refused'` with
  * `(peer)` for each one its options turn away, `'error'` when accepting fails, and `'close'`.
+ *
+ * Out of file descriptors, it does what a net.Server does (libuv's uv__emfile_trick): it gives
+ * up a spare fd it keeps for this, accepts every waiting connection with it and closes them at
+ * once (their `connect()` rejects with ECONNRESET), and takes the spare again; no 'error'. A
+ * connection accepted when its channel cannot be made for want of fds is closed the same way.
+ * Only when that is impossible (no spare) or accepting fails otherwise does it emit 'error',
+ * and watch again a while later rather than at once.
  */
 export class Server extends EventEmitter {
   readonly #path: string;
   readonly #uids: Set<number> | null;
   #fd: number;
-  #watcher: FdWatcher | undefined;
+  #open = true;
+  #watcher: FdWatcher | undefined;  // undefined while closed, or paused after an error
   #file: SocketFile | undefined;
+  #reserve: number;
+  #retry: NodeJS.Timeout | undefined;
+  #retryMs = kFirstRetryMs;
+  #referenced = true;
 
   /** @internal use listen() */
   constructor(path: string, options: ListenOptions) {
@@ -140,7 +172,8 @@ export class Server extends EventEmitter {
     } catch (error) {
       throw withAddress(error, path);
     }
-    this.#watcher = new native.FdWatcher(this.#fd, () => this.#accept());
+    this.#reserve = openReserve();
+    this.#watch();
     process.nextTick(() => this.emit('listening'));
   }
 
@@ -150,7 +183,12 @@ export class Server extends EventEmitter {
   }
 
   get listening(): boolean {
-    return this.#watcher !== undefined;
+    return this.#open;
+  }
+
+  #watch(): void {
+    this.#watcher = new native.FdWatcher(this.#fd, () => this.#accept());
+    if (!this.#referenced) this.#watcher.unref();
   }
 
   #accept(): void {
@@ -160,10 +198,12 @@ export class Server extends EventEmitter {
       try {
         accepted = native.acceptLocal(this.#fd);
       } catch (error) {
-        this.emit('error', withAddress(error, this.#path));
+        // (At the limit, accept() fails even with nothing waiting: shed, then wait for the next.)
+        if (!outOfFds(error) || !this.#shed()) this.#pause(error);
         return;
       }
       if (accepted === null) return;
+      this.#retryMs = kFirstRetryMs;
       const [fd, pid, uid, gid] = accepted;
       const peer: Peer = Object.freeze({ pid, uid, gid });
       if (this.#uids !== null && !this.#uids.has(uid)) {
@@ -171,20 +211,69 @@ export class Server extends EventEmitter {
         this.emit('refused', peer);
         continue;
       }
-      const handle = native.welcome(fd);
+      let handle;
+      try {
+        handle = native.welcome(fd);  // (it closes the connection when it throws)
+      } catch (error) {
+        if (!outOfFds(error)) this.emit('error', withAddress(error, this.#path));
+        continue;
+      }
       if (handle !== null) this.emit('connection', createPort(handle), peer);
     }
   }
 
+  /**
+   * Out of fds: accepts and closes every waiting connection in the slot of the spare fd, so
+   * that they neither wait nor keep the socket readable. False if it could not get to the end
+   * of them (no spare, or another thread took its slot first).
+   */
+  #shed(): boolean {
+    if (this.#reserve < 0) {
+      this.#reserve = openReserve();
+      return false;
+    }
+    fs.closeSync(this.#reserve);
+    let drained = false;
+    while (!drained) {
+      let accepted;
+      try {
+        accepted = native.acceptLocal(this.#fd);
+      } catch {
+        break;
+      }
+      if (accepted === null) drained = true;
+      else fs.closeSync(accepted[0]);
+    }
+    this.#reserve = openReserve();
+    return drained;
+  }
+
+  /** Accepting failed: reported through 'error', and tried again a while later, not at once. */
+  #pause(error: unknown): void {
+    this.#watcher?.close();
+    this.#watcher = undefined;
+    const delay = this.#retryMs;
+    this.#retryMs = Math.min(kLastRetryMs, 2 * delay);
+    this.#retry = setTimeout(() => {
+      this.#retry = undefined;
+      if (this.#open) this.#watch();
+    }, delay);
+    if (!this.#referenced) this.#retry.unref();
+    this.emit('error', withAddress(error, this.#path));
+  }
+
   /** Stops accepting and removes the socket file; ports already made stay open. */
   close(callback?: (error?: Error) => void): this {
-    if (this.#watcher === undefined) {
+    if (!this.#open) {
       if (callback) process.nextTick(callback, nodeError(Error, 'ERR_SERVER_NOT_RUNNING', 'Server is not running.'));
       return this;
     }
-    this.#watcher.close();
+    this.#open = false;
+    this.#watcher?.close();
     this.#watcher = undefined;
+    clearTimeout(this.#retry);
     fs.closeSync(this.#fd);
+    if (this.#reserve >= 0) fs.closeSync(this.#reserve);
     const file = this.#file;
     const now = file && fs.lstatSync(this.#path, { bigint: true, throwIfNoEntry: false });
     // Only our own file: another listener may have replaced it since.
@@ -196,12 +285,16 @@ export class Server extends EventEmitter {
 
   /** A listening server keeps the process alive (the default); unref() lets it exit. */
   ref(): this {
+    this.#referenced = true;
     this.#watcher?.ref();
+    this.#retry?.ref();
     return this;
   }
 
   unref(): this {
+    this.#referenced = false;
     this.#watcher?.unref();
+    this.#retry?.unref();
     return this;
   }
 }
