@@ -81,6 +81,12 @@ export interface Native {
   fileHandlesReady(): void;
   createChannel(ringCapacity?: number): [PortHandle, PortHandle];
   adopt(segmentFd: number, socketFd: number, side: number): PortHandle;
+  /**
+   * The same, once the fds are checked, reading them only, to be a link's: a unix SOCK_SEQPACKET
+   * socket whose pair process `parentPid` made, and a segment. Null when they are not (nothing
+   * was done to them).
+   */
+  adopt(segmentFd: number, socketFd: number, side: number, parentPid: number): PortHandle | null;
   /** An object V8's serializer sees as a host object (one internal field). */
   newPortObject(): object;
   /** The channel end deposited by handOff(), once; null when there is none. */

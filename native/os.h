@@ -97,6 +97,11 @@ int AcceptLocal(int listener, PeerCredentials* peer, SystemError* err);
 // credentials of the process that listens there, as the kernel recorded them at listen().
 int ConnectLocal(const std::string& path, PeerCredentials* listener, SystemError* err);
 
+// True when `fd` is what a link's socket must be: a unix SOCK_SEQPACKET socket, connected; its
+// peer's credentials go to `peer` (for a socket pair: those of the process that made the pair,
+// as the kernel recorded them then; pid -1 where the system does not tell). Reads only.
+bool InspectLinkSocket(int fd, PeerCredentials* peer);
+
 // Lets another runnable thread on this CPU go first (while we poll, our peer may be waiting).
 void YieldCpu();
 // Waits up to `timeout_ms` for a packet (or end of stream) on `socket`, or, with `writable`,

@@ -33,6 +33,8 @@ class Segment {
   // Returns nullptr (EINVAL) if the fd is not a segment of a size this build accepts, sealed
   // so that nobody can resize it (os::Sealing::kFixedSize).
   static Segment* Adopt(int fd, os::SystemError* err);
+  // True when Adopt would take `fd`; reads only (no mapping, no change to the fd).
+  static bool IsSegment(int fd);
   ~Segment();
 
   Segment(const Segment&) = delete;
@@ -58,6 +60,8 @@ class Segment {
       : fd_(fd), base_(base), size_(size), ring_capacity_(ring_capacity),
         large_capacity_(large_capacity) {}
   Ring MakeRing(int index, bool producer);
+  // Reads and checks what Adopt needs: the size (fixed for good by the seals) and the header.
+  static bool Inspect(int fd, SegmentHeader* header, int64_t* size);
 
   int fd_;
   uint8_t* base_;

@@ -520,6 +520,21 @@ int ConnectLocal(const std::string& path, PeerCredentials* listener, SystemError
   return fd;
 }
 
+bool InspectLinkSocket(int fd, PeerCredentials* peer) {
+  int type = 0;
+  socklen_t size = sizeof type;
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &size) != 0 || type != SOCK_SEQPACKET) {
+    return false;  // (ENOTSOCK, EBADF: not a socket, or not open)
+  }
+  struct sockaddr_storage address;
+  socklen_t length = sizeof address;
+  if (getsockname(fd, reinterpret_cast<struct sockaddr*>(&address), &length) != 0 ||
+      address.ss_family != AF_UNIX) {
+    return false;
+  }
+  return ReadPeerCredentials(fd, peer, nullptr);
+}
+
 void YieldCpu() { sched_yield(); }
 
 bool WaitForSocket(int socket, bool writable, int timeout_ms) {
