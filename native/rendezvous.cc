@@ -100,6 +100,16 @@ Napi::Value ListenLocal(const Napi::CallbackInfo& info) {
   return result;
 }
 
+// [fd, pid, uid, gid]: a connection, and who is at its other end.
+Napi::Array Connection(Napi::Env env, int fd, const os::PeerCredentials& peer) {
+  Napi::Array result = Napi::Array::New(env, 4);
+  result.Set(0u, fd);
+  result.Set(1u, peer.pid);
+  result.Set(2u, peer.uid);
+  result.Set(3u, peer.gid);
+  return result;
+}
+
 // acceptLocal(fd) => [fd, pid, uid, gid], or null when no connection waits
 Napi::Value AcceptLocal(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -113,12 +123,7 @@ Napi::Value AcceptLocal(const Napi::CallbackInfo& info) {
     }
     ThrowSystemError(env, error.errnum, error.syscall);
   }
-  Napi::Array result = Napi::Array::New(env, 4);
-  result.Set(0u, fd);
-  result.Set(1u, peer.pid);
-  result.Set(2u, peer.uid);
-  result.Set(3u, peer.gid);
-  return result;
+  return Connection(env, fd, peer);
 }
 
 // connectLocal(path: Buffer) => [fd, pid, uid, gid] (of the process that listens there)
@@ -128,12 +133,7 @@ Napi::Value ConnectLocal(const Napi::CallbackInfo& info) {
   os::PeerCredentials listener{};
   int fd = os::ConnectLocal(PathOf(info[0]), &listener, &error);
   if (fd < 0) ThrowSystemError(env, error.errnum, error.syscall);
-  Napi::Array result = Napi::Array::New(env, 4);
-  result.Set(0u, fd);
-  result.Set(1u, listener.pid);
-  result.Set(2u, listener.uid);
-  result.Set(3u, listener.gid);
-  return result;
+  return Connection(env, fd, listener);
 }
 
 // welcome(fd) => PortHandle, or null when the peer already left. Takes the fd.
