@@ -1,6 +1,7 @@
 // Writes the seed corpus for peer_input_fuzz.cc into a directory: well-formed inputs for each
 // mode, built with the real encoder and ring producer so that they track the current layouts.
 // Usage: make_seeds <dir>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -161,7 +162,9 @@ int main(int argc, char** argv) {
     uint64_t size = crossport::kDataOffset + 4 * capacity;
     Bytes content(size);
     if (pread(segment->fd(), content.data(), size, 0) != static_cast<ssize_t>(size)) return 1;
-    Bytes seed{1, static_cast<uint8_t>(capacity == 4096 ? 1 : 2 | 0x40), 0};  // small = large
+    // Small = large capacity, no size delta, the seals Segment::Create puts on.
+    Bytes seed{1, static_cast<uint8_t>(capacity == 4096 ? 1 : 2 | 0x40), 0,
+               F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL};
     seed.insert(seed.end(), content.begin(), content.end());
     seed.push_back(1);  // after the content: side 1 adopts it, and reads ring 0
     Write("adopt-" + std::to_string(capacity), seed);

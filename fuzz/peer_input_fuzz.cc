@@ -9,8 +9,10 @@
 //                  we consume ring 0 (the peer produces it) and produce ring 1 (the peer consumes
 //                  it). The peer's operations scribble bytes or positions anywhere, or write a
 //                  well-formed record (so the fuzzer reaches the decoder through the ring).
-//   kAdopt         a memory object of a fuzzer-chosen size and content given to Segment::Adopt;
-//                  what it accepts is then read and written through both rings.
+//   kAdopt         a memory object of a fuzzer-chosen size, content and seals given to
+//                  Segment::Adopt (and to os::SealedSize as an out-of-band object would be):
+//                  only a correctly sized one sealed against resizing is accepted, and what it
+//                  accepts is then read and written through both rings.
 //   kDecode        DecodeMessageHead on the bytes, with a fuzzer-chosen number of fds.
 //
 // Fds given to the decoder are distinct negative numbers: os::Close ignores them, so nothing
@@ -18,6 +20,7 @@
 //
 // Built by scripts/fuzz.sh with libFuzzer (clang), or with the standalone driver in
 // fuzz/standalone_driver.cc when clang is not available.
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -274,12 +277,44 @@ void RunRingScript(Input* in) {
   for (int i = 0; i < 1024 && !broken; i++) broken = !ConsumeOne(&receive, data0, kCapacity, 4);
 }
 
+// The seals a peer may have put on a memory object it sends.
+constexpr int kAnySeals = F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_FUTURE_WRITE;
+
+// A memory object of `size` bytes holding `content`, then sealed with `seals`, as a peer could
+// send it. Asks os::SealedSize whether it would be mapped as an out-of-band object and
+// Segment::Adopt whether it would be mapped as a segment, and checks both answers against the
+// seals; returns the segment if adopted.
+std::unique_ptr<crossport::Segment> AdoptSealed(uint64_t size, const uint8_t* content, size_t n,
+                                                int seals) {
+  int fd = memfd_create("fuzz", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  CHECK(fd >= 0);
+  CHECK(ftruncate(fd, static_cast<off_t>(size)) == 0);
+  if (n > 0) CHECK(pwrite(fd, content, n, 0) == static_cast<ssize_t>(n));
+  if (seals != 0) CHECK(fcntl(fd, F_ADD_SEALS, seals) == 0);
+  // An out-of-band object: sealed read-only, whatever its size.
+  const int read_only = F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW;
+  int64_t sealed_size = crossport::os::SealedSize(fd, crossport::os::Sealing::kReadOnly);
+  CHECK(sealed_size == ((seals & read_only) == read_only ? static_cast<int64_t>(size) : -1));
+  crossport::os::SystemError error{0, nullptr};
+  std::unique_ptr<crossport::Segment> segment(crossport::Segment::Adopt(fd, &error));
+  if (!segment) {
+    close(fd);  // not taken on failure
+    return segment;
+  }
+  // A segment: it can neither shrink nor grow nor take more seals, and both sides can write it.
+  const int fixed_size = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
+  CHECK((seals & fixed_size) == fixed_size && (seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)) == 0);
+  CHECK(ftruncate(fd, 0) != 0 && ftruncate(fd, static_cast<off_t>(size + 4096)) != 0);
+  return segment;
+}
+
 void RunAdopt(Input* in) {
   // Sizes near the valid ones are the interesting ones: small and large capacities of 4096 or
   // 8192 give kDataOffset + 2 * (small + large); the fuzzer adds a small delta, or picks a size
   // outright. The header it writes must name the capacities that make up the size.
   uint8_t choice = in->U8();
   int64_t delta = static_cast<int8_t>(in->U8());
+  int chosen_seals = in->U8() & kAnySeals;
   uint64_t size;
   if (choice % 4 == 0) {
     size = in->Get<uint32_t>() % (64 * 1024);
@@ -289,23 +324,26 @@ void RunAdopt(Input* in) {
     size = static_cast<uint64_t>(static_cast<int64_t>(crossport::kDataOffset + 2 * (small + large)) +
                                  (choice & 0x80 ? delta : 0));
   }
-  crossport::os::SystemError error{0, nullptr};
-  int fd = crossport::os::CreateSharedMemory(size, &error);
-  CHECK(fd >= 0);
   size_t n = std::min<size_t>(in->remaining(), size);
   const uint8_t* content = in->Take(&n);
-  if (n > 0) CHECK(pwrite(fd, content, n, 0) == static_cast<ssize_t>(n));
-  std::unique_ptr<crossport::Segment> segment(crossport::Segment::Adopt(fd, &error));
-  if (!segment) {
-    close(fd);  // not taken on failure
-    return;
+  int side = in->U8() & 1;
+  // The seals the fuzzer chose, and each of them flipped: the kernel keeps the seals out of
+  // the fuzzer's sight (no branch of ours compares the byte), so each input also tries every
+  // seal set one seal away from its own. At most one of them is the set a segment requires.
+  std::unique_ptr<crossport::Segment> segment;
+  for (int flip = -1; flip < 5; flip++) {
+    int seals = flip < 0 ? chosen_seals : chosen_seals ^ (1 << flip);
+    std::unique_ptr<crossport::Segment> adopted = AdoptSealed(size, content, n, seals & kAnySeals);
+    if (adopted) segment = std::move(adopted);
   }
+  if (!segment) return;
   uint64_t capacity = segment->ring_capacity();
   uint64_t large = segment->large_capacity();
   CHECK(Ring::ValidCapacity(capacity) && Ring::ValidCapacity(large));
   CHECK(crossport::kDataOffset + 2 * (capacity + large) == size);
   // Use the accepted segment as both sides would, through a second mapping of the same object
   // laid out as Segment::MakeRing does, so that every view can be checked against its ring.
+  crossport::os::SystemError error{0, nullptr};
   auto* base = static_cast<uint8_t*>(crossport::os::MapShared(segment->fd(), size, true, &error));
   CHECK(base != nullptr);
   auto* control = reinterpret_cast<RingControl*>(base + crossport::kRingsOffset);
@@ -313,7 +351,6 @@ void RunAdopt(Input* in) {
   uint8_t* data1 = data0 + capacity;
   uint8_t* large0 = data1 + capacity;
   uint8_t* large1 = large0 + large;
-  int side = in->U8() & 1;
   Ring receive(&control[1 - side], side ? data0 : data1, capacity, false);
   Ring send(&control[side], side ? data1 : data0, capacity, true);
   Ring receive_large(&control[3 - side], side ? large0 : large1, large, false);

@@ -1,5 +1,5 @@
 export { MessageChannel, MessagePort, receiveMessageOnPort, type TransferItem } from './port';
 export { FileDescriptor } from './handles';
 export { exportPort, importPort, type PortToken } from './handoff';
-export { connect, listen, Server, type ListenOptions, type Peer } from './rendezvous';
+export { connect, listen, Server, type ConnectedPort, type ConnectOptions, type ListenOptions, type Peer } from './rendezvous';
 export { fork, parentPort, type CrossportChildProcess } from './process';

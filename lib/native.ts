@@ -81,16 +81,26 @@ export interface Native {
   fileHandlesReady(): void;
   createChannel(ringCapacity?: number): [PortHandle, PortHandle];
   adopt(segmentFd: number, socketFd: number, side: number): PortHandle;
+  /**
+   * The same, once the fds are checked, reading them only, to be a link's: a unix SOCK_SEQPACKET
+   * socket whose pair process `parentPid` made, and a segment. Null when they are not (nothing
+   * was done to them).
+   */
+  adopt(segmentFd: number, socketFd: number, side: number, parentPid: number): PortHandle | null;
   /** An object V8's serializer sees as a host object (one internal field). */
   newPortObject(): object;
   /** The channel end deposited by handOff(), once; null when there is none. */
   takeOver(id: number): PortHandle | null;
   FdWatcher: new (fd: number, onReadable: () => void) => FdWatcher;
-  /** Binds and listens at a unix socket path; the fd. */
-  listenLocal(path: Buffer, mode: number, backlog: number): number;
+  /**
+   * Binds and listens at a unix socket path: [fd, device, inode] of the socket file it made
+   * (0n, 0n for an abstract name).
+   */
+  listenLocal(path: Buffer, mode: number, backlog: number): [number, bigint, bigint];
   /** [fd, pid, uid, gid] of a waiting connection, or null. */
   acceptLocal(listener: number): [number, number, number, number] | null;
-  connectLocal(path: Buffer): number;
+  /** [fd, pid, uid, gid]: the connection, and who listens (as of its listen()). */
+  connectLocal(path: Buffer): [number, number, number, number];
   /** Gives an accepted connection its channel (null: it left already). Takes the fd. */
   welcome(fd: number): PortHandle | null;
   /** Turns an accepted connection away. Takes the fd. */

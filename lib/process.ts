@@ -1,6 +1,7 @@
 // fork() and parentPort: a channel between a parent and a child process. The child's end of
 // the channel (its segment and socket fds) is passed as two extra stdio entries; the child finds
-// them through an environment variable and adopts them as `parentPort`.
+// them through an environment variable (with the parent's pid) and adopts them as `parentPort`,
+// once it checked that they are what the variable says.
 import * as childProcess from 'node:child_process';
 import * as fs from 'node:fs';
 
@@ -47,7 +48,7 @@ export function fork(
   const [segmentFd, socketFd, side] = handleOf(port2).exportFds();
   const first = stdio.length;
   stdio.push(segmentFd, socketFd);
-  const env = { ...(options.env ?? process.env), [kEnvironmentKey]: `${first},${first + 1},${side}` };
+  const env = { ...(options.env ?? process.env), [kEnvironmentKey]: `${process.pid},${first},${first + 1},${side}` };
   let child: childProcess.ChildProcess;
   try {
     child = childProcess.fork(modulePath, args, { ...options, stdio, env });
@@ -78,12 +79,17 @@ function forkStdio(options: childProcess.ForkOptions): childProcess.StdioOptions
 function adoptParentPort(): MessagePort | null {
   const value = process.env[kEnvironmentKey];
   if (value === undefined) return null;
-  // Our own children must not mistake these fds for theirs.
+  // Read once and never passed on: nothing this process starts may take these fds for its own.
   delete process.env[kEnvironmentKey];
   const numbers = value.split(',').map(Number);
-  if (numbers.length !== 3 || !numbers.every(Number.isInteger)) return null;
-  const [segmentFd, socketFd, side] = numbers;
-  return createPort(native.adopt(segmentFd, socketFd, side));
+  if (numbers.length !== 4 || !numbers.every((n) => Number.isSafeInteger(n) && n >= 0)) return null;
+  const [parentPid, segmentFd, socketFd, side] = numbers;
+  if (side > 1) return null;
+  // A process fork() did not start can inherit the variable (a grandchild started before its
+  // parent loaded crossport, or by one that never did): its fds of those numbers are not a
+  // link's whose socket pair the named process made, and are left alone.
+  const handle = native.adopt(segmentFd, socketFd, side, parentPid);
+  return handle === null ? null : createPort(handle);
 }
 
 /** In a process started by `fork()`, the port connected to the parent; otherwise `null`. */

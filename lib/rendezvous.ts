@@ -3,6 +3,7 @@
 // segment and sends it over the connection, which then serves as the channel's socket.
 import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
+import { constants } from 'node:os';
 
 import { nodeError } from './errors';
 import { native, type FdWatcher } from './native';
@@ -46,67 +47,133 @@ function checkPath(path: unknown): asserts path is string {
   }
 }
 
-function checkOptions(options: ListenOptions): { mode: number; uids: Set<number> | null; backlog: number } {
-  const { mode = 0o600, uids = [process.getuid!()], backlog = 511 } = options;
+function checkOptionsObject(options: unknown): asserts options is object {
+  if (typeof options !== 'object' || options === null) {
+    throw nodeError(TypeError, 'ERR_INVALID_ARG_TYPE', `The "options" argument must be of type object. Received ${options === null ? 'null' : `type ${typeof options}`}`);
+  }
+}
+
+/** `uids` as an allowed set, or null for 'any'. */
+function checkUids(uids: unknown): Set<number> | null {
+  if (uids === 'any') return null;
+  if (!Array.isArray(uids) || !uids.every((uid) => Number.isInteger(uid) && uid >= 0)) {
+    throw nodeError(TypeError, 'ERR_INVALID_ARG_VALUE', "The property 'options.uids' must be 'any' or an array of uids.");
+  }
+  return new Set(uids);
+}
+
+function checkListenOptions(options: unknown): { mode: number; uids: Set<number> | null; backlog: number } {
+  checkOptionsObject(options);
+  const { mode = 0o600, uids = [process.getuid!()], backlog = 511 } = options as ListenOptions;
   if (!Number.isInteger(mode) || mode < 0 || mode > 0o777) {
     throw nodeError(RangeError, 'ERR_OUT_OF_RANGE', `The value of "options.mode" is out of range. It must be an integer >= 0 && <= 0o777. Received ${mode}`);
   }
   if (!Number.isInteger(backlog) || backlog < 0) {
     throw nodeError(RangeError, 'ERR_OUT_OF_RANGE', `The value of "options.backlog" is out of range. It must be an integer >= 0. Received ${backlog}`);
   }
-  if (uids === 'any') return { mode, uids: null, backlog };
-  if (!Array.isArray(uids) || !uids.every((uid) => Number.isInteger(uid) && uid >= 0)) {
-    throw nodeError(TypeError, 'ERR_INVALID_ARG_VALUE', "The property 'options.uids' must be 'any' or an array of uids.");
-  }
-  return { mode, uids: new Set(uids), backlog };
+  return { mode, uids: checkUids(uids), backlog };
 }
 
-/** Binds `path`, replacing a socket file that a dead listener left behind (never a live one). */
-function bind(path: string, mode: number, backlog: number): number {
-  const address = Buffer.from(path);
+/** Removes `path` unless someone else removed it first. */
+function unlinkIfThere(path: string): void {
   try {
-    return native.listenLocal(address, mode, backlog);
+    fs.unlinkSync(path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+}
+
+/** Which socket file a listener made (to remove only that one). */
+interface SocketFile {
+  dev: bigint;
+  ino: bigint;
+}
+
+/**
+ * Binds `path`, replacing a socket file that a dead listener left behind (never a live one):
+ * the fd, and the socket file it made (undefined for an abstract name).
+ */
+function bind(path: string, mode: number, backlog: number): { fd: number; file?: SocketFile } {
+  const address = Buffer.from(path);
+  const listenAt = (): { fd: number; file?: SocketFile } => {
+    const [fd, dev, ino] = native.listenLocal(address, mode, backlog);
+    return path.startsWith('\0') ? { fd } : { fd, file: { dev, ino } };
+  };
+  try {
+    return listenAt();
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE' || path.startsWith('\0')) throw error;
     if (!fs.lstatSync(path, { throwIfNoEntry: false })?.isSocket()) throw error;
     let probe: number;
     try {
-      probe = native.connectLocal(address);
+      [probe] = native.connectLocal(address);
     } catch (probeError) {
       if ((probeError as NodeJS.ErrnoException).code !== 'ECONNREFUSED') throw error;
       // Nobody listens there any more: the file is stale.
-      fs.unlinkSync(path);
-      return native.listenLocal(address, mode, backlog);
+      unlinkIfThere(path);
+      return listenAt();
     }
     fs.closeSync(probe);
     throw error;
   }
 }
 
+/** True for the errors of a process (or system) out of file descriptors. */
+function outOfFds(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException)?.code;
+  return code === 'EMFILE' || code === 'ENFILE';
+}
+
+/** A spare fd, given up to shed connections when out of fds; -1 when none can be had. */
+function openReserve(): number {
+  try {
+    return fs.openSync('/dev/null', 'r');
+  } catch {
+    return -1;
+  }
+}
+
+// While accepting fails for a reason shedding cannot cure, how long the server waits before it
+// watches its socket again (doubling from the first to the last while it keeps failing).
+const kFirstRetryMs = 10;
+const kLastRetryMs = 1000;
+
 /**
  * Emits `'connection'` with `(port, peer)` for each process that connects, `'refused'` with
  * `(peer)` for each one its options turn away, `'error'` when accepting fails, and `'close'`.
+ *
+ * Out of file descriptors, it does what a net.Server does (libuv's uv__emfile_trick): it gives
+ * up a spare fd it keeps for this, accepts every waiting connection with it and closes them at
+ * once (their `connect()` rejects with ECONNRESET), and takes the spare again; no 'error'. A
+ * connection accepted when its channel cannot be made for want of fds is closed the same way.
+ * Only when that is impossible (no spare) or accepting fails otherwise does it emit 'error',
+ * and watch again a while later rather than at once.
  */
 export class Server extends EventEmitter {
   readonly #path: string;
   readonly #uids: Set<number> | null;
   #fd: number;
-  #watcher: FdWatcher | undefined;
-  #file: fs.Stats | undefined;
+  #open = true;
+  #watcher: FdWatcher | undefined;  // undefined while closed, or paused after an error
+  #file: SocketFile | undefined;
+  #reserve: number;
+  #retry: NodeJS.Timeout | undefined;
+  #retryMs = kFirstRetryMs;
+  #referenced = true;
 
   /** @internal use listen() */
   constructor(path: string, options: ListenOptions) {
     super();
-    const { mode, uids, backlog } = checkOptions(options);
+    const { mode, uids, backlog } = checkListenOptions(options);
     this.#path = path;
     this.#uids = uids;
     try {
-      this.#fd = bind(path, mode, backlog);
+      ({ fd: this.#fd, file: this.#file } = bind(path, mode, backlog));
     } catch (error) {
       throw withAddress(error, path);
     }
-    if (!path.startsWith('\0')) this.#file = fs.statSync(path);
-    this.#watcher = new native.FdWatcher(this.#fd, () => this.#accept());
+    this.#reserve = openReserve();
+    this.#watch();
     process.nextTick(() => this.emit('listening'));
   }
 
@@ -116,19 +183,27 @@ export class Server extends EventEmitter {
   }
 
   get listening(): boolean {
-    return this.#watcher !== undefined;
+    return this.#open;
+  }
+
+  #watch(): void {
+    this.#watcher = new native.FdWatcher(this.#fd, () => this.#accept());
+    if (!this.#referenced) this.#watcher.unref();
   }
 
   #accept(): void {
-    for (;;) {
+    // (A listener may close the server: nothing more is accepted then.)
+    while (this.#watcher !== undefined) {
       let accepted: [number, number, number, number] | null;
       try {
         accepted = native.acceptLocal(this.#fd);
       } catch (error) {
-        this.emit('error', withAddress(error, this.#path));
+        // (At the limit, accept() fails even with nothing waiting: shed, then wait for the next.)
+        if (!outOfFds(error) || !this.#shed()) this.#pause(error);
         return;
       }
       if (accepted === null) return;
+      this.#retryMs = kFirstRetryMs;
       const [fd, pid, uid, gid] = accepted;
       const peer: Peer = Object.freeze({ pid, uid, gid });
       if (this.#uids !== null && !this.#uids.has(uid)) {
@@ -136,24 +211,73 @@ export class Server extends EventEmitter {
         this.emit('refused', peer);
         continue;
       }
-      const handle = native.welcome(fd);
+      let handle;
+      try {
+        handle = native.welcome(fd);  // (it closes the connection when it throws)
+      } catch (error) {
+        if (!outOfFds(error)) this.emit('error', withAddress(error, this.#path));
+        continue;
+      }
       if (handle !== null) this.emit('connection', createPort(handle), peer);
     }
   }
 
+  /**
+   * Out of fds: accepts and closes every waiting connection in the slot of the spare fd, so
+   * that they neither wait nor keep the socket readable. False if it could not get to the end
+   * of them (no spare, or another thread took its slot first).
+   */
+  #shed(): boolean {
+    if (this.#reserve < 0) {
+      this.#reserve = openReserve();
+      return false;
+    }
+    fs.closeSync(this.#reserve);
+    let drained = false;
+    while (!drained) {
+      let accepted;
+      try {
+        accepted = native.acceptLocal(this.#fd);
+      } catch {
+        break;
+      }
+      if (accepted === null) drained = true;
+      else fs.closeSync(accepted[0]);
+    }
+    this.#reserve = openReserve();
+    return drained;
+  }
+
+  /** Accepting failed: reported through 'error', and tried again a while later, not at once. */
+  #pause(error: unknown): void {
+    this.#watcher?.close();
+    this.#watcher = undefined;
+    const delay = this.#retryMs;
+    this.#retryMs = Math.min(kLastRetryMs, 2 * delay);
+    this.#retry = setTimeout(() => {
+      this.#retry = undefined;
+      if (this.#open) this.#watch();
+    }, delay);
+    if (!this.#referenced) this.#retry.unref();
+    this.emit('error', withAddress(error, this.#path));
+  }
+
   /** Stops accepting and removes the socket file; ports already made stay open. */
   close(callback?: (error?: Error) => void): this {
-    if (this.#watcher === undefined) {
+    if (!this.#open) {
       if (callback) process.nextTick(callback, nodeError(Error, 'ERR_SERVER_NOT_RUNNING', 'Server is not running.'));
       return this;
     }
-    this.#watcher.close();
+    this.#open = false;
+    this.#watcher?.close();
     this.#watcher = undefined;
+    clearTimeout(this.#retry);
     fs.closeSync(this.#fd);
+    if (this.#reserve >= 0) fs.closeSync(this.#reserve);
     const file = this.#file;
-    const now = file && fs.lstatSync(this.#path, { throwIfNoEntry: false });
+    const now = file && fs.lstatSync(this.#path, { bigint: true, throwIfNoEntry: false });
     // Only our own file: another listener may have replaced it since.
-    if (file && now && now.ino === file.ino && now.dev === file.dev) fs.unlinkSync(this.#path);
+    if (file && now && now.ino === file.ino && now.dev === file.dev) unlinkIfThere(this.#path);
     if (callback) this.once('close', callback);
     process.nextTick(() => this.emit('close'));
     return this;
@@ -161,12 +285,16 @@ export class Server extends EventEmitter {
 
   /** A listening server keeps the process alive (the default); unref() lets it exit. */
   ref(): this {
+    this.#referenced = true;
     this.#watcher?.ref();
+    this.#retry?.ref();
     return this;
   }
 
   unref(): this {
+    this.#referenced = false;
     this.#watcher?.unref();
+    this.#retry?.unref();
     return this;
   }
 }
@@ -192,19 +320,55 @@ export function listen(path: string, options: ListenOptions = {}): Server {
   return new Server(path, options);
 }
 
+export interface ConnectOptions {
+  /**
+   * The uids the listening process may run as (default: this process's uid, and root's); `'any'`
+   * trusts whoever listens. Another uid (an impostor that took the path first, say) gets no
+   * port: `connect()` rejects with EACCES and closes the connection before any message flows.
+   */
+  uids?: readonly number[] | 'any';
+}
+
+/** A port made by `connect()`: `peer` is the listening process, as the kernel reported it. */
+export interface ConnectedPort extends MessagePort {
+  readonly peer: Peer;
+}
+
+function checkConnectOptions(options: unknown): Set<number> | null {
+  checkOptionsObject(options);
+  const { uids = [process.getuid!(), 0] } = options as ConnectOptions;
+  return checkUids(uids);
+}
+
+function refusedListener(path: string, peer: Peer): Error {
+  const error = new Error(`connect EACCES ${printable(path)}: the listener runs as uid ${peer.uid}, not one of options.uids`);
+  return Object.assign(error, { errno: -constants.errno.EACCES, code: 'EACCES', syscall: 'connect', address: path, peer });
+}
+
 /**
  * Connects to a listener at `path`, resolving to a port entangled with the one its
- * `'connection'` event gets. Rejects with the errno code: ENOENT, ECONNREFUSED, EACCES (refused
- * by the listener's options), ECONNRESET (the listener went without answering).
+ * `'connection'` event gets; the port's `peer` tells who listens. Rejects with the errno code:
+ * ENOENT, ECONNREFUSED, EACCES (refused by the listener's options, or the listener's uid is not
+ * in `options.uids`), ECONNRESET (the listener went without answering), EPROTO (what it answered
+ * is no channel).
  */
-export function connect(path: string): Promise<MessagePort> {
+export function connect(path: string, options: ConnectOptions = {}): Promise<ConnectedPort> {
   checkPath(path);
+  const uids = checkConnectOptions(options);
   return new Promise((resolve, reject) => {
     let fd: number;
+    let peer: Peer;
     try {
-      fd = native.connectLocal(Buffer.from(path));
+      const [connected, pid, uid, gid] = native.connectLocal(Buffer.from(path));
+      fd = connected;
+      peer = Object.freeze({ pid, uid, gid });
     } catch (error) {
       reject(withAddress(error, path));
+      return;
+    }
+    if (uids !== null && !uids.has(peer.uid)) {
+      fs.closeSync(fd);
+      reject(refusedListener(path, peer));
       return;
     }
     // The fd may have only one watcher at a time, and the port's link needs it: each attempt
@@ -220,8 +384,13 @@ export function connect(path: string): Promise<MessagePort> {
         reject(withAddress(error, path));
         return;
       }
-      if (handle === null) watcher = new native.FdWatcher(fd, arrive);
-      else resolve(createPort(handle));
+      if (handle === null) {
+        watcher = new native.FdWatcher(fd, arrive);
+        return;
+      }
+      const port = createPort(handle);
+      Object.defineProperty(port, 'peer', { value: peer, enumerable: true });
+      resolve(port as ConnectedPort);
     };
     arrive();
   });

@@ -91,7 +91,10 @@ Napi::Value CreateChannel(const Napi::CallbackInfo& info) {
   return handles;
 }
 
-// adopt(segmentFd, socketFd, side): a port from fds this process inherited.
+// adopt(segmentFd, socketFd, side[, parentPid]): a port from fds this process inherited. With
+// parentPid, the fds are first checked to be a link's (a unix SOCK_SEQPACKET socket whose pair
+// that process made, and a segment), reading them only: null when they are not, and nothing
+// was done to them.
 Napi::Value Adopt(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   LinkState state;
@@ -99,6 +102,14 @@ Napi::Value Adopt(const Napi::CallbackInfo& info) {
   state.socket_fd = info[1].As<Napi::Number>().Int32Value();
   state.side = info[2].As<Napi::Number>().Int32Value();
   if (state.side != 0 && state.side != 1) throw Napi::RangeError::New(env, "side must be 0 or 1");
+  if (info.Length() > 3 && info[3].IsNumber()) {
+    os::PeerCredentials peer{};
+    int parent = info[3].As<Napi::Number>().Int32Value();
+    if (!os::InspectLinkSocket(state.socket_fd, &peer) || (peer.pid != parent && peer.pid != -1) ||
+        !Segment::IsSegment(state.segment_fd)) {
+      return env.Null();
+    }
+  }
   for (int fd : {state.segment_fd, state.socket_fd}) {
     if (!os::SetCloseOnExec(fd)) ThrowSystemError(env, EBADF, "fcntl");
   }

@@ -449,9 +449,11 @@ NextStatus Link::Next(IncomingRecord* record) {
     if (!record->fds.empty()) {
       int memory = record->fds.front();
       record->fds.erase(record->fds.begin());
-      int64_t actual = os::FileSize(memory);
+      // The size we map is the one announced, checked against the object's size once it is
+      // sealed (so it cannot change afterwards).
+      int64_t actual = os::SealedSize(memory, os::Sealing::kReadOnly);
       if (size > 0 && size <= kMaxOutOfBandSize && actual >= 0 &&
-          static_cast<uint64_t>(actual) == size && os::IsSealedReadOnly(memory)) {
+          static_cast<uint64_t>(actual) == size) {
         void* mapped = os::MapShared(memory, size, false, nullptr);
         if (mapped != nullptr) {
           record->mapped_ = static_cast<uint8_t*>(mapped);

@@ -17,7 +17,9 @@ struct SystemError {
 };
 
 // Creates an anonymous shared-memory object of `size` bytes that no other process can open by
-// name (memfd on Linux). Returns the fd, close-on-exec, or -1 with `err` set.
+// name (memfd on Linux), sealed so that its size can never change: whoever holds it may write
+// it, but cannot shrink it under another process's mapping (which would die of SIGBUS there).
+// Returns the fd, close-on-exec, or -1 with `err` set.
 int CreateSharedMemory(size_t size, SystemError* err);
 
 // Maps `size` bytes of a shared-memory fd read-write (or read-only). Returns nullptr on failure.
@@ -28,8 +30,22 @@ void* MapPrivate(int fd, size_t size, SystemError* err);
 // The page size, for rounding mapping lengths.
 size_t PageSize();
 
-// Size of the object behind `fd`, or -1.
-int64_t FileSize(int fd);
+// What a memory object from another process must be sealed against before we map it.
+enum class Sealing {
+  // A segment, written by both sides: it can neither shrink nor grow, nobody can add seals
+  // (F_SEAL_FUTURE_WRITE would make it unmappable for the next process it moves to), and it is
+  // not sealed against writing.
+  kFixedSize,
+  // An out-of-band object: nobody can write, shrink or grow it any more.
+  kReadOnly,
+};
+// The size of the memory object behind `fd` when it is sealed as `sealing` requires, else -1.
+// The seals are read before the size, so the size returned is the object's size for good, and
+// a mapping of it can never fault. Without seals (systems without memfd), a kFixedSize object is
+// taken on its size alone and a kReadOnly one is refused.
+int64_t SealedSize(int fd, Sealing sealing);
+// Reads `size` bytes at `offset` of `fd` (no mapping: a short object cannot fault us).
+bool ReadAt(int fd, void* data, size_t size, uint64_t offset);
 
 // A run of bytes to write.
 struct Span {
@@ -38,11 +54,9 @@ struct Span {
 };
 
 // Writes the `count` spans, one after the other, into a new shared-memory object and seals it
-// against any further change, so that its receiver can map it without copying and without
-// fearing later writes.
+// against any further change (Sealing::kReadOnly), so that its receiver can map it without
+// copying and without fearing later writes.
 int CreateSealedCopy(const Span* spans, size_t count, SystemError* err);
-// True when `fd` is a sealed object that nobody can write, grow or shrink any more.
-bool IsSealedReadOnly(int fd);
 
 // A connected pair of message-oriented unix sockets, close-on-exec and non-blocking.
 bool SocketPair(int fds[2], SystemError* err);
@@ -66,13 +80,27 @@ struct PeerCredentials {
   unsigned uid;
   unsigned gid;
 };
-// Binds and listens at `path`. A path in the file system gets `mode` before anyone can connect.
-int ListenLocal(const std::string& path, unsigned mode, int backlog, SystemError* err);
+// Which file a path named when we looked (st_dev, st_ino).
+struct FileId {
+  uint64_t device = 0;
+  uint64_t inode = 0;
+};
+// Binds and listens at `path`. A path in the file system gets a socket file of exactly `mode`
+// that never exists with a wider one, even briefly, and whose mode is never set through a name
+// someone else can replace; `file` tells which file it is. EADDRINUSE when anything is there.
+int ListenLocal(const std::string& path, unsigned mode, int backlog, FileId* file,
+                SystemError* err);
 // Accepts one waiting connection and reads the peer's credentials as the kernel reports them.
 // -1 with err EAGAIN when none waits.
 int AcceptLocal(int listener, PeerCredentials* peer, SystemError* err);
-// Connects to `path` (ENOENT, ECONNREFUSED, EAGAIN when its queue is full...).
-int ConnectLocal(const std::string& path, SystemError* err);
+// Connects to `path` (ENOENT, ECONNREFUSED, EAGAIN when its queue is full...) and reads the
+// credentials of the process that listens there, as the kernel recorded them at listen().
+int ConnectLocal(const std::string& path, PeerCredentials* listener, SystemError* err);
+
+// True when `fd` is what a link's socket must be: a unix SOCK_SEQPACKET socket, connected; its
+// peer's credentials go to `peer` (for a socket pair: those of the process that made the pair,
+// as the kernel recorded them then; pid -1 where the system does not tell). Reads only.
+bool InspectLinkSocket(int fd, PeerCredentials* peer);
 
 // Lets another runnable thread on this CPU go first (while we poll, our peer may be waiting).
 void YieldCpu();

@@ -325,11 +325,10 @@ PortHandle::DecodeResult PortHandle::Decode(IncomingRecord* record, Napi::Value*
   // Transferred ArrayBuffers: each maps its sealed memory object copy-on-write (no copy here).
   std::vector<Napi::ArrayBuffer> buffers;
   for (int fd : buffer_fds) {
-    int64_t size = os::FileSize(fd);
+    int64_t size = os::SealedSize(fd, os::Sealing::kReadOnly);  // -1 unless sealed for good
     void* mapped = nullptr;
     size_t mapped_size = 0;
-    if (size > 0 && static_cast<uint64_t>(size) <= kMaxOutOfBandTransferSize &&
-        os::IsSealedReadOnly(fd)) {
+    if (size > 0 && static_cast<uint64_t>(size) <= kMaxOutOfBandTransferSize) {
       mapped_size = static_cast<size_t>(size);
       mapped = os::MapPrivate(fd, mapped_size, nullptr);
     }

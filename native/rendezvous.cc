@@ -84,14 +84,30 @@ std::string PathOf(const Napi::Value& value) {
   return std::string(buffer.Data(), buffer.Length());
 }
 
-// listenLocal(path: Buffer, mode, backlog) => fd
+// listenLocal(path: Buffer, mode, backlog) => [fd, device, inode] (the socket file's; 0n, 0n
+// for an abstract name)
 Napi::Value ListenLocal(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   os::SystemError error{0, nullptr};
+  os::FileId file;
   int fd = os::ListenLocal(PathOf(info[0]), info[1].As<Napi::Number>().Uint32Value(),
-                           info[2].As<Napi::Number>().Int32Value(), &error);
+                           info[2].As<Napi::Number>().Int32Value(), &file, &error);
   if (fd < 0) ThrowSystemError(env, error.errnum, error.syscall);
-  return Napi::Number::New(env, fd);
+  Napi::Array result = Napi::Array::New(env, 3);
+  result.Set(0u, fd);
+  result.Set(1u, Napi::BigInt::New(env, file.device));
+  result.Set(2u, Napi::BigInt::New(env, file.inode));
+  return result;
+}
+
+// [fd, pid, uid, gid]: a connection, and who is at its other end.
+Napi::Array Connection(Napi::Env env, int fd, const os::PeerCredentials& peer) {
+  Napi::Array result = Napi::Array::New(env, 4);
+  result.Set(0u, fd);
+  result.Set(1u, peer.pid);
+  result.Set(2u, peer.uid);
+  result.Set(3u, peer.gid);
+  return result;
 }
 
 // acceptLocal(fd) => [fd, pid, uid, gid], or null when no connection waits
@@ -107,21 +123,17 @@ Napi::Value AcceptLocal(const Napi::CallbackInfo& info) {
     }
     ThrowSystemError(env, error.errnum, error.syscall);
   }
-  Napi::Array result = Napi::Array::New(env, 4);
-  result.Set(0u, fd);
-  result.Set(1u, peer.pid);
-  result.Set(2u, peer.uid);
-  result.Set(3u, peer.gid);
-  return result;
+  return Connection(env, fd, peer);
 }
 
-// connectLocal(path: Buffer) => fd
+// connectLocal(path: Buffer) => [fd, pid, uid, gid] (of the process that listens there)
 Napi::Value ConnectLocal(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   os::SystemError error{0, nullptr};
-  int fd = os::ConnectLocal(PathOf(info[0]), &error);
+  os::PeerCredentials listener{};
+  int fd = os::ConnectLocal(PathOf(info[0]), &listener, &error);
   if (fd < 0) ThrowSystemError(env, error.errnum, error.syscall);
-  return Napi::Number::New(env, fd);
+  return Connection(env, fd, listener);
 }
 
 // welcome(fd) => PortHandle, or null when the peer already left. Takes the fd.

@@ -37,24 +37,33 @@ Segment* Segment::Create(uint64_t ring_capacity, uint64_t large_capacity, os::Sy
   return new Segment(fd, base, size, ring_capacity, large_capacity);
 }
 
+bool Segment::Inspect(int fd, SegmentHeader* header, int64_t* size) {
+  // The seals first (they fix the size for good), then the header, read with pread into our own
+  // copy; nothing is mapped.
+  *size = os::SealedSize(fd, os::Sealing::kFixedSize);
+  return *size >= static_cast<int64_t>(kDataOffset) && os::ReadAt(fd, header, sizeof *header, 0) &&
+         header->magic == kSegmentMagic && header->version == kSegmentVersion &&
+         Ring::ValidCapacity(header->ring_capacity) && Ring::ValidCapacity(header->large_capacity) &&
+         SegmentSize(header->ring_capacity, header->large_capacity) == static_cast<uint64_t>(*size);
+}
+
+bool Segment::IsSegment(int fd) {
+  SegmentHeader header;
+  int64_t size;
+  return Inspect(fd, &header, &size);
+}
+
 Segment* Segment::Adopt(int fd, os::SystemError* err) {
-  int64_t size = os::FileSize(fd);
-  if (size < static_cast<int64_t>(kDataOffset)) {
+  // Nothing is mapped before it is known to be a segment that nobody can resize; from then on
+  // only our checked copies of the capacities and size are used.
+  SegmentHeader header;
+  int64_t size;
+  if (!Inspect(fd, &header, &size)) {
     *err = os::SystemError{EINVAL, "crossport_segment"};
     return nullptr;
   }
   auto* base = static_cast<uint8_t*>(os::MapShared(fd, size, true, err));
   if (base == nullptr) return nullptr;
-  // Read once: from here on only our checked copies of the capacities are used.
-  SegmentHeader header;
-  memcpy(&header, base, sizeof header);
-  if (header.magic != kSegmentMagic || header.version != kSegmentVersion ||
-      !Ring::ValidCapacity(header.ring_capacity) || !Ring::ValidCapacity(header.large_capacity) ||
-      SegmentSize(header.ring_capacity, header.large_capacity) != static_cast<uint64_t>(size)) {
-    os::Unmap(base, size);
-    *err = os::SystemError{EINVAL, "crossport_segment"};
-    return nullptr;
-  }
   return new Segment(fd, base, size, header.ring_capacity, header.large_capacity);
 }
 

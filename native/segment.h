@@ -30,8 +30,11 @@ class Segment {
   // Creates a new segment: small rings of `ring_capacity` bytes, large ones of `large_capacity`.
   static Segment* Create(uint64_t ring_capacity, uint64_t large_capacity, os::SystemError* err);
   // Maps a segment received from elsewhere. Takes ownership of `fd` on success only.
-  // Returns nullptr if the fd is not a segment of a size this build accepts.
+  // Returns nullptr (EINVAL) if the fd is not a segment of a size this build accepts, sealed
+  // so that nobody can resize it (os::Sealing::kFixedSize).
   static Segment* Adopt(int fd, os::SystemError* err);
+  // True when Adopt would take `fd`; reads only (no mapping, no change to the fd).
+  static bool IsSegment(int fd);
   ~Segment();
 
   Segment(const Segment&) = delete;
@@ -57,6 +60,8 @@ class Segment {
       : fd_(fd), base_(base), size_(size), ring_capacity_(ring_capacity),
         large_capacity_(large_capacity) {}
   Ring MakeRing(int index, bool producer);
+  // Reads and checks what Adopt needs: the size (fixed for good by the seals) and the header.
+  static bool Inspect(int fd, SegmentHeader* header, int64_t* size);
 
   int fd_;
   uint8_t* base_;

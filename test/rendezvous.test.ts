@@ -6,14 +6,15 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 
 import { connect, exportPort, importPort, listen, MessageChannel, type Peer } from '../lib';
+import { buildAttackTool } from './attack-tool';
 import { fixture, report, runFixture } from './helpers';
 
 const socketPath = (): string => path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'crossport-meet-')), 'meet.sock');
 
 /** Starts a fixture that keeps running, resolving once it printed a line with `kind`. */
-function start(name: string, args: string[], kind: string): Promise<{ child: ChildProcess; lines: any[] }> {
+function start(name: string, args: string[], kind: string, options: { uid?: number; gid?: number } = {}): Promise<{ child: ChildProcess; lines: any[] }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [fixture(name), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [fixture(name), ...args], { ...options, stdio: ['ignore', 'pipe', 'inherit'] });
     const lines: any[] = [];
     let buffered = '';
     child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
@@ -33,6 +34,9 @@ function start(name: string, args: string[], kind: string): Promise<{ child: Chi
 const waitFor = async (check: () => boolean): Promise<void> => {
   for (let i = 0; i < 400 && !check(); i++) await new Promise((resolve) => setTimeout(resolve, 25));
 };
+
+// Only root can start a process as another user; CI runs as root.
+const asRoot = process.getuid!() === 0 ? test : test.skip;
 
 describe('listen and connect', () => {
   test('two unrelated processes connect to a third; each gets its own channel and the server sees their credentials', async () => {
@@ -81,8 +85,6 @@ describe('listen and connect', () => {
     server.close();
   });
 
-  // Only root can start a process as another user; CI runs as root.
-  const asRoot = process.getuid!() === 0 ? test : test.skip;
   asRoot('a process of another user is refused by default (an abstract name has no file mode to stop it)', async () => {
     const name = `crossport-other-user-${process.pid}`;
     const server = listen(`\0${name}`);
@@ -96,6 +98,79 @@ describe('listen and connect', () => {
     expect(JSON.parse(output)).toEqual({ kind: 'error', code: 'EACCES' });
     expect(refused).toEqual([{ pid: client.pid, uid: 65534, gid: 65534 }]);
     server.close();
+  });
+
+  test('a connection listener that closes the server stops the accepting, without an error', async () => {
+    // Regression: the accept loop went on with the closed listener's fd (EBADF 'error').
+    const file = socketPath();
+    const server = listen(file);
+    const errors: Error[] = [];
+    server.on('error', (error) => errors.push(error));
+    const closed = new Promise<void>((resolve) => server.once('close', resolve));
+    server.once('connection', (port) => {
+      port.close();
+      server.close();
+    });
+    const port = await connect(file);
+    await closed;
+    port.close();
+    expect(errors).toEqual([]);
+  });
+
+  test('connect() tells who listens, and refuses a listener whose uid is not in options.uids before any port exists', async () => {
+    const file = socketPath();
+    const server = listen(file);
+    const ports: unknown[] = [];
+    server.on('connection', (port) => {
+      ports.push(port);
+      port.close();
+    });
+    const port = await connect(file);
+    expect(port.peer).toEqual({ pid: process.pid, uid: process.getuid!(), gid: process.getgid!() });
+    port.close();
+    const other = process.getuid!() + 1;
+    const refused = connect(file, { uids: [other] });
+    await expect(refused).rejects.toThrow(`connect EACCES ${file}: the listener runs as uid ${process.getuid!()}, not one of options.uids`);
+    await expect(refused).rejects.toMatchObject({ code: 'EACCES', errno: -13, syscall: 'connect', address: file, peer: port.peer });
+    expect((await connect(file, { uids: 'any' })).peer.pid).toBe(process.pid);
+    server.close();
+  });
+
+  test('connect() validates its options as listen() does', () => {
+    const file = socketPath();
+    for (const call of [() => connect(file, null as never), () => listen(file, 'x' as never)]) {
+      expect(call).toThrow(expect.objectContaining({ name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE', message: expect.stringMatching(/^The "options" argument must be of type object\. Received /) }));
+    }
+    for (const uids of ['all', [-1], [1.5], 0]) {
+      expect(() => connect(file, { uids } as never)).toThrow(expect.objectContaining({ name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE', message: "The property 'options.uids' must be 'any' or an array of uids." }));
+    }
+  });
+
+  asRoot('an impostor of another user that listens at the path first gets no port: the client refuses it by default', async () => {
+    const directory = fs.mkdtempSync(path.join(os.tmpdir(), 'crossport-impostor-'));
+    fs.chmodSync(directory, 0o777);  // a directory others can write, like /tmp
+    const file = path.join(directory, 'service.sock');
+    const { child, lines } = await start('impostor-server.js', [file], 'listening', { uid: 65534, gid: 65534 });
+    try {
+      expect(lines[0]).toEqual({ kind: 'listening', uid: 65534 });
+      const refused = connect(file);
+      await expect(refused).rejects.toMatchObject({ code: 'EACCES', syscall: 'connect', address: file, peer: { pid: child.pid, uid: 65534, gid: 65534 } });
+      // Trusting that uid explicitly connects.
+      const port = await connect(file, { uids: [65534] });
+      expect(port.peer).toEqual({ pid: child.pid, uid: 65534, gid: 65534 });
+      const hello = await new Promise((resolve) => port.once('message', resolve));
+      expect(hello).toBe('hello from whoever listens here');
+      port.postMessage('to the trusted listener');
+      port.close();
+      // The refused connection was closed at once: if the impostor got to hand it a channel
+      // before that, the channel closed, and nothing came through it.
+      const count = (kind: string): number => lines.filter((line) => line.kind === kind).length;
+      await waitFor(() => count('received') === 1 && count('portClosed') === count('connection'));
+      expect(lines.filter((line) => line.kind === 'received')).toEqual([{ kind: 'received', message: 'to the trusted listener' }]);
+      expect(count('portClosed')).toBe(count('connection'));
+    } finally {
+      child.kill('SIGKILL');
+    }
   });
 
   test('a stale socket file from a killed listener is replaced; a live listener is never stolen', async () => {
@@ -140,6 +215,37 @@ describe('listen and connect', () => {
     port.close();
     server.close();
   });
+});
+
+describe('listen() in a directory another user can write', () => {
+  let tool: string;
+  beforeAll(() => {
+    tool = buildAttackTool();
+  });
+
+  test('a symlink swapped in for the socket file never gets its mode, and the socket file never appears with a wider mode than asked', async () => {
+    // Before: the mode was set by name after bind(): within 20,000 listens (umask 0) the
+    // target went from 0600 to 0666, and the watcher saw the socket file at 0777 thousands of
+    // times (3 runs of 3).
+    const directory = fs.mkdtempSync(path.join(os.tmpdir(), 'crossport-race-'));
+    fs.chmodSync(directory, 0o777);
+    const target = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'crossport-target-')), 'precious');
+    fs.writeFileSync(target, 'root only');
+    fs.chmodSync(target, 0o600);
+    const run = await runFixture('listen-race.js', [tool, directory, target, '20000', '666'], 150000);
+    const race = report(run, 'race');
+    expect(race.targetModes).toEqual(['600']);
+    expect(race.watched.wider).toBe(0);
+    // The race was on: listens succeeded, symlinks were planted, the watcher saw socket files.
+    expect(race.listened).toBeGreaterThan(0);
+    expect(race.swapped.planted).toBeGreaterThan(0);
+    expect(race.watched.sockets).toBeGreaterThan(0);
+    // A listen either worked or found something at the path; and it left nothing behind.
+    expect(Object.keys(race.errors).filter((code) => code !== 'EADDRINUSE')).toEqual([]);
+    expect(fs.readdirSync(directory).filter((name) => name !== 'meet.sock')).toEqual([]);
+    expect(fs.readFileSync(target, 'utf8')).toBe('root only');
+    expect(run.code).toBe(0);
+  }, 180000);
 });
 
 describe('a port handed to a worker thread', () => {

@@ -12,8 +12,17 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#ifdef __linux__
+#include <linux/magic.h>
+#include <sys/vfs.h>
+#endif
+#ifndef O_PATH
+#define O_PATH O_RDONLY  // (a directory fd that is only used as a place)
+#endif
+
 #include <cstddef>
 #include <cstdio>
+#include <cstdlib>
 
 namespace crossport::os {
 
@@ -24,13 +33,32 @@ void SetError(SystemError* err, const char* syscall) {
 }
 
 #ifdef __linux__
-int NewMemoryObject(unsigned flags, SystemError* err) {
-  int fd = memfd_create("crossport", MFD_CLOEXEC | flags);
+#ifndef F_SEAL_FUTURE_WRITE
+#define F_SEAL_FUTURE_WRITE 0x0010  // Linux 5.1; older headers lack the name
+#endif
+// What Sealing asks for (see os.h). F_SEAL_SEAL on a segment also keeps F_SEAL_FUTURE_WRITE
+// out: added later, it would leave existing mappings writable but refuse the next one.
+constexpr int kFixedSizeSeals = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
+constexpr int kReadOnlySeals = F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW;
+
+int NewMemoryObject(SystemError* err) {
+  int fd = memfd_create("crossport", MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (fd < 0) SetError(err, "memfd_create");
   return fd;
 }
+
+bool AddSeals(int fd, int seals, SystemError* err) {
+  if (fcntl(fd, F_ADD_SEALS, seals) == 0) return true;
+  SetError(err, "fcntl");
+  return false;
+}
 #else
-int NewMemoryObject(unsigned, SystemError* err) {
+// No seals here: the fallback's objects can change size under a mapping (see SealedSize).
+bool AddSeals(int, int, SystemError*) { return true; }
+constexpr int kFixedSizeSeals = 0;
+constexpr int kReadOnlySeals = 0;
+
+int NewMemoryObject(SystemError* err) {
   // A random name that is unlinked at once: no other process can open it afterwards.
   char name[64];
   for (int attempt = 0; attempt < 16; attempt++) {
@@ -51,10 +79,15 @@ int NewMemoryObject(unsigned, SystemError* err) {
 }  // namespace
 
 int CreateSharedMemory(size_t size, SystemError* err) {
-  int fd = NewMemoryObject(0, err);
+  int fd = NewMemoryObject(err);
   if (fd < 0) return -1;
   if (ftruncate(fd, static_cast<off_t>(size)) != 0) {
     SetError(err, "ftruncate");
+    close(fd);
+    return -1;
+  }
+  // Sealed before anyone else can hold it.
+  if (!AddSeals(fd, kFixedSizeSeals, err)) {
     close(fd);
     return -1;
   }
@@ -86,10 +119,36 @@ void Unmap(void* addr, size_t size) {
   if (addr != nullptr) munmap(addr, size);
 }
 
-int64_t FileSize(int fd) {
+int64_t SealedSize(int fd, Sealing sealing) {
+#ifdef __linux__
+  // Seals can be added, never removed: once the object cannot shrink or grow, the size read
+  // below stays its size, whatever its other holders do afterwards.
+  int seals = fcntl(fd, F_GET_SEALS);
+  int required = sealing == Sealing::kFixedSize ? kFixedSizeSeals : kReadOnlySeals;
+  int refused = sealing == Sealing::kFixedSize ? F_SEAL_WRITE | F_SEAL_FUTURE_WRITE : 0;
+  if (seals < 0 || (seals & required) != required || (seals & refused) != 0) return -1;
+  // Only the kernel's own tmpfs, where memfds live: a hugetlbfs memfd can also be sealed, but
+  // its pages can fail to fault in (SIGBUS) when huge pages run out.
+  struct statfs filesystem;
+  if (fstatfs(fd, &filesystem) != 0 || filesystem.f_type != TMPFS_MAGIC) return -1;
+#else
+  if (sealing == Sealing::kReadOnly) return -1;
+#endif
   struct stat st;
-  if (fstat(fd, &st) != 0) return -1;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return -1;
   return static_cast<int64_t>(st.st_size);
+}
+
+bool ReadAt(int fd, void* data, size_t size, uint64_t offset) {
+  auto* at = static_cast<char*>(data);
+  size_t done = 0;
+  while (done < size) {
+    ssize_t n = pread(fd, at + done, size - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    done += static_cast<size_t>(n);
+  }
+  return true;
 }
 
 namespace {
@@ -107,11 +166,7 @@ bool WriteAll(int fd, const void* data, size_t size, off_t at) {
 }  // namespace
 
 int CreateSealedCopy(const Span* spans, size_t count, SystemError* err) {
-#ifdef __linux__
-  int fd = NewMemoryObject(MFD_ALLOW_SEALING, err);
-#else
-  int fd = NewMemoryObject(0, err);
-#endif
+  int fd = NewMemoryObject(err);
   if (fd < 0) return -1;
   size_t size = 0;
   for (size_t i = 0; i < count; i++) size += spans[i].size;
@@ -129,25 +184,11 @@ int CreateSealedCopy(const Span* spans, size_t count, SystemError* err) {
     }
     at += spans[i].size;
   }
-#ifdef __linux__
-  if (fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
-    SetError(err, "fcntl");
+  if (!AddSeals(fd, kReadOnlySeals | kFixedSizeSeals, err)) {
     close(fd);
     return -1;
   }
-#endif
   return fd;
-}
-
-bool IsSealedReadOnly(int fd) {
-#ifdef __linux__
-  int seals = fcntl(fd, F_GET_SEALS);
-  const int needed = F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW;
-  return seals >= 0 && (seals & needed) == needed;
-#else
-  (void)fd;
-  return false;  // No seals: the receiver copies before it parses.
-#endif
 }
 
 bool SocketPair(int fds[2], SystemError* err) {
@@ -273,29 +314,156 @@ bool LocalAddress(const std::string& path, struct sockaddr_un* address, socklen_
   return true;
 }
 
-}  // namespace
+// The credentials of the process at the other end of a connected socket.
+bool ReadPeerCredentials(int fd, PeerCredentials* peer, SystemError* err) {
+#ifdef __linux__
+  struct ucred credentials;
+  socklen_t size = sizeof credentials;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &size) != 0) {
+    SetError(err, "getsockopt");
+    return false;
+  }
+  *peer = PeerCredentials{credentials.pid, credentials.uid, credentials.gid};
+#else
+  uid_t uid;
+  gid_t gid;
+  if (getpeereid(fd, &uid, &gid) != 0) {
+    SetError(err, "getpeereid");
+    return false;
+  }
+  *peer = PeerCredentials{-1, uid, gid};
+#endif
+  return true;
+}
 
-int ListenLocal(const std::string& path, unsigned mode, int backlog, SystemError* err) {
+// A socket file made in a private directory next to its final place: mkdir'd 0700, checked to
+// be ours, holding the bound socket as "s" until it is linked into place.
+class PrivateDirectory {
+ public:
+  // `directory`: an O_PATH fd of the final place's directory (not taken).
+  explicit PrivateDirectory(int directory) : directory_(directory) {}
+  ~PrivateDirectory() {
+    if (bound_) unlinkat(fd_, "s", 0);
+    if (fd_ >= 0) close(fd_);
+    // (If someone renamed ours away meanwhile, this removes theirs only if it is empty.)
+    if (made_) unlinkat(directory_, name_, AT_REMOVEDIR);
+  }
+
+  bool Make(SystemError* err) {
+    for (int attempt = 0; attempt < 16 && !made_; attempt++) {
+      snprintf(name_, sizeof name_, ".crossport-%d-%08lx", getpid(), static_cast<long>(random()));
+      made_ = mkdirat(directory_, name_, 0700) == 0;
+      if (!made_ && errno != EEXIST) break;
+    }
+    if (!made_) {
+      SetError(err, "bind");
+      return false;
+    }
+    fd_ = openat(directory_, name_, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    struct stat st;
+    if (fd_ < 0 || fstat(fd_, &st) != 0 || st.st_uid != geteuid() || (st.st_mode & 077) != 0) {
+      // Someone put another directory (or a symlink) there between the two calls.
+      *err = SystemError{EPERM, "bind"};
+      return false;
+    }
+    return true;
+  }
+
+  // Where bind() puts "s": through our fd where the system allows (no name is looked up
+  // again), else by its path (which, replaced, only makes the next steps fail).
+  std::string SocketPath(const std::string& directory_path) const {
+#ifdef __linux__
+    (void)directory_path;
+    return "/proc/self/fd/" + std::to_string(fd_) + "/s";
+#else
+    return directory_path + "/" + name_ + "/s";
+#endif
+  }
+
+  int fd() const { return fd_; }
+  void set_bound() { bound_ = true; }
+
+ private:
+  int directory_;
+  int fd_ = -1;
+  char name_[48];
+  bool made_ = false;
+  bool bound_ = false;
+};
+
+bool BindTo(int fd, const std::string& path, SystemError* err) {
   struct sockaddr_un address;
   socklen_t length;
-  if (!LocalAddress(path, &address, &length, err)) return -1;
-  int fd = NewLocalSocket(err);
-  if (fd < 0) return -1;
+  if (!LocalAddress(path, &address, &length, err)) return false;
   if (bind(fd, reinterpret_cast<struct sockaddr*>(&address), length) != 0) {
     SetError(err, "bind");
-    close(fd);
-    return -1;
+    return false;
   }
-  // Nobody can connect before listen(): the mode is in place by then.
-  if (path[0] != '\0' && chmod(path.c_str(), mode) != 0) {
-    SetError(err, "chmod");
-    unlink(path.c_str());
-    close(fd);
-    return -1;
+  return true;
+}
+
+bool Listen(int fd, int backlog, SystemError* err) {
+  if (listen(fd, backlog) == 0) return true;
+  SetError(err, "listen");
+  return false;
+}
+
+// Binds `fd` to the file-system `path` and listens, its socket file of `mode`. A socket file's
+// mode can only be set by name, and a chmod after bind() once landed on the target of a symlink
+// swapped in meanwhile: so the file is bound in a private directory next to `path`, given its
+// mode there (after fchmod on the socket, on Linux the file is created with it, the umask only
+// narrowing it), and linked into place, where it appears with its mode, or not at all.
+bool ListenAtFile(int fd, const std::string& path, unsigned mode, int backlog, FileId* file,
+                  SystemError* err) {
+  struct sockaddr_un final_address;
+  socklen_t length;
+  if (!LocalAddress(path, &final_address, &length, err)) return false;  // clients need it to fit
+  size_t slash = path.rfind('/');
+  std::string directory_path = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
+  if (name.empty() || name == "." || name == "..") {
+    *err = SystemError{EINVAL, "bind"};
+    return false;
   }
-  if (listen(fd, backlog) != 0) {
-    SetError(err, "listen");
-    if (path[0] != '\0') unlink(path.c_str());
+  int directory = open(directory_path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (directory < 0) {
+    SetError(err, "bind");
+    return false;
+  }
+  bool listening;
+  {
+    PrivateDirectory temporary(directory);
+    fchmod(fd, mode);  // (systems where a socket has no mode of its own refuse it: no matter)
+    listening = temporary.Make(err) && BindTo(fd, temporary.SocketPath(directory_path), err);
+    if (listening) temporary.set_bound();
+    struct stat st;
+    if (listening && (fchmodat(temporary.fd(), "s", mode, 0) != 0 ||
+                      fstatat(temporary.fd(), "s", &st, AT_SYMLINK_NOFOLLOW) != 0)) {
+      SetError(err, "chmod");
+      listening = false;
+    }
+    listening = listening && Listen(fd, backlog, err);
+    if (listening && linkat(temporary.fd(), "s", directory, name.c_str(), 0) != 0) {
+      // Something is there already: what bind() itself reports.
+      *err = SystemError{errno == EEXIST ? EADDRINUSE : errno, "bind"};
+      listening = false;
+    }
+    if (listening) *file = FileId{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)};
+  }
+  close(directory);
+  return listening;
+}
+
+}  // namespace
+
+int ListenLocal(const std::string& path, unsigned mode, int backlog, FileId* file,
+                SystemError* err) {
+  int fd = NewLocalSocket(err);
+  if (fd < 0) return -1;
+  bool abstract = !path.empty() && path[0] == '\0';
+  bool listening = abstract ? BindTo(fd, path, err) && Listen(fd, backlog, err)
+                            : ListenAtFile(fd, path, mode, backlog, file, err);
+  if (!listening) {
     close(fd);
     return -1;
   }
@@ -316,31 +484,18 @@ int AcceptLocal(int listener, PeerCredentials* peer, SystemError* err) {
     SetError(err, "accept");
     return -1;
   }
-#ifdef __linux__
-  struct ucred credentials;
-  socklen_t size = sizeof credentials;
-  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &size) != 0) {
-    SetError(err, "getsockopt");
-    close(fd);
-    return -1;
-  }
-  *peer = PeerCredentials{credentials.pid, credentials.uid, credentials.gid};
-#else
+#ifndef __linux__
   fcntl(fd, F_SETFD, FD_CLOEXEC);
   fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-  uid_t uid;
-  gid_t gid;
-  if (getpeereid(fd, &uid, &gid) != 0) {
-    SetError(err, "getpeereid");
+#endif
+  if (!ReadPeerCredentials(fd, peer, err)) {
     close(fd);
     return -1;
   }
-  *peer = PeerCredentials{-1, uid, gid};
-#endif
   return fd;
 }
 
-int ConnectLocal(const std::string& path, SystemError* err) {
+int ConnectLocal(const std::string& path, PeerCredentials* listener, SystemError* err) {
   struct sockaddr_un address;
   socklen_t length;
   if (!LocalAddress(path, &address, &length, err)) {
@@ -358,7 +513,26 @@ int ConnectLocal(const std::string& path, SystemError* err) {
     close(fd);
     return -1;
   }
+  if (!ReadPeerCredentials(fd, listener, err)) {
+    close(fd);
+    return -1;
+  }
   return fd;
+}
+
+bool InspectLinkSocket(int fd, PeerCredentials* peer) {
+  int type = 0;
+  socklen_t size = sizeof type;
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &size) != 0 || type != SOCK_SEQPACKET) {
+    return false;  // (ENOTSOCK, EBADF: not a socket, or not open)
+  }
+  struct sockaddr_storage address;
+  socklen_t length = sizeof address;
+  if (getsockname(fd, reinterpret_cast<struct sockaddr*>(&address), &length) != 0 ||
+      address.ss_family != AF_UNIX) {
+    return false;
+  }
+  return ReadPeerCredentials(fd, peer, nullptr);
 }
 
 void YieldCpu() { sched_yield(); }
