@@ -88,50 +88,52 @@ function bind(path: string, mode: number, backlog: number): number {
  * `(peer)` for each one its options turn away, `'error'` when accepting fails, and `'close'`.
  */
 export class Server extends EventEmitter {
-  readonly #path: string;
-  readonly #uids: Set<number> | null;
-  #fd: number;
-  #watcher: FdWatcher | undefined;
-  #file: fs.Stats | undefined;
+  // TypeScript-private, not #names: a private name in the published .d.ts fails consumers that
+  // compile for ES5 (TS18028), which is tsc's default target.
+  private readonly socketPath: string;
+  private readonly uids: Set<number> | null;
+  private fd: number;
+  private watcher: FdWatcher | undefined;
+  private file: fs.Stats | undefined;
 
   /** @internal use listen() */
   constructor(path: string, options: ListenOptions) {
     super();
     const { mode, uids, backlog } = checkOptions(options);
-    this.#path = path;
-    this.#uids = uids;
+    this.socketPath = path;
+    this.uids = uids;
     try {
-      this.#fd = bind(path, mode, backlog);
+      this.fd = bind(path, mode, backlog);
     } catch (error) {
       throw withAddress(error, path);
     }
-    if (!path.startsWith('\0')) this.#file = fs.statSync(path);
-    this.#watcher = new native.FdWatcher(this.#fd, () => this.#accept());
+    if (!path.startsWith('\0')) this.file = fs.statSync(path);
+    this.watcher = new native.FdWatcher(this.fd, () => this.accept());
     process.nextTick(() => this.emit('listening'));
   }
 
   /** The path (or `'\0'`-prefixed abstract name) it listens at. */
   get path(): string {
-    return this.#path;
+    return this.socketPath;
   }
 
   get listening(): boolean {
-    return this.#watcher !== undefined;
+    return this.watcher !== undefined;
   }
 
-  #accept(): void {
+  private accept(): void {
     for (;;) {
       let accepted: [number, number, number, number] | null;
       try {
-        accepted = native.acceptLocal(this.#fd);
+        accepted = native.acceptLocal(this.fd);
       } catch (error) {
-        this.emit('error', withAddress(error, this.#path));
+        this.emit('error', withAddress(error, this.socketPath));
         return;
       }
       if (accepted === null) return;
       const [fd, pid, uid, gid] = accepted;
       const peer: Peer = Object.freeze({ pid, uid, gid });
-      if (this.#uids !== null && !this.#uids.has(uid)) {
+      if (this.uids !== null && !this.uids.has(uid)) {
         native.refuse(fd);
         this.emit('refused', peer);
         continue;
@@ -143,17 +145,17 @@ export class Server extends EventEmitter {
 
   /** Stops accepting and removes the socket file; ports already made stay open. */
   close(callback?: (error?: Error) => void): this {
-    if (this.#watcher === undefined) {
+    if (this.watcher === undefined) {
       if (callback) process.nextTick(callback, nodeError(Error, 'ERR_SERVER_NOT_RUNNING', 'Server is not running.'));
       return this;
     }
-    this.#watcher.close();
-    this.#watcher = undefined;
-    fs.closeSync(this.#fd);
-    const file = this.#file;
-    const now = file && fs.lstatSync(this.#path, { throwIfNoEntry: false });
+    this.watcher.close();
+    this.watcher = undefined;
+    fs.closeSync(this.fd);
+    const file = this.file;
+    const now = file && fs.lstatSync(this.socketPath, { throwIfNoEntry: false });
     // Only our own file: another listener may have replaced it since.
-    if (file && now && now.ino === file.ino && now.dev === file.dev) fs.unlinkSync(this.#path);
+    if (file && now && now.ino === file.ino && now.dev === file.dev) fs.unlinkSync(this.socketPath);
     if (callback) this.once('close', callback);
     process.nextTick(() => this.emit('close'));
     return this;
@@ -161,12 +163,12 @@ export class Server extends EventEmitter {
 
   /** A listening server keeps the process alive (the default); unref() lets it exit. */
   ref(): this {
-    this.#watcher?.ref();
+    this.watcher?.ref();
     return this;
   }
 
   unref(): this {
-    this.#watcher?.unref();
+    this.watcher?.unref();
     return this;
   }
 }
