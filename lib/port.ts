@@ -241,10 +241,9 @@ function watchIfListened(port: MessagePort, type: 'close' | 'drain', size: numbe
   stateOf(port).handle.watch(size + other > 0);
 }
 
-// Node-style methods come from NodeEventTarget; declare them for TypeScript.
-// The listener methods of worker_threads' MessagePort as @types/node declares them (the same
-// overloads, in the same order, so that a crossport port is assignable where Node's is
-// expected), plus 'drain'.
+// Node-style methods come from NodeEventTarget. Their types are those @types/node gives
+// worker_threads' MessagePort (the same overloads, in the same order, so that a crossport port is
+// assignable where Node's is expected), plus 'drain'.
 export interface MessagePort {
   addListener(event: 'close', listener: (event: Event) => void): this;
   addListener(event: 'message', listener: (value: any) => void): this;
