@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 summary=()
 status=0
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 for major in $(node scripts/node-versions.js); do
   nodedir=$(scripts/fetch-node.sh "$major")
   version=$("$nodedir/bin/node" --version)
@@ -18,10 +20,10 @@ for major in $(node scripts/node-versions.js); do
   started=$SECONDS
   set +e
   CROSSPORT_ADDON=prebuilds/linux-x64/crossport-ipc.abi$abi.glibc.node PATH="$nodedir/bin:$PATH" \
-    "$nodedir/bin/node" node_modules/jest/bin/jest.js 2>&1 | tee "${TMPDIR:-/tmp}/crossport-jest-$major.log"
+    "$nodedir/bin/node" node_modules/jest/bin/jest.js 2>&1 | tee "$log"
   code=${PIPESTATUS[0]}
   set -e
-  result=$(grep -E '^Tests:' "${TMPDIR:-/tmp}/crossport-jest-$major.log" | tail -n 1 || true)
+  result=$(grep -E '^Tests:' "$log" | tail -n 1 || true)
   summary+=("Node $version: ${result:-no result} ($((SECONDS - started)) s, exit $code)")
   [[ $code -eq 0 ]] || status=1
 done

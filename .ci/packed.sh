@@ -12,7 +12,6 @@ repo=$PWD
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 npm_cli=$(dirname "$(readlink -f "$(command -v npm)")")/npm-cli.js
-[[ -f $npm_cli ]] || npm_cli=$(dirname "$(readlink -f "$(command -v npm)")")/../lib/cli.js
 
 tarball=$scratch/$(npm pack --silent --pack-destination "$scratch" | tail -n 1)
 echo "== $(basename "$tarball"): $(stat -c %s "$tarball") bytes, $(tar -tzf "$tarball" | wc -l) files, $(tar -tzf "$tarball" | grep -c '^package/prebuilds/.*\.node$') prebuilds"
