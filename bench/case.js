@@ -52,7 +52,7 @@ function startEndpoint() {
   const endpoint = {};
 
   if (transport === 'crossport') {
-    const crossport = require('..');
+    const crossport = require('crossport-ipc');
     const child = crossport.fork(PEER, args, { stdio });
     const port = child.port;
     port.on('message', dispatch);

@@ -37,7 +37,7 @@ if (transport === 'worker_threads') {
   send = (message) => port.postMessage(message);
   listen = (handler) => port.on('message', handler);
 } else if (transport === 'crossport') {
-  const { parentPort } = require('..');
+  const { parentPort } = require('crossport-ipc');
   if (parentPort === null) throw new Error('peer.js: crossport parentPort is null (not started by crossport fork?)');
   send = (message) => parentPort.postMessage(message);
   listen = (handler) => parentPort.on('message', handler);

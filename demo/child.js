@@ -2,7 +2,7 @@
 // The child side of demo/demo.js, started with crossport's fork(). Talks to the parent through
 // `parentPort`, a crossport MessagePort with the worker_threads API.
 
-const { parentPort } = require('..');
+const { parentPort } = require('crossport-ipc');
 
 const log = (...args) => console.log('[child ]', ...args);
 

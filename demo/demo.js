@@ -12,7 +12,7 @@
 const path = require('node:path');
 const workerThreads = require('node:worker_threads');
 
-const { fork, MessageChannel, MessagePort } = require('..');
+const { fork, MessageChannel, MessagePort } = require('crossport-ipc');
 
 const BENCH_COUNT = 100000;
 const BENCH_WARMUP = 10000;

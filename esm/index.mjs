@@ -1,4 +1,4 @@
-// ES module entry: the same objects as require('crossport').
+// ES module entry: the same objects as require('crossport-ipc').
 import crossport from '../dist/index.js';
 
 export const {

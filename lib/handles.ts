@@ -30,7 +30,9 @@ export const enum HandleKind {
  * descriptor; `close()` closes it.
  */
 export class FileDescriptor {
-  #fd: number;
+  // TypeScript-private, not #fd: a private name in the published .d.ts fails consumers that
+  // compile for ES5 (TS18028), which is tsc's default target.
+  private descriptor: number;
 
   constructor(fd: number) {
     if (typeof fd !== 'number') {
@@ -39,19 +41,19 @@ export class FileDescriptor {
     if (!Number.isInteger(fd) || fd < 0 || fd > 0x7fffffff) {
       throw nodeError(RangeError, 'ERR_OUT_OF_RANGE', `The value of "fd" is out of range. It must be >= 0 && <= 2147483647. Received ${fd}`);
     }
-    this.#fd = fd;
+    this.descriptor = fd;
   }
 
   /** The descriptor, or -1 once it was closed or transferred. */
   get fd(): number {
-    return this.#fd;
+    return this.descriptor;
   }
 
   /** Closes the descriptor (once; later calls do nothing). */
   close(): void {
-    const fd = this.#fd;
+    const fd = this.descriptor;
     if (fd < 0) return;
-    this.#fd = -1;
+    this.descriptor = -1;
     fs.closeSync(fd);
   }
 }

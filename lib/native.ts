@@ -1,4 +1,5 @@
 // The one place that loads the addon, and the typed shape of what it exports.
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 /** The native half of a MessagePort (native/port.cc). */
@@ -109,30 +110,62 @@ export interface Native {
   arrive(fd: number): PortHandle | null;
 }
 
-function load(): Native {
-  const root = path.join(__dirname, '..');
-  const candidates = [
-    // An explicit choice, e.g. the cmake-js build in CI's smoke test.
-    ...(process.env.CROSSPORT_ADDON ? [path.resolve(process.env.CROSSPORT_ADDON)] : []),
-    path.join(root, 'build', 'Release', 'crossport.node'),
-    path.join(root, 'build', 'Debug', 'crossport.node'),
-    path.join(root, 'build', 'cmake', 'Release', 'crossport.node'),
-      ];
-  const failures: string[] = [];
-  for (const candidate of candidates) {
-    try {
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
-      return require(candidate) as Native;
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code !== 'MODULE_NOT_FOUND') throw error;
-      failures.push(`  ${candidate}: not found`);
+/** node-gyp-build: the binary for this Node (its ABI, platform, arch and libc) or the local build. */
+interface BindingResolver {
+  /** The file to load: build/Release, build/Debug, then prebuilds/<platform>-<arch>/; throws if none. */
+  path(packageRoot: string): string;
+}
+
+const kRebuild = 'Run `npm rebuild crossport-ipc` to build it for this Node.js.';
+const thisNode = `Node.js ${process.version} (NODE_MODULE_VERSION ${process.versions.modules}, ${process.platform}-${process.arch})`;
+
+/** An error as Node's require() gives it, with `code`. */
+function loadError(message: string, code: string, cause?: unknown): Error {
+  return Object.assign(new Error(message, { cause }), { code });
+}
+
+/** Which binary: an explicit choice, else the one node-gyp-build finds for this Node. */
+function addonPath(root: string): string {
+  // An explicit path, e.g. the cmake-js or sanitizer build, or a prebuild under test.
+  const explicit = process.env.CROSSPORT_ADDON;
+  if (explicit) {
+    const file = path.resolve(explicit);
+    if (!fs.existsSync(file)) {
+      throw loadError(`crossport-ipc: CROSSPORT_ADDON names ${file}, which does not exist`, 'MODULE_NOT_FOUND');
     }
+    return file;
   }
-  throw new Error(
-    `crossport: the native addon is not built. Run \`npm install\` (or \`npm run build\`). ` +
-      `Tried:\n${failures.join('\n')}`,
-  );
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const resolver = require('node-gyp-build') as BindingResolver;
+  try {
+    return resolver.path(root);
+  } catch (error) {
+    throw loadError(
+      `crossport-ipc: the native addon is neither built nor prebuilt for ${thisNode}. ${kRebuild}\n` +
+        `(${(error as Error).message.trim()})`,
+      'MODULE_NOT_FOUND',
+      error,
+    );
+  }
+}
+
+function load(): Native {
+  const file = addonPath(path.join(__dirname, '..'));
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return require(file) as Native;
+  } catch (error) {
+    // The addon refuses another Node's ABI itself (native/addon.cc); this is what is left when the
+    // loader resolves every symbol at once (LD_BIND_NOW) and dlopen fails first on a V8 one.
+    if (/undefined symbol: _ZN(2v8|4node)/.test((error as Error).message)) {
+      throw loadError(
+        `crossport-ipc: the native addon ${file} was built for another Node.js than ${thisNode}. ${kRebuild}`,
+        'ERR_DLOPEN_FAILED',
+        error,
+      );
+    }
+    throw error;
+  }
 }
 
 export const native: Native = load();

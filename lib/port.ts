@@ -31,6 +31,13 @@ export type TransferItem =
   | import('node:fs/promises').FileHandle
   | FileDescriptor;
 
+/**
+ * The transfer list worker_threads' own `postMessage` takes, in the @types/node at hand. Accepted
+ * too, so that a crossport port is assignable where Node's is expected; an item that cannot cross
+ * processes (an AbortSignal, a stream) throws as Node throws for an invalid transfer object.
+ */
+type NodeTransferList = Parameters<workerThreads.MessagePort['postMessage']>[1];
+
 // Node's NodeEventTarget: the class worker_threads' MessagePort extends (not exported by Node).
 const NodeEventTarget = Object.getPrototypeOf(workerThreads.MessagePort) as new () => EventTarget;
 
@@ -91,7 +98,7 @@ export class MessagePort extends NodeEventTarget {
    * receiver (detached or neutered here). Throws a `DataCloneError` and sends nothing when the
    * value cannot be cloned.
    */
-  postMessage(value: any, transfer?: readonly TransferItem[] | { transfer?: readonly TransferItem[] }): void;
+  postMessage(value: any, transfer?: readonly TransferItem[] | NodeTransferList | { transfer?: readonly TransferItem[] }): void;
   postMessage(value?: unknown, transfer?: unknown): boolean | undefined {
     if (arguments.length === 0) {
       throw nodeError(TypeError, 'ERR_MISSING_ARGS', 'Not enough arguments to MessagePort.postMessage');
@@ -234,23 +241,42 @@ function watchIfListened(port: MessagePort, type: 'close' | 'drain', size: numbe
   stateOf(port).handle.watch(size + other > 0);
 }
 
-// Node-style methods come from NodeEventTarget; declare them for TypeScript.
+// Node-style methods come from NodeEventTarget. Their types are those @types/node gives
+// worker_threads' MessagePort (the same overloads, in the same order, so that a crossport port is
+// assignable where Node's is expected), plus 'drain'.
 export interface MessagePort {
+  addListener(event: 'close', listener: (event: Event) => void): this;
+  addListener(event: 'message', listener: (value: any) => void): this;
+  addListener(event: 'messageerror', listener: (error: Error) => void): this;
+  addListener(event: 'drain', listener: () => void): this;
+  addListener(event: string | symbol, listener: Listener): this;
+  emit(event: 'close', ev: Event): boolean;
+  emit(event: 'message', value: any): boolean;
+  emit(event: 'messageerror', error: Error): boolean;
+  emit(event: string | symbol, ...args: any[]): boolean;
+  off(event: 'close', listener: (event: Event) => void, options?: EventListenerOptions): this;
+  off(event: 'message', listener: (value: any) => void, options?: EventListenerOptions): this;
+  off(event: 'messageerror', listener: (error: Error) => void, options?: EventListenerOptions): this;
+  off(event: 'drain', listener: () => void, options?: EventListenerOptions): this;
+  off(event: string | symbol, listener: Listener, options?: EventListenerOptions): this;
+  on(event: 'close', listener: (event: Event) => void): this;
   on(event: 'message', listener: (value: any) => void): this;
   on(event: 'messageerror', listener: (error: Error) => void): this;
-  on(event: 'close' | 'drain', listener: () => void): this;
+  on(event: 'drain', listener: () => void): this;
   on(event: string | symbol, listener: Listener): this;
+  once(event: 'close', listener: (event: Event) => void): this;
   once(event: 'message', listener: (value: any) => void): this;
   once(event: 'messageerror', listener: (error: Error) => void): this;
-  once(event: 'close' | 'drain', listener: () => void): this;
+  once(event: 'drain', listener: () => void): this;
   once(event: string | symbol, listener: Listener): this;
-  off(event: string | symbol, listener: Listener): this;
-  addListener(event: string | symbol, listener: Listener): this;
-  removeListener(event: string | symbol, listener: Listener): this;
+  removeListener(event: 'close', listener: (event: Event) => void, options?: EventListenerOptions): this;
+  removeListener(event: 'message', listener: (value: any) => void, options?: EventListenerOptions): this;
+  removeListener(event: 'messageerror', listener: (error: Error) => void, options?: EventListenerOptions): this;
+  removeListener(event: 'drain', listener: () => void, options?: EventListenerOptions): this;
+  removeListener(event: string | symbol, listener: Listener, options?: EventListenerOptions): this;
   removeAllListeners(event?: string | symbol): this;
-  emit(event: string | symbol, ...args: any[]): boolean;
   listenerCount(event: string | symbol): number;
-  eventNames(): (string | symbol)[];
+  eventNames(): string[];
   setMaxListeners(n: number): this;
   getMaxListeners(): number;
 }

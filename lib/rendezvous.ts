@@ -150,63 +150,65 @@ const kLastRetryMs = 1000;
  * and watch again a while later rather than at once.
  */
 export class Server extends EventEmitter {
-  readonly #path: string;
-  readonly #uids: Set<number> | null;
-  #fd: number;
-  #open = true;
-  #watcher: FdWatcher | undefined;  // undefined while closed, or paused after an error
-  #file: SocketFile | undefined;
-  #reserve: number;
-  #retry: NodeJS.Timeout | undefined;
-  #retryMs = kFirstRetryMs;
-  #referenced = true;
+  // TypeScript-private, not #names: a private name in the published .d.ts fails consumers that
+  // compile for ES5 (TS18028), which is tsc's default target.
+  private readonly socketPath: string;
+  private readonly uids: Set<number> | null;
+  private fd: number;
+  private open = true;
+  private watcher: FdWatcher | undefined;  // undefined while closed, or paused after an error
+  private file: SocketFile | undefined;
+  private reserve: number;
+  private retry: NodeJS.Timeout | undefined;
+  private retryMs = kFirstRetryMs;
+  private referenced = true;
 
   /** @internal use listen() */
   constructor(path: string, options: ListenOptions) {
     super();
     const { mode, uids, backlog } = checkListenOptions(options);
-    this.#path = path;
-    this.#uids = uids;
+    this.socketPath = path;
+    this.uids = uids;
     try {
-      ({ fd: this.#fd, file: this.#file } = bind(path, mode, backlog));
+      ({ fd: this.fd, file: this.file } = bind(path, mode, backlog));
     } catch (error) {
       throw withAddress(error, path);
     }
-    this.#reserve = openReserve();
-    this.#watch();
+    this.reserve = openReserve();
+    this.watch();
     process.nextTick(() => this.emit('listening'));
   }
 
   /** The path (or `'\0'`-prefixed abstract name) it listens at. */
   get path(): string {
-    return this.#path;
+    return this.socketPath;
   }
 
   get listening(): boolean {
-    return this.#open;
+    return this.open;
   }
 
-  #watch(): void {
-    this.#watcher = new native.FdWatcher(this.#fd, () => this.#accept());
-    if (!this.#referenced) this.#watcher.unref();
+  private watch(): void {
+    this.watcher = new native.FdWatcher(this.fd, () => this.accept());
+    if (!this.referenced) this.watcher.unref();
   }
 
-  #accept(): void {
+  private accept(): void {
     // (A listener may close the server: nothing more is accepted then.)
-    while (this.#watcher !== undefined) {
+    while (this.watcher !== undefined) {
       let accepted: [number, number, number, number] | null;
       try {
-        accepted = native.acceptLocal(this.#fd);
+        accepted = native.acceptLocal(this.fd);
       } catch (error) {
         // (At the limit, accept() fails even with nothing waiting: shed, then wait for the next.)
-        if (!outOfFds(error) || !this.#shed()) this.#pause(error);
+        if (!outOfFds(error) || !this.shed()) this.pause(error);
         return;
       }
       if (accepted === null) return;
-      this.#retryMs = kFirstRetryMs;
+      this.retryMs = kFirstRetryMs;
       const [fd, pid, uid, gid] = accepted;
       const peer: Peer = Object.freeze({ pid, uid, gid });
-      if (this.#uids !== null && !this.#uids.has(uid)) {
+      if (this.uids !== null && !this.uids.has(uid)) {
         native.refuse(fd);
         this.emit('refused', peer);
         continue;
@@ -215,7 +217,7 @@ export class Server extends EventEmitter {
       try {
         handle = native.welcome(fd);  // (it closes the connection when it throws)
       } catch (error) {
-        if (!outOfFds(error)) this.emit('error', withAddress(error, this.#path));
+        if (!outOfFds(error)) this.emit('error', withAddress(error, this.socketPath));
         continue;
       }
       if (handle !== null) this.emit('connection', createPort(handle), peer);
@@ -227,57 +229,57 @@ export class Server extends EventEmitter {
    * that they neither wait nor keep the socket readable. False if it could not get to the end
    * of them (no spare, or another thread took its slot first).
    */
-  #shed(): boolean {
-    if (this.#reserve < 0) {
-      this.#reserve = openReserve();
+  private shed(): boolean {
+    if (this.reserve < 0) {
+      this.reserve = openReserve();
       return false;
     }
-    fs.closeSync(this.#reserve);
+    fs.closeSync(this.reserve);
     let drained = false;
     while (!drained) {
       let accepted;
       try {
-        accepted = native.acceptLocal(this.#fd);
+        accepted = native.acceptLocal(this.fd);
       } catch {
         break;
       }
       if (accepted === null) drained = true;
       else fs.closeSync(accepted[0]);
     }
-    this.#reserve = openReserve();
+    this.reserve = openReserve();
     return drained;
   }
 
   /** Accepting failed: reported through 'error', and tried again a while later, not at once. */
-  #pause(error: unknown): void {
-    this.#watcher?.close();
-    this.#watcher = undefined;
-    const delay = this.#retryMs;
-    this.#retryMs = Math.min(kLastRetryMs, 2 * delay);
-    this.#retry = setTimeout(() => {
-      this.#retry = undefined;
-      if (this.#open) this.#watch();
+  private pause(error: unknown): void {
+    this.watcher?.close();
+    this.watcher = undefined;
+    const delay = this.retryMs;
+    this.retryMs = Math.min(kLastRetryMs, 2 * delay);
+    this.retry = setTimeout(() => {
+      this.retry = undefined;
+      if (this.open) this.watch();
     }, delay);
-    if (!this.#referenced) this.#retry.unref();
-    this.emit('error', withAddress(error, this.#path));
+    if (!this.referenced) this.retry.unref();
+    this.emit('error', withAddress(error, this.socketPath));
   }
 
   /** Stops accepting and removes the socket file; ports already made stay open. */
   close(callback?: (error?: Error) => void): this {
-    if (!this.#open) {
+    if (!this.open) {
       if (callback) process.nextTick(callback, nodeError(Error, 'ERR_SERVER_NOT_RUNNING', 'Server is not running.'));
       return this;
     }
-    this.#open = false;
-    this.#watcher?.close();
-    this.#watcher = undefined;
-    clearTimeout(this.#retry);
-    fs.closeSync(this.#fd);
-    if (this.#reserve >= 0) fs.closeSync(this.#reserve);
-    const file = this.#file;
-    const now = file && fs.lstatSync(this.#path, { bigint: true, throwIfNoEntry: false });
+    this.open = false;
+    this.watcher?.close();
+    this.watcher = undefined;
+    clearTimeout(this.retry);
+    fs.closeSync(this.fd);
+    if (this.reserve >= 0) fs.closeSync(this.reserve);
+    const file = this.file;
+    const now = file && fs.lstatSync(this.socketPath, { bigint: true, throwIfNoEntry: false });
     // Only our own file: another listener may have replaced it since.
-    if (file && now && now.ino === file.ino && now.dev === file.dev) unlinkIfThere(this.#path);
+    if (file && now && now.ino === file.ino && now.dev === file.dev) unlinkIfThere(this.socketPath);
     if (callback) this.once('close', callback);
     process.nextTick(() => this.emit('close'));
     return this;
@@ -285,16 +287,16 @@ export class Server extends EventEmitter {
 
   /** A listening server keeps the process alive (the default); unref() lets it exit. */
   ref(): this {
-    this.#referenced = true;
-    this.#watcher?.ref();
-    this.#retry?.ref();
+    this.referenced = true;
+    this.watcher?.ref();
+    this.retry?.ref();
     return this;
   }
 
   unref(): this {
-    this.#referenced = false;
-    this.#watcher?.unref();
-    this.#retry?.unref();
+    this.referenced = false;
+    this.watcher?.unref();
+    this.retry?.unref();
     return this;
   }
 }

@@ -2,8 +2,17 @@
 // lib/native.ts types (createChannel, adopt, newPortObject, setup, PortHandle).
 #include "addon.h"
 
+// NODE_MODULE_VERSION, NODE_VERSION. Node 20's node_version.h also defines NAPI_VERSION (the
+// runtime's), which napi.h has already chosen for this addon: keep napi.h's.
+#pragma push_macro("NAPI_VERSION")
+#undef NAPI_VERSION
+#include <node_version.h>
+#undef NAPI_VERSION
+#pragma pop_macro("NAPI_VERSION")
+
 #include <cstdlib>
 #include <memory>
+#include <string>
 
 #include "handoff.h"
 #include "link.h"
@@ -139,9 +148,31 @@ Napi::Value NewPort(const Napi::CallbackInfo& info) {
   return NewPortObject(info.Env(), &GetAddon(info.Env())->port_template);
 }
 
+// This binary calls the V8 API, which changes from one Node ABI (NODE_MODULE_VERSION) to the
+// next, and Node skips its own ABI check for a Node-API module: built for another Node, it would
+// die at its first V8 call (`symbol lookup error`, exit 127) or, worse, run on a different
+// layout. So it checks first, with Node-API calls only (stable across Nodes), before anything
+// touches V8, and refuses with the error Node gives a native module of another ABI.
+void RefuseOtherNodeAbi(Napi::Env env) {
+  Napi::Object versions =
+      env.Global().Get("process").As<Napi::Object>().Get("versions").As<Napi::Object>();
+  std::string running = versions.Get("modules").ToString().Utf8Value();
+  std::string built = std::to_string(NODE_MODULE_VERSION);
+  if (running == built) return;
+  std::string node = versions.Get("node").ToString().Utf8Value();
+  Napi::Error error = Napi::Error::New(
+      env, "crossport-ipc: the native addon was built for Node.js " NODE_VERSION
+           " (NODE_MODULE_VERSION " + built + "), but this is Node.js v" + node +
+           " (NODE_MODULE_VERSION " + running + "). Run `npm rebuild crossport-ipc` to build "
+           "it for this Node.js.");
+  error.Set("code", "ERR_DLOPEN_FAILED");
+  throw error;
+}
+
 }  // namespace
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  RefuseOtherNodeAbi(env);
   auto* addon = new Addon();
   env.SetInstanceData<Addon>(addon);
   if (const char* window = getenv("CROSSPORT_POLL_WINDOW_US")) {

@@ -26,6 +26,26 @@ napi_value FromV8(v8::Local<v8::Value> local) { return ToNapi(local); }
 // The tag in a port object's single internal field (its address is what counts).
 const int kPortTag = 0x706f7274;
 
+// V8 14 (Node 26) asks which kind of embedder data an aligned pointer is (the sandbox keeps
+// kinds apart); earlier V8s have no such parameter. Node's own ObjectWrap uses the default kind.
+void SetPortTag(v8::Local<v8::Object> object) {
+#if V8_MAJOR_VERSION >= 14
+  object->SetAlignedPointerInInternalField(0, const_cast<int*>(&kPortTag),
+                                           v8::kEmbedderDataTypeTagDefault);
+#else
+  object->SetAlignedPointerInInternalField(0, const_cast<int*>(&kPortTag));
+#endif
+}
+
+bool HasPortTag(v8::Local<v8::Object> object) {
+#if V8_MAJOR_VERSION >= 14
+  return object->GetAlignedPointerFromInternalField(0, v8::kEmbedderDataTypeTagDefault) ==
+         &kPortTag;
+#else
+  return object->GetAlignedPointerFromInternalField(0) == &kPortTag;
+#endif
+}
+
 v8::Local<v8::String> Text(v8::Isolate* isolate, const char* text) {
   return v8::String::NewFromUtf8(isolate, text).ToLocalChecked();
 }
@@ -158,6 +178,25 @@ class WriteDelegate : public v8::ValueSerializer::Delegate {
     return v8::Nothing<uint32_t>();
   }
 
+  // The hooks below restate V8's defaults. Overriding every virtual of the delegate keeps V8's
+  // own definitions out of our vtables, whose entries the loader must resolve when it opens the
+  // binary: so a binary built for another Node opens, and Init refuses it with a clear error
+  // (see RefuseOtherNodeAbi in addon.cc), instead of dlopen failing on a V8 symbol that Node
+  // lacks. The V8 of Node 20 (11.3) has neither HasCustomHostObject nor IsHostObject.
+#if V8_MAJOR_VERSION >= 12
+  bool HasCustomHostObject(v8::Isolate*) override { return false; }
+
+  v8::Maybe<bool> IsHostObject(v8::Isolate*, v8::Local<v8::Object> object) override {
+    return v8::Just(object->InternalFieldCount() > 0);  // unused: HasCustomHostObject is false
+  }
+#endif
+
+  // Shared structs and arrays (--harmony-struct) cannot reach another process.
+  bool AdoptSharedValueConveyor(v8::Isolate* isolate, v8::SharedValueConveyor&&) override {
+    ThrowDataCloneError(Text(isolate, "#<Object> could not be cloned."));
+    return false;
+  }
+
   void* ReallocateBufferMemory(void* old_buffer, size_t size, size_t* actual_size) override {
     std::vector<uint8_t>& scratch = environment_->scratch;
     bool from_scratch = old_buffer != nullptr && old_buffer == scratch.data();
@@ -286,6 +325,12 @@ class ReadDelegate : public v8::ValueDeserializer::Delegate {
     return {};
   }
 
+  // Our serializer never writes shared values (see AdoptSharedValueConveyor): a peer lied.
+  const v8::SharedValueConveyor* GetSharedValueConveyor(v8::Isolate* isolate) override {
+    Fail(isolate, kUnreadable);
+    return nullptr;
+  }
+
  private:
   static constexpr const char* kUnreadable = "Unable to deserialize cloned data.";
 
@@ -373,7 +418,7 @@ Napi::Object NewPortObject(Napi::Env env, v8::Global<v8::ObjectTemplate>* port_t
   v8::Local<v8::Context> context = isolate->GetCurrentContext();
   v8::Local<v8::Object> object =
       port_template->Get(isolate)->NewInstance(context).ToLocalChecked();
-  object->SetAlignedPointerInInternalField(0, const_cast<int*>(&kPortTag));
+  SetPortTag(object);
   return Napi::Object(env, FromV8(object));
 }
 
@@ -381,8 +426,7 @@ bool IsPortObject(Napi::Value value) {
   v8::Local<v8::Value> local = ToV8(value);
   if (!local->IsObject()) return false;
   v8::Local<v8::Object> object = local.As<v8::Object>();
-  return object->InternalFieldCount() == 1 &&
-         object->GetAlignedPointerFromInternalField(0) == &kPortTag;
+  return object->InternalFieldCount() == 1 && HasPortTag(object);
 }
 
 bool Serialize(CloneEnvironment* environment, Napi::Value value,

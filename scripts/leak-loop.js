@@ -17,7 +17,7 @@ if (typeof global.gc !== 'function') {
   process.exit(result.status ?? 1);
 }
 
-const { MessageChannel, receiveMessageOnPort } = require('../dist/index.js');
+const { MessageChannel, receiveMessageOnPort } = require('crossport-ipc');
 
 const total = Number(process.argv[2] ?? 100000);
 const json = process.argv.includes('--json');

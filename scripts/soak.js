@@ -14,7 +14,7 @@
 const fs = require('node:fs');
 const v8 = require('node:v8');
 const vm = require('node:vm');
-const { fork, parentPort, MessageChannel } = require('../dist/index.js');
+const { fork, parentPort, MessageChannel } = require('crossport-ipc');
 
 v8.setFlagsFromString('--expose-gc');
 const gc = vm.runInNewContext('gc');

@@ -113,20 +113,19 @@ function trial(index) {
     });
     // The parent process ends when it is the victim (killed) or once its port closed.
     parent.on('close', () => {
-      if (result.survivor === 'parent' || survivorReport !== null) return finish();
-      // The parent was killed: the orphaned child still writes into our pipe... which closed with
-      // the parent's copy only if the child is gone too. Wait for its report or the deadline.
-      if (result.victim === 'parent') {
-        const poll = setInterval(() => {
-          if (survivorReport !== null) {
-            clearInterval(poll);
-            waitGone(pids.child, finish);
-          }
-        }, 5);
-      } else {
-        finish();
-      }
+      if (result.victim === null) return finish();
+      // Then the child must be gone too, killed or exiting by itself once its port closed, which
+      // can take it a few ms more than the parent's end: wait until it is (or the deadline). When
+      // the parent was killed, the orphaned child's report may come before or after that end.
+      const childGone = () => waitGone(pids.child, finish);
+      if (result.victim === 'parent') whenReported(childGone);
+      else childGone();
     });
+    const whenReported = (then) => {
+      if (finished) return;
+      if (survivorReport !== null) return then();
+      setTimeout(whenReported, 5, then);
+    };
   });
 }
 
@@ -135,10 +134,11 @@ function waitGone(pid, done) {
   const poll = setInterval(() => {
     if (!running(pid)) {
       clearInterval(poll);
+      clearTimeout(giveUp);
       done();
     }
   }, 5);
-  setTimeout(() => {
+  const giveUp = setTimeout(() => {
     clearInterval(poll);
     done();
   }, 5000);
