@@ -97,6 +97,18 @@ export interface Native {
   refuse(fd: number): void;
   /** The connecting side's port once the listener answered, or null before. */
   arrive(fd: number): PortHandle | null;
+  /**
+   * [the parent's end, the worker process's end] of a socket pair (close-on-exec, non-blocking)
+   * on which a worker process sends one byte, 'M', when its heap is about to run out.
+   */
+  noticePair(): [number, number];
+  /**
+   * In a worker process: on the heap's near-limit callback, flush what ports queue, send 'M' on
+   * `fd` (taken, made close-on-exec) and end the process with exit code 1.
+   */
+  watchHeapLimit(fd: number): void;
+  /** Asks for `signal` when the parent process ends; false where the system cannot. */
+  setParentDeathSignal(signal: number): boolean;
 }
 
 function load(): Native {

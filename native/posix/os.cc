@@ -7,6 +7,9 @@
 #include <string.h>
 #include <poll.h>
 #include <sys/mman.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -385,5 +388,22 @@ int Duplicate(int fd, SystemError* err) {
   if (copy < 0) SetError(err, "fcntl");
   return copy;
 }
+
+bool SendByte(int socket, char byte) {
+  for (;;) {
+    if (send(socket, &byte, 1, MSG_NOSIGNAL | MSG_DONTWAIT) == 1) return true;
+    if (errno != EINTR) return false;
+  }
+}
+
+bool SetParentDeathSignal(int signal) {
+#ifdef __linux__
+  return prctl(PR_SET_PDEATHSIG, static_cast<unsigned long>(signal)) == 0;
+#else
+  return false;
+#endif
+}
+
+void ExitNow(int status) { _exit(status); }
 
 }  // namespace crossport::os
