@@ -256,8 +256,8 @@ export class Worker extends EventEmitter {
 
   /**
    * Stops the worker: sends killSignal, then SIGKILL after killTimeout. Resolves with the exit
-   * code once 'exit' has been emitted (1 for a worker that the signal ended), or with undefined
-   * when the worker had already exited.
+   * code once 'exit' has been emitted (for a worker that the signal ended, 1, or 0 if it had not
+   * yet come online, as worker_threads), or with undefined when the worker had already exited.
    */
   terminate(callback?: (error: Error | null, exitCode?: number) => void): Promise<number | undefined> {
     this.ref();
@@ -405,7 +405,8 @@ export class Worker extends EventEmitter {
     } else if (!this.#online && !terminated && code !== 0) {
       error = code === 9 ? invalidExecArgv(this.#execArgv) : initFailed(`the worker process exited with code ${code} before it started`);
     }
-    if (signal !== null) exitCode = terminated ? 1 : 128 + (os.constants.signals[signal] ?? 0);
+    // A worker thread that terminate() stops before it ran any JavaScript exits with 0, after with 1.
+    if (signal !== null) exitCode = terminated ? Number(this.#online) : 128 + (os.constants.signals[signal] ?? 0);
     this.#end(error, exitCode);
   }
 

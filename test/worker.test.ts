@@ -16,7 +16,8 @@ describe('Worker: worker_threads and crossport observed alike', () => {
   test('workerData, argv and messages both ways; online first, then a natural exit', async () => {
     const { threads, crossport } = await both('basic');
     expect(crossport).toEqual(threads);
-    expect(crossport.events).toEqual(['online', 'values', { message: { echo: 'x' } }, { message: { echo: 'y' } }, { message: { echo: 'z' } }, { exit: 0 }]);
+    const echoes = ['early', 'x', 'y', 'z'].map((echo) => ({ message: { echo } }));
+    expect(crossport.events).toEqual(['online', 'values', ...echoes, { exit: 0 }]);
     expect(crossport.values).toMatchObject({ isMainThread: false, threadId: true, mapEntries: [['k', 1]], bytesType: 'Uint16Array', argv: ['a', '1'] });
     expect(crossport.after).toEqual({ threadId: -1, limits: {} });
   });
@@ -63,11 +64,29 @@ describe('Worker: worker_threads and crossport observed alike', () => {
     expect(crossport).toEqual({ resolved: 1, gapFree: true, atLeast: true, tail: ['online', { exit: 1 }] });
   });
 
+  test('terminate() at once, twice and with the deprecated callback; a worker that has exited ignores calls', async () => {
+    const { threads, crossport } = await both('lifecycle');
+    expect(crossport).toEqual(threads);
+    // Stopped before it ran any JavaScript: exit code 0 (worker_threads' choice).
+    expect(crossport).toEqual({
+      first: 0,
+      second: 0,
+      callback: { error: null, code: 0 },
+      afterExit: { threadId: -1 },
+      events: [{ exit: 0 }],
+      warnings: ['DEP0132'],
+    });
+  });
+
   test("unref() lets the parent exit while the worker runs (and the worker process goes with it)", async () => {
     const { threads, crossport } = await both('unref');
     expect(crossport.exitedWith).toBe(0);
     expect({ ...crossport, pid: null }).toEqual(threads);
-    await expectGone(crossport.pid);
+    try {
+      await expectGone(crossport.pid);
+    } finally {
+      killIfThere(crossport.pid);
+    }
   });
 
   test('a worker that runs out of heap: ERR_WORKER_OUT_OF_MEMORY, then exit 1', async () => {
@@ -182,6 +201,14 @@ async function expectGone(pid: number): Promise<void> {
   expect(fs.existsSync(`/proc/${pid}`)).toBe(false);
 }
 
+function killIfThere(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // gone, as it should be
+  }
+}
+
 const killedBy = (signal: string, exit: number) => [
   { error: { ctor: 'Error', name: 'Error', code: 'ERR_WORKER_KILLED', message: `Worker process was killed by signal ${signal}`, signal } },
   { exit },
@@ -191,6 +218,16 @@ describe('Worker: what only a process has', () => {
   test("a SIGKILLed worker: 'error' then 'exit' 137, every message posted before it there", async () => {
     const observed = await process_('sigkill');
     expect(observed).toEqual({ messages: 1001, tail: killedBy('SIGKILL', 137), complete: true });
+  });
+
+  test('a worker that posts a burst and dies at once: the whole burst, then the error and the exit', async () => {
+    const observed = await process_('burstThenDie');
+    expect(observed).toEqual({ messages: 5000, tail: killedBy('SIGKILL', 137), complete: true });
+  });
+
+  test("a message that cannot be received here (a SharedArrayBuffer): 'messageerror', then the next message", async () => {
+    const observed = await process_('messageerror');
+    expect(observed).toEqual({ errors: [{ ctor: 'DOMException', name: 'DataCloneError' }], events: ['online', { message: 'after' }, { exit: 0 }] });
   });
 
   test('a segmentation fault (a real stack overrun), a SIGSEGV and an abort: the parent hears of each', async () => {
@@ -231,7 +268,11 @@ describe('Worker: what only a process has', () => {
     });
     const { pid } = JSON.parse(line).observed;
     parent.kill('SIGKILL');
-    await expectGone(pid);
+    try {
+      await expectGone(pid);
+    } finally {
+      killIfThere(pid);  // a worker that outlived its parent must not outlive the test
+    }
   });
 
   test("an execArgv flag Node refuses: 'error' ERR_WORKER_INVALID_EXEC_ARGV", async () => {
