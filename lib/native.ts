@@ -107,6 +107,11 @@ export interface Native {
    * `fd` (taken, made close-on-exec) and end the process with exit code 1.
    */
   watchHeapLimit(fd: number): void;
+  /**
+   * Lets JavaScript use the top `kib` KiB of this thread's stack (V8's stack limit); the KiB
+   * granted (less when the stack is smaller), or 0 when the limit stays as it was.
+   */
+  setStackSize(kib: number): number;
   /** Asks for `signal` when the parent process ends; false where the system cannot. */
   setParentDeathSignal(signal: number): boolean;
 }

@@ -14,7 +14,7 @@ import { serializeError } from './error-serdes';
 import { native } from './native';
 import { createPort, type MessagePort, receiveMessageOnPort } from './port';
 import { parentPort } from './process';
-import { controlTypes, enterWorker, kControlFds, type LoadScript, type ResourceLimits } from './worker';
+import { controlTypes, enterWorker, kControlFds, kStackBufferKb, type LoadScript, type ResourceLimits } from './worker';
 
 const MB = 1024 * 1024;
 
@@ -60,7 +60,7 @@ function run(carrier: MessagePort, control: MessagePort, load: LoadScript): void
   control.on('close', () => process.exit(1));
   native.watchHeapLimit(load.noticeFd);
 
-  const resourceLimits = runningLimits(load.resourceLimits);
+  const resourceLimits = runningLimits(load.resourceLimits, stackSize(load.resourceLimits.stackSizeMb ?? -1, load.execArgv));
   enterWorker({ parentPort: carrier, workerData: load.workerData, threadId: load.threadId, resourceLimits });
   // What a worker thread sees: the execArgv it was given (not our V8 flags), argv after the script.
   process.execArgv.splice(0, process.execArgv.length, ...load.execArgv);
@@ -88,7 +88,7 @@ function run(carrier: MessagePort, control: MessagePort, load: LoadScript): void
  * them left to V8 is known from the other; when both are, they stay -1. The code range has no
  * flag in a process: V8's default, 0.
  */
-function runningLimits(given: ResourceLimits): Required<ResourceLimits> {
+function runningLimits(given: ResourceLimits, stackSizeMb: number): Required<ResourceLimits> {
   const heapMb = v8.getHeapStatistics().heap_size_limit / MB;
   let young = given.maxYoungGenerationSizeMb ?? -1;
   let old = given.maxOldGenerationSizeMb ?? -1;
@@ -98,8 +98,23 @@ function runningLimits(given: ResourceLimits): Required<ResourceLimits> {
     maxYoungGenerationSizeMb: young,
     maxOldGenerationSizeMb: old,
     codeRangeSizeMb: given.codeRangeSizeMb !== undefined && given.codeRangeSizeMb > 0 ? given.codeRangeSizeMb : 0,
-    stackSizeMb: given.stackSizeMb ?? -1,
+    stackSizeMb,
   };
+}
+
+/**
+ * Gives JavaScript the stack a worker thread of `mb` MiB has (the top of this process's stack,
+ * less Node's 192 KiB guard), unless execArgv sets V8's --stack-size itself. The size in effect,
+ * in MiB as resourceLimits.stackSizeMb counts it; -1 when unknown.
+ */
+function stackSize(mb: number, execArgv: string[]): number {
+  const index = execArgv.findIndex((arg) => /^--stack[-_]size(=|$)/.test(arg));
+  if (index >= 0) {
+    const kib = Number(execArgv[index].includes('=') ? execArgv[index].split('=')[1] : execArgv[index + 1]);
+    return Number.isFinite(kib) ? (kib + kStackBufferKb) / 1024 : -1;
+  }
+  const granted = native.setStackSize(mb * 1024 - kStackBufferKb);
+  return granted > 0 ? (granted + kStackBufferKb) / 1024 : -1;
 }
 
 type FatalException = (error: unknown, fromPromise: boolean) => boolean;

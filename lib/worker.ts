@@ -94,7 +94,7 @@ export interface LoadScript {
 const kDefaultKillTimeout = 5000;
 // Node's stack guard for a worker thread (kStackBufferSize in src/node_worker.h) and its default
 // stack (Worker::kStackSize).
-const kStackBufferKb = 192;
+export const kStackBufferKb = 192;
 const kDefaultStackSizeMb = 4;
 // Where a worker process finds its out-of-memory notice fd (after stdin, stdout, stderr, ipc),
 // then its end of the control channel (segment, socket).
@@ -646,19 +646,19 @@ function parseResourceLimits(option: unknown): Limits {
 /**
  * The limits the worker process is started with, as Node's Worker#resourceLimits shows them
  * before the worker runs: -1 for what is left to V8, and the stack size (Node's default 4 MiB, at
- * least its 192 KiB guard), which here cannot exceed this process's stack limit: the main
- * thread's stack is the RLIMIT_STACK that a child inherits.
+ * least its 192 KiB guard), which the worker's bootstrap sets (native setStackSize).
  */
 function launchLimits(limits: Limits): Limits {
-  const wanted = limits.stackSizeMb > 0 ? Math.max(limits.stackSizeMb, kStackBufferKb / 1024) : kDefaultStackSizeMb;
-  return { ...limits, stackSizeMb: Math.min(wanted, stackLimitKb() / 1024) };
+  return { ...limits, stackSizeMb: limits.stackSizeMb > 0 ? Math.max(limits.stackSizeMb, kStackBufferKb / 1024) : kDefaultStackSizeMb };
 }
 
 /**
- * V8 flags for the limits a worker thread gets from V8's ResourceConstraints. Young generation:
- * V8 sizes it at three semi-spaces (two, and as much again for large objects), so
- * --max-semi-space-size gets a third. The code range has no flag: codeRangeSizeMb has no effect.
- * The stack: V8 may use the stack minus Node's guard (192 KiB), as in a worker thread.
+ * V8 flags for the heap limits a worker thread gets from V8's ResourceConstraints (a heap's
+ * limits are fixed when V8 makes it). Young generation: V8 sizes it at three semi-spaces (two,
+ * and as much again for large objects), so --max-semi-space-size gets a third. The code range has
+ * no flag: codeRangeSizeMb has no effect. Any V8 flag costs the process some 10 ms to start (V8
+ * then rejects Node's code cache), so none is passed unless a heap limit is given; the stack size
+ * needs none (native setStackSize in the worker).
  */
 function v8Flags(limits: Limits): string[] {
   const flags: string[] = [];
@@ -666,26 +666,7 @@ function v8Flags(limits: Limits): string[] {
   if (limits.maxYoungGenerationSizeMb > 0) {
     flags.push(`--max-semi-space-size=${Math.max(1, Math.ceil(limits.maxYoungGenerationSizeMb / 3))}`);
   }
-  flags.push(`--stack-size=${Math.max(1, Math.floor(limits.stackSizeMb * 1024 - kStackBufferKb))}`);
   return flags;
-}
-
-let stackLimit: number | undefined;
-
-/** The soft RLIMIT_STACK in KiB (8 MiB when /proc does not say). */
-function stackLimitKb(): number {
-  if (stackLimit === undefined) {
-    stackLimit = 8192;
-    try {
-      const line = fs.readFileSync('/proc/self/limits', 'utf8').split('\n').find((text) => text.startsWith('Max stack size'));
-      const soft = line?.slice('Max stack size'.length).trim().split(/\s+/)[0];
-      if (soft === 'unlimited') stackLimit = Infinity;
-      else if (soft !== undefined && Number(soft) > 0) stackLimit = Number(soft) / 1024;
-    } catch {
-      // keep the usual default
-    }
-  }
-  return stackLimit;
 }
 
 function isLimits(value: unknown): value is Limits {

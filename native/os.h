@@ -93,5 +93,8 @@ bool SendByte(int socket, char byte);
 bool SetParentDeathSignal(int signal);
 // Ends the process at once with `status`: no atexit handlers, no static destructors.
 [[noreturn]] void ExitNow(int status);
+// The bounds [low, high) of the calling thread's stack (for the main thread, as far as its
+// RLIMIT_STACK lets it grow); false where the system does not say.
+bool ThreadStackBounds(uintptr_t* low, uintptr_t* high);
 
 }  // namespace crossport::os

@@ -64,6 +64,17 @@ describe('Worker: worker_threads and crossport observed alike', () => {
     expect(crossport).toEqual({ resolved: 1, gapFree: true, atLeast: true, tail: ['online', { exit: 1 }] });
   });
 
+  test('the stack: as deep a recursion as in a thread, by default (4 MiB) and with resourceLimits.stackSizeMb', async () => {
+    const { threads, crossport } = await both('recursion');
+    for (const size of ['default', '1', '2']) {
+      expect(crossport[size].error).toBe('RangeError');
+      expect(crossport[size].stackSizeMb).toBe(threads[size].stackSizeMb);
+      // The frames below the script differ a little between a thread and a process.
+      expect(crossport[size].depth / threads[size].depth).toBeGreaterThan(0.9);
+      expect(crossport[size].depth / threads[size].depth).toBeLessThan(1.1);
+    }
+  });
+
   test('terminate() at once, twice and with the deprecated callback; a worker that has exited ignores calls', async () => {
     const { threads, crossport } = await both('lifecycle');
     expect(crossport).toEqual(threads);

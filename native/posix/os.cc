@@ -6,6 +6,7 @@
 #include <sched.h>
 #include <string.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/mman.h>
 #ifdef __linux__
 #include <sys/prctl.h>
@@ -405,5 +406,27 @@ bool SetParentDeathSignal(int signal) {
 }
 
 void ExitNow(int status) { _exit(status); }
+
+bool ThreadStackBounds(uintptr_t* low, uintptr_t* high) {
+#if defined(__linux__)
+  pthread_attr_t attributes;
+  if (pthread_getattr_np(pthread_self(), &attributes) != 0) return false;
+  void* address = nullptr;
+  size_t size = 0;
+  bool known = pthread_attr_getstack(&attributes, &address, &size) == 0;
+  pthread_attr_destroy(&attributes);
+  if (!known) return false;
+  *low = reinterpret_cast<uintptr_t>(address);
+  *high = *low + size;
+  return true;
+#elif defined(__APPLE__)
+  pthread_t self = pthread_self();
+  *high = reinterpret_cast<uintptr_t>(pthread_get_stackaddr_np(self));
+  *low = *high - pthread_get_stacksize_np(self);
+  return true;
+#else
+  return false;
+#endif
+}
 
 }  // namespace crossport::os
