@@ -165,7 +165,6 @@ export class Worker extends EventEmitter {
       validateString(options.name, 'options.name');
       name = options.name.trim();
     }
-    // What only a process has.
     // What only a process has, checked as child_process checks it, before anything is moved.
     const cwd = validateCwd(options.cwd);
     validateId(options.uid, 'options.uid');
@@ -181,8 +180,6 @@ export class Worker extends EventEmitter {
 
     // The script, workerData and its transfer list go out before the process exists: a value
     // that cannot be cloned throws here, with nothing started, as in Node.
-    const control = new MessageChannel();
-    const [noticeFd, childNoticeFd] = native.noticePair();
     const load: LoadScript = {
       type: LOAD_SCRIPT,
       filename: filename as string,
@@ -196,9 +193,12 @@ export class Worker extends EventEmitter {
       noticeFd: kNoticeFd,
       parentPid: process.pid,
     };
+    const control = new MessageChannel();
     let child: ReturnType<typeof fork>;
+    let noticeFds: number[] = [];
     let controlFds: number[] = [];
     try {
+      noticeFds = native.noticePair();
       const transferList = options.transferList ? Array.prototype.slice.call(options.transferList) : [];
       control.port1.postMessage(load, transferList as TransferItem[]);
       const [segmentFd, socketFd, side] = handleOf(control.port2).exportFds();
@@ -210,19 +210,19 @@ export class Worker extends EventEmitter {
         uid: options.uid,
         gid: options.gid,
         stdio: [options.stdin ? 'pipe' : 'ignore', options.stdout ? 'pipe' : 'inherit',
-          options.stderr ? 'pipe' : 'inherit', 'ipc', childNoticeFd, segmentFd, socketFd],
+          options.stderr ? 'pipe' : 'inherit', 'ipc', noticeFds[1], segmentFd, socketFd],
       });
     } catch (error) {
       control.port1.close();
-      fs.closeSync(noticeFd);
+      if (noticeFds.length > 0) fs.closeSync(noticeFds[0]);
       throw error;
     } finally {
       // The child has its own copies now (or never will).
-      for (const fd of [childNoticeFd, ...controlFds]) fs.closeSync(fd);
+      for (const fd of [...noticeFds.slice(1), ...controlFds]) fs.closeSync(fd);
       handleOf(control.port2).dispose();
     }
     this.#child = child;
-    this.#noticeFd = noticeFd;
+    this.#noticeFd = noticeFds[0];
     // The IPC channel that child_process.fork insists on is not used: as in a worker thread,
     // the worker has no process.send().
     if (child.connected) child.disconnect();

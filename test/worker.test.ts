@@ -6,9 +6,9 @@ import * as fs from 'node:fs';
 
 import { fixture, report, runFixture, type Run } from './helpers';
 
-async function both(scenario: string): Promise<{ threads: any; crossport: any; runs: Run[] }> {
-  const threads = await runFixture('worker-compare.js', ['threads', scenario]);
-  const crossport = await runFixture('worker-compare.js', ['crossport', scenario]);
+async function both(scenario: string, timeoutMs?: number): Promise<{ threads: any; crossport: any; runs: Run[] }> {
+  const threads = await runFixture('worker-compare.js', ['threads', scenario], timeoutMs);
+  const crossport = await runFixture('worker-compare.js', ['crossport', scenario], timeoutMs);
   return { threads: report(threads, 'observed').observed, crossport: report(crossport, 'observed').observed, runs: [threads, crossport] };
 }
 
@@ -19,6 +19,9 @@ describe('Worker: worker_threads and crossport observed alike', () => {
     const echoes = ['early', 'x', 'y', 'z'].map((echo) => ({ message: { echo } }));
     expect(crossport.events).toEqual(['online', 'values', ...echoes, { exit: 0 }]);
     expect(crossport.values).toMatchObject({ isMainThread: false, threadId: true, mapEntries: [['k', 1]], bytesType: 'Uint16Array', argv: ['a', '1'] });
+    const limits = { maxYoungGenerationSizeMb: 48, maxOldGenerationSizeMb: 256, stackSizeMb: 4 };
+    expect(crossport.values.resourceLimits).toEqual({ ...limits, codeRangeSizeMb: 0 });
+    expect(crossport.before.limits).toEqual(limits);
     expect(crossport.after).toEqual({ threadId: -1, limits: {} });
   });
 
@@ -62,6 +65,28 @@ describe('Worker: worker_threads and crossport observed alike', () => {
     const { threads, crossport } = await both('terminateFlood');
     expect(crossport).toEqual(threads);
     expect(crossport).toEqual({ resolved: 1, gapFree: true, atLeast: true, tail: ['online', { exit: 1 }] });
+  });
+
+  test('workerData larger than the ring, and a large ArrayBuffer moved with it', async () => {
+    const { threads, crossport } = await both('bigData');
+    expect(crossport).toEqual(threads);
+    expect(crossport).toEqual({ message: { length: 24 << 20, last: 0x5a, sum: expect.any(Number), moved: 9 << 20, movedLast: 0xa5 }, movedHere: 0, code: 0 });
+  });
+
+  test("performance.eventLoopUtilization(): zeros before 'online' and after 'exit', Node's shape and arithmetic between", async () => {
+    const { threads, crossport } = await both('eventLoopUtilization');
+    expect(crossport).toEqual(threads);
+    expect(crossport.sane).toBe(true);
+    expect(crossport.before).toEqual({ idle: 0, active: 0, utilization: 0 });
+  });
+
+  // A parentPort listener that throws dies of issue 15's bug in any crossport process today (the
+  // process ends with "async hook stack has become corrupted" before the exception is reported).
+  // Enable once that fix is merged: the worker must report it as a thread does.
+  test.skip("an exception thrown by the worker's parentPort listener: 'error', then 'exit' 1 (needs issue 15)", async () => {
+    const { threads, crossport } = await both('throwInListener');
+    expect(crossport).toEqual(threads);
+    expect(crossport.last.map((event: any) => Object.keys(event)[0])).toEqual(['error', 'exit']);
   });
 
   test('the stack: as deep a recursion as in a thread, by default (4 MiB) and with resourceLimits.stackSizeMb', async () => {
@@ -119,10 +144,11 @@ describe('Worker: worker_threads and crossport observed alike', () => {
   });
 
   test('100 workers started and ended in a loop leave no process, fd or memory behind', async () => {
-    const { threads, crossport } = await both('loop');
+    // A process start takes some 0.1 s here, and several times that under ASan.
+    const { threads, crossport } = await both('loop', 240000);
     expect(crossport).toEqual(threads);
     expect(crossport).toEqual({ codes: [0, 1], fdsLeft: 0, childrenLeft: 0, memoryGrowthUnder1MiB: true });
-  }, 120000);
+  }, 500000);
 
   test('an ES module given as a file: URL, a script to evaluate, a data: URL', async () => {
     for (const scenario of ['esm', 'eval', 'dataUrl']) {
