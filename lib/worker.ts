@@ -101,6 +101,8 @@ const kDefaultStackSizeMb = 4;
 const kNoticeFd = 4;
 export const kControlFds = [5, 6] as const;
 const bootstrap = path.join(__dirname, 'worker-child.js');
+// The most messages delivered from the public channel once the worker process has ended.
+const kDrainLimit = 1 << 16;
 
 let nextThreadId = 1;
 
@@ -382,7 +384,10 @@ export class Worker extends EventEmitter {
     if (this.#public === null) return;
     const outOfMemory = readNotice(this.#noticeFd);
     this.#drainControl();
-    for (;;) {
+    // What the worker posted is in the rings (a few thousand records at most: 512 KiB of small ones)
+    // or on its way in the large ring. The cap is for a worker that handed its parentPort on to a
+    // process that lives on and keeps the ring full: its later messages are not the worker's.
+    for (let left = kDrainLimit; left > 0; left--) {
       let entry;
       try {
         entry = receiveMessageOnPort(this.#public);
