@@ -49,7 +49,8 @@ function isLoadScript(value: unknown): value is LoadScript {
   const load = value as LoadScript | null;
   return typeof load === 'object' && load !== null && load.type === controlTypes.LOAD_SCRIPT &&
     typeof load.filename === 'string' && Number.isInteger(load.noticeFd) && Number.isInteger(load.threadId) &&
-    Array.isArray(load.argv) && Array.isArray(load.execArgv);
+    Array.isArray(load.argv) && Array.isArray(load.execArgv) &&
+    typeof load.resourceLimits === 'object' && load.resourceLimits !== null;
 }
 
 function run(carrier: MessagePort, control: MessagePort, load: LoadScript): void {
