@@ -71,7 +71,7 @@ function formatList(items: string[], type = 'and'): string {
 }
 
 /** How Node describes the value it received ("type number (5)", "an instance of Map"...). */
-export function describeReceived(value: unknown): string {
+function describeReceived(value: unknown): string {
   if (value === null) return 'null';
   if (value === undefined) return 'undefined';
   switch (typeof value) {
