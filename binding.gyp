@@ -11,7 +11,8 @@
         "native/rendezvous.cc",
         "native/ring.cc",
         "native/segment.cc",
-        "native/serializer.cc"
+        "native/serializer.cc",
+        "native/worker.cc"
       ],
       # Calls into a terminating worker (worker.terminate()) fail; without this node-addon-api
       # turns that into a fatal error instead of an exception we can drop.

@@ -1,6 +1,6 @@
 'use strict';
 // One benchmark run in a fresh process:  node bench/case.js <transport> <case> <count> <warmup>
-//   transport: crossport | worker_threads | ipc-json | ipc-advanced
+//   transport: crossport | crossport-worker | worker_threads | ipc-json | ipc-advanced
 //   case:      small | pingpong | u8-{4k,64k,1m}-{clone,transfer} | channels | idle   (see payload.js)
 //   count:     messages timed (round trips for pingpong; channels created for idle)
 // Starts the peer (bench/peer.js) over the given transport, runs the case, shuts the peer down and
@@ -62,6 +62,20 @@ function startEndpoint() {
     endpoint.pid = child.pid;
     endpoint.shutdown = async () => {
       port.close();
+      return endpoint.exitPromise;
+    };
+  } else if (transport === 'crossport-worker') {
+    // crossport's Worker: worker_threads' API, the peer in a process of its own.
+    const crossport = require('crossport-ipc');
+    const worker = new crossport.Worker(PEER, { workerData: { transport, kase: kaseName, count, warmup } });
+    worker.on('message', dispatch);
+    worker.on('error', fail);
+    endpoint.post = (value, transfer) => worker.postMessage(value, transfer);
+    endpoint.MessageChannel = crossport.MessageChannel;
+    endpoint.pid = worker.pid;
+    endpoint.exitPromise = new Promise((resolve) => worker.on('exit', (code) => resolve({ code, signal: null })));
+    endpoint.shutdown = async () => {
+      await worker.terminate();
       return endpoint.exitPromise;
     };
   } else if (transport === 'worker_threads') {
@@ -407,12 +421,13 @@ async function main() {
   clearTimeout(timer);
   if (peerExit.timeout) {
     result.ok = false;
-    result.error = `peer did not exit within ${SHUTDOWN_TIMEOUT_MS} ms of shutdown (${transport === 'crossport' ? 'port.close()' : transport === 'worker_threads' ? 'terminate()' : 'disconnect()'})`;
+    result.error = `peer did not exit within ${SHUTDOWN_TIMEOUT_MS} ms of shutdown (${transport === 'crossport' ? 'port.close()' : transport.endsWith('worker') || transport === 'worker_threads' ? 'terminate()' : 'disconnect()'})`;
     printResult(result);
     process.exit(1);
   }
   result.peerExit = peerExit;
-  if (transport !== 'worker_threads' && (peerExit.code !== 0 || peerExit.signal !== null)) {
+  // Workers are ended by terminate() (exit code 1); the other peers leave by themselves.
+  if (!transport.endsWith('worker') && transport !== 'worker_threads' && (peerExit.code !== 0 || peerExit.signal !== null)) {
     result.ok = false;
     result.error = `peer exited with code ${peerExit.code}, signal ${peerExit.signal}`;
   }

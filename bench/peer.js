@@ -3,6 +3,7 @@
 //   - a crossport child:            crossport fork(peer.js, [transport, kase, count, warmup])
 //   - a child_process IPC child:    child_process.fork(peer.js, [...], { serialization })
 //   - a worker_threads Worker:      new Worker(peer.js, { workerData: { transport, kase, count, warmup } })
+//   - a crossport Worker:           the same, with crossport's Worker (a process)
 // The case names and payloads are in payload.js.
 //
 // Pipelined cases (small, u8-*, channels): counts and checks every message; answers { ack: n } every
@@ -22,9 +23,12 @@ const payload = require('./payload');
 let transport, kaseName, count, warmup;
 if (!workerThreads.isMainThread) {
   ({ transport, kase: kaseName, count, warmup } = workerThreads.workerData);
-} else {
+} else if (process.argv.length > 2) {
   [transport, kaseName] = process.argv.slice(2, 4);
   [count, warmup] = process.argv.slice(4, 6).map(Number);
+} else {
+  // The process of a crossport Worker.
+  ({ transport, kase: kaseName, count, warmup } = require('crossport-ipc').workerData);
 }
 const kase = payload.parseCase(kaseName);
 const total = warmup + count;
@@ -36,7 +40,7 @@ if (transport === 'worker_threads') {
   const port = workerThreads.parentPort;
   send = (message) => port.postMessage(message);
   listen = (handler) => port.on('message', handler);
-} else if (transport === 'crossport') {
+} else if (transport === 'crossport' || transport === 'crossport-worker') {
   const { parentPort } = require('crossport-ipc');
   if (parentPort === null) throw new Error('peer.js: crossport parentPort is null (not started by crossport fork?)');
   send = (message) => parentPort.postMessage(message);

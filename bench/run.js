@@ -3,12 +3,13 @@
 //   BENCH_QUICK=1       counts / 10 and 3 runs instead of 5 (under a minute; the full run takes about 6)
 //   BENCH_ONLY=<cases>  same as --only; a name also selects the cases it prefixes: `u8` all byte
 //                       cases, `u8-1m` both 1 MiB ones. Cases: small pingpong u8-{4k,64k,1m}-{clone,transfer}
-//                       channels idle.
+//                       channels idle startup.
 //   BENCH_REPEATS=<n>   runs per (case, transport), default 5 (3 quick)
 //   BENCH_TIMEOUT_MS    per-run timeout (default 60 s, 30 s quick)
 //
-// Compares four ways for two Node.js contexts to exchange messages:
+// Compares five ways for two Node.js contexts to exchange messages:
 //   crossport       parent <-> child made with crossport fork(), child.port <-> parentPort
+//   crossport-worker  crossport's Worker (a process), worker.postMessage <-> parentPort
 //   worker_threads  main thread <-> Worker, worker.postMessage <-> parentPort
 //   ipc-json        child_process.fork IPC, serialization: 'json'
 //   ipc-advanced    child_process.fork IPC, serialization: 'advanced'
@@ -24,6 +25,10 @@
 //                   the peer), the small object round-robin over them: aggregate msgs/s
 //   idle            1000 idle channels, both ends listening: RSS and fds per channel on each side
 // channels and idle do not apply to IPC (one channel per child): n.a.
+//   startup         (bench/startup.js) a Worker or child started and ended again and again: ms from
+//                   the constructor (new Worker / fork()) to 'online' and to the first message it
+//                   posts, for crossport's Worker, worker_threads' Worker, child_process.fork and
+//                   crossport fork(); medians of each run, then the median and range over runs
 // Every (case, transport) pair runs REPEATS times, each time in fresh processes
 // (`node bench/case.js <transport> <case> <count> <warmup>`), transports interleaved and their order
 // rotated between repeats; the tables show medians, and each as a ratio to worker_threads.
@@ -37,8 +42,9 @@ const path = require('node:path');
 const QUICK = Boolean(process.env.BENCH_QUICK) && process.env.BENCH_QUICK !== '0';
 const SCALE = QUICK ? 10 : 1;
 const REPEATS = Number(process.env.BENCH_REPEATS) || (QUICK ? 3 : 5);
-const TRANSPORTS = ['crossport', 'worker_threads', 'ipc-json', 'ipc-advanced'];
-const CHANNEL_TRANSPORTS = ['crossport', 'worker_threads'];
+const TRANSPORTS = ['crossport', 'crossport-worker', 'worker_threads', 'ipc-json', 'ipc-advanced'];
+const CHANNEL_TRANSPORTS = ['crossport', 'crossport-worker', 'worker_threads'];
+const STARTUP_TRANSPORTS = ['crossport-worker', 'worker_threads', 'fork', 'crossport-fork'];
 const BASELINE = 'worker_threads';
 const CASES = [
   // Counts give the fastest transport about a second per run; the slowest (IPC) takes a few.
@@ -53,6 +59,8 @@ const CASES = [
   { name: 'channels', count: 500000, warmup: 50000, transports: CHANNEL_TRANSPORTS },
   // count = channels created; --expose-gc lets both sides collect before measuring.
   { name: 'idle', count: 1000, warmup: 0, transports: CHANNEL_TRANSPORTS, nodeArgs: ['--expose-gc'] },
+  // count = starts measured per run, one after another.
+  { name: 'startup', count: 20, warmup: 2, transports: STARTUP_TRANSPORTS, script: 'startup.js' },
 ].map((kase) => ({
   transports: TRANSPORTS,
   nodeArgs: [],
@@ -79,6 +87,7 @@ const METRICS = {
     'fdsPerChannelPeer',
     'fdsPerChannelTotal',
   ],
+  startup: ['onlineMs', 'firstMessageMs'],
 };
 
 function metricsOf(name) {
@@ -107,7 +116,8 @@ function runOne(transport, kase) {
     // detached: the run gets its own process group, so a timeout can kill the peer it forked too.
     const child = childProcess.spawn(
       process.execPath,
-      [...kase.nodeArgs, CASE_SCRIPT, transport, kase.name, String(kase.count), String(kase.warmup)],
+      [...kase.nodeArgs, kase.script ? path.join(__dirname, kase.script) : CASE_SCRIPT, transport, kase.name,
+        String(kase.count), String(kase.warmup)],
       { stdio: ['ignore', 'pipe', 'pipe'], detached: true },
     );
     let stdout = '';
@@ -342,6 +352,29 @@ function tables(cases, summary) {
       ),
     );
   }
+  if (summary.startup) {
+    const fork = summary.startup.fork.firstMessageMs.median;
+    const range = (entry) => (entry.runs.length ? `${formatNumber(Math.min(...entry.runs))} - ${formatNumber(Math.max(...entry.runs))}` : '');
+    section(
+      `Start-up: from the constructor to 'online' and to the first message, ms (lower better; ${count('startup')} starts per run, one after another)`,
+      renderTable(
+        ['transport', "to 'online'", 'to first message', 'range over runs', 'vs child_process.fork', 'note'],
+        STARTUP_TRANSPORTS.map((t) => {
+          const e = summary.startup[t];
+          const first = e.firstMessageMs.median;
+          return [
+            t,
+            e.onlineMs.median === null ? 'n.a.' : cell(e.onlineMs),
+            cell(e.firstMessageMs),
+            range(e.firstMessageMs),
+            first !== null && fork ? `${(first / fork).toFixed(2)}x` : 'n/a',
+            { 'crossport-worker': 'a process; loads crossport', fork: 'child_process.fork, IPC message', 'crossport-fork': 'loads crossport' }[t] || '',
+          ];
+        }),
+        [0, 5],
+      ),
+    );
+  }
   if (summary.small) {
     section(
       'CPU seconds per million small messages (= µs per message), user + system, from the small-object runs (lower better)',
@@ -368,7 +401,7 @@ function tables(cases, summary) {
 // A median hides a bimodal set of runs (on 2 vCPUs, whether the two sides shared a core decides a
 // lot); list the headline figures whose runs spread by more than SPREAD.
 const SPREAD = 1.5;
-const HEADLINE = { small: 'msgsPerSec', pingpong: 'p50us', channels: 'msgsPerSec', idle: 'rssKiBPerChannelTotal' };
+const HEADLINE = { small: 'msgsPerSec', pingpong: 'p50us', channels: 'msgsPerSec', idle: 'rssKiBPerChannelTotal', startup: 'firstMessageMs' };
 
 function spreadNotes(cases, summary) {
   const notes = [];
@@ -392,6 +425,9 @@ function formatLoad(averages) {
 function progressFigure(result) {
   if (!result.ok) return `FAILED: ${result.error}`;
   if (result.case === 'pingpong') return `p50 ${formatNumber(result.p50us)} µs, p99 ${formatNumber(result.p99us)} µs`;
+  if (result.case === 'startup') {
+    return `online ${result.onlineMs === null ? 'n.a.' : `${formatNumber(result.onlineMs)} ms`}, first message ${formatNumber(result.firstMessageMs)} ms`;
+  }
   if (result.case === 'idle') {
     return `RSS ${formatNumber(result.rssKiBPerChannelTotal)} KiB/channel, ${formatNumber(result.fdsPerChannelTotal)} fds/channel`;
   }

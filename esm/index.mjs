@@ -13,5 +13,10 @@ export const {
   Server,
   fork,
   parentPort,
+  Worker,
+  isMainThread,
+  workerData,
+  threadId,
+  resourceLimits,
 } = crossport;
 export default crossport;

@@ -2,4 +2,15 @@ export { MessageChannel, MessagePort, receiveMessageOnPort, type TransferItem } 
 export { FileDescriptor } from './handles';
 export { exportPort, importPort, type PortToken } from './handoff';
 export { connect, listen, Server, type ConnectedPort, type ConnectOptions, type ListenOptions, type Peer } from './rendezvous';
-export { fork, parentPort, type CrossportChildProcess } from './process';
+export { fork, type CrossportChildProcess } from './process';
+export {
+  Worker,
+  isMainThread,
+  parentPort,
+  workerData,
+  threadId,
+  resourceLimits,
+  type WorkerOptions,
+  type ResourceLimits,
+  type EventLoopUtilization,
+} from './worker';

@@ -108,6 +108,23 @@ export interface Native {
   refuse(fd: number): void;
   /** The connecting side's port once the listener answered, or null before. */
   arrive(fd: number): PortHandle | null;
+  /**
+   * [the parent's end, the worker process's end] of a socket pair (close-on-exec, non-blocking)
+   * on which a worker process sends one byte, 'M', when its heap is about to run out.
+   */
+  noticePair(): [number, number];
+  /**
+   * In a worker process: on the heap's near-limit callback, flush what ports queue, send 'M' on
+   * `fd` (taken, made close-on-exec) and end the process with exit code 1.
+   */
+  watchHeapLimit(fd: number): void;
+  /**
+   * Lets JavaScript use the top `kib` KiB of this thread's stack (V8's stack limit); the KiB
+   * granted (less when the stack is smaller), or 0 when the limit stays as it was.
+   */
+  setStackSize(kib: number): number;
+  /** Asks for `signal` when the parent process ends; false where the system cannot. */
+  setParentDeathSignal(signal: number): boolean;
 }
 
 /** node-gyp-build: the binary for this Node (its ABI, platform, arch and libc) or the local build. */

@@ -20,6 +20,7 @@
 #include "port.h"
 #include "rendezvous.h"
 #include "segment.h"
+#include "worker.h"
 
 namespace crossport {
 
@@ -192,6 +193,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("takeOver", Napi::Function::New(env, TakeOver, "takeOver"));
   exports.Set("newPortObject", Napi::Function::New(env, NewPort, "newPortObject"));
   DefineRendezvous(env, exports);
+  DefineWorker(env, exports);
   return exports;
 }
 

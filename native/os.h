@@ -114,4 +114,15 @@ bool SetCloseOnExec(int fd);
 // Duplicates an fd, close-on-exec; -1 on failure.
 int Duplicate(int fd, SystemError* err);
 
+// Sends one packet holding the single byte `byte` without blocking; false if it could not.
+bool SendByte(int socket, char byte);
+// Asks the kernel to send this process `signal` when its parent (the thread that forked it)
+// ends. False where the system has no such facility.
+bool SetParentDeathSignal(int signal);
+// Ends the process at once with `status`: no atexit handlers, no static destructors.
+[[noreturn]] void ExitNow(int status);
+// The bounds [low, high) of the calling thread's stack (for the main thread, as far as its
+// RLIMIT_STACK lets it grow); false where the system does not say.
+bool ThreadStackBounds(uintptr_t* low, uintptr_t* high);
+
 }  // namespace crossport::os

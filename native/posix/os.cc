@@ -6,7 +6,11 @@
 #include <sched.h>
 #include <string.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/mman.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -558,6 +562,45 @@ int Duplicate(int fd, SystemError* err) {
   int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (copy < 0) SetError(err, "fcntl");
   return copy;
+}
+
+bool SendByte(int socket, char byte) {
+  for (;;) {
+    if (send(socket, &byte, 1, MSG_NOSIGNAL | MSG_DONTWAIT) == 1) return true;
+    if (errno != EINTR) return false;
+  }
+}
+
+bool SetParentDeathSignal(int signal) {
+#ifdef __linux__
+  return prctl(PR_SET_PDEATHSIG, static_cast<unsigned long>(signal)) == 0;
+#else
+  return false;
+#endif
+}
+
+void ExitNow(int status) { _exit(status); }
+
+bool ThreadStackBounds(uintptr_t* low, uintptr_t* high) {
+#if defined(__linux__)
+  pthread_attr_t attributes;
+  if (pthread_getattr_np(pthread_self(), &attributes) != 0) return false;
+  void* address = nullptr;
+  size_t size = 0;
+  bool known = pthread_attr_getstack(&attributes, &address, &size) == 0;
+  pthread_attr_destroy(&attributes);
+  if (!known) return false;
+  *low = reinterpret_cast<uintptr_t>(address);
+  *high = *low + size;
+  return true;
+#elif defined(__APPLE__)
+  pthread_t self = pthread_self();
+  *high = reinterpret_cast<uintptr_t>(pthread_get_stackaddr_np(self));
+  *low = *high - pthread_get_stacksize_np(self);
+  return true;
+#else
+  return false;
+#endif
 }
 
 }  // namespace crossport::os

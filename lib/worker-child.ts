@@ -1,0 +1,202 @@
+// The main module of a Worker's process (lib/worker.ts starts it with fork()). Before any user
+// code runs it takes, as a worker thread's bootstrap does (Node's lib/internal/main/
+// worker_thread.js), the script to run and its workerData from the control channel (whose end
+// this process inherits as two fds); then it sets what crossport's worker exports hold, reports
+// an uncaught exception to the parent as a worker thread does, says it is online, and runs the
+// script.
+import Module from 'node:module';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as v8 from 'node:v8';
+import * as vm from 'node:vm';
+
+import { serializeError } from './error-serdes';
+import { native } from './native';
+import { createPort, type MessagePort, receiveMessageOnPort } from './port';
+import { parentPort } from './process';
+import { controlTypes, enterWorker, kControlFds, kStackBufferKb, type LoadScript, type ResourceLimits } from './worker';
+
+const MB = 1024 * 1024;
+
+function fail(reason: string): never {
+  process.stderr.write(`crossport: ${reason}\n`);
+  process.exit(1);
+}
+
+function main(): void {
+  // argv: [node, this file, the worker's script (shown by ps), the control channel's side]
+  const side = Number(process.argv[3]);
+  if (parentPort === null || (side !== 0 && side !== 1)) fail('worker-child.js runs only as the process of a Worker');
+  const carrier = parentPort;
+  let control: MessagePort;
+  try {
+    control = createPort(native.adopt(kControlFds[0], kControlFds[1], side));
+  } catch (error) {
+    fail(`no control channel (${(error as Error).message})`);
+  }
+  // The script was posted before this process started: it waits in the channel, unless it was
+  // too large for the ring and the parent is still writing it.
+  const take = (load: unknown) => {
+    if (!isLoadScript(load)) fail('the parent sent no script to run');
+    run(carrier, control, load);
+  };
+  const entry = receiveMessageOnPort(control);
+  if (entry !== undefined) take(entry.message);
+  else control.once('message', take);
+}
+
+function isLoadScript(value: unknown): value is LoadScript {
+  const load = value as LoadScript | null;
+  return typeof load === 'object' && load !== null && load.type === controlTypes.LOAD_SCRIPT &&
+    typeof load.filename === 'string' && Number.isInteger(load.noticeFd) && Number.isInteger(load.threadId) &&
+    Array.isArray(load.argv) && Array.isArray(load.execArgv) &&
+    typeof load.resourceLimits === 'object' && load.resourceLimits !== null;
+}
+
+function run(carrier: MessagePort, control: MessagePort, load: LoadScript): void {
+  // A worker thread cannot outlive its process; nor does this one outlive its parent: the
+  // kernel kills it when the parent goes (Linux), and the control channel's end says so too.
+  native.setParentDeathSignal(os.constants.signals.SIGKILL);
+  if (process.ppid !== load.parentPid) process.exit(1);
+  control.on('close', () => process.exit(1));
+  native.watchHeapLimit(load.noticeFd);
+
+  const resourceLimits = runningLimits(load.resourceLimits, stackSize(load.resourceLimits.stackSizeMb ?? -1, load.execArgv));
+  enterWorker({ parentPort: carrier, workerData: load.workerData, threadId: load.threadId, resourceLimits });
+  // What a worker thread sees: the execArgv it was given (not our V8 flags), argv after the script.
+  process.execArgv.splice(0, process.execArgv.length, ...load.execArgv);
+  const script = load.doEval === 'module' ? [] : [load.doEval === 'classic' ? '[worker eval]' : load.filename];
+  process.argv.splice(1, process.argv.length - 1, ...script, ...load.argv);
+  if (load.name) process.title = load.name;
+  const reportFatal = reportUncaughtExceptions(control);
+
+  control.postMessage({ type: controlTypes.UP_AND_RUNNING, resourceLimits });
+  switch (load.doEval) {
+    case 'classic':
+      evalScript('[worker eval]', load.filename);
+      break;
+    case 'module':
+      importModule(load.filename).catch((error: unknown) => reportFatal(error, true));
+      break;
+    default:
+      (Module as unknown as { runMain(): void }).runMain();
+  }
+}
+
+/**
+ * The limits as a worker thread reports them: those given, and for the heap limits left to V8,
+ * what V8 says. V8 reports only the sum of the two heap generations (heap_size_limit), so one of
+ * them left to V8 is known from the other; when both are, they stay -1. The code range has no
+ * flag in a process: V8's default, 0.
+ */
+function runningLimits(given: ResourceLimits, stackSizeMb: number): Required<ResourceLimits> {
+  const heapMb = v8.getHeapStatistics().heap_size_limit / MB;
+  let young = given.maxYoungGenerationSizeMb ?? -1;
+  let old = given.maxOldGenerationSizeMb ?? -1;
+  if (young > 0 && old <= 0) old = heapMb - 3 * Math.max(1, Math.ceil(young / 3));
+  else if (old > 0 && young <= 0) young = heapMb - Math.ceil(old);
+  return {
+    maxYoungGenerationSizeMb: young,
+    maxOldGenerationSizeMb: old,
+    codeRangeSizeMb: given.codeRangeSizeMb !== undefined && given.codeRangeSizeMb > 0 ? given.codeRangeSizeMb : 0,
+    stackSizeMb,
+  };
+}
+
+/**
+ * Gives JavaScript the stack a worker thread of `mb` MiB has (the top of this process's stack,
+ * less Node's 192 KiB guard), unless execArgv sets V8's --stack-size itself. The size in effect,
+ * in MiB as resourceLimits.stackSizeMb counts it; -1 when unknown.
+ */
+function stackSize(mb: number, execArgv: string[]): number {
+  const index = execArgv.findIndex((arg) => /^--stack[-_]size(=|$)/.test(arg));
+  if (index >= 0) {
+    const kib = Number(execArgv[index].includes('=') ? execArgv[index].split('=')[1] : execArgv[index + 1]);
+    return Number.isFinite(kib) ? (kib + kStackBufferKb) / 1024 : -1;
+  }
+  const granted = native.setStackSize(mb * 1024 - kStackBufferKb);
+  return granted > 0 ? (granted + kStackBufferKb) / 1024 : -1;
+}
+
+type FatalException = (error: unknown, fromPromise: boolean) => boolean;
+
+/**
+ * An uncaught exception ends the worker as it ends a worker thread (workerOnGlobalUncaughtException
+ * in Node's worker_thread.js): process 'uncaughtException' listeners may handle it; if none does,
+ * the exit code is 1, 'exit' is emitted, the exception goes to the parent (its 'error' event),
+ * encoded as Node encodes it, and the process exits without printing it. Node calls
+ * process._fatalException for every uncaught exception and lets it be replaced (a worker
+ * thread's bootstrap does the same).
+ */
+function reportUncaughtExceptions(control: MessagePort): FatalException {
+  const processInternals = process as unknown as { _fatalException?: FatalException; _exiting?: boolean };
+  const original = processInternals._fatalException;
+  const report: FatalException = function (this: unknown, error, fromPromise) {
+    let handled = false;
+    let handlerThrew = false;
+    try {
+      handled = original ? original.call(this, error, fromPromise) : false;
+    } catch (thrown) {
+      error = thrown;
+      handlerThrew = true;
+    }
+    if (handled) return true;
+    if (!processInternals._exiting) {
+      try {
+        processInternals._exiting = true;
+        process.exitCode = 1;
+        if (!handlerThrew) process.emit('exit', 1);
+      } catch {
+        // On regardless.
+      }
+    }
+    let serialized: Buffer | undefined;
+    try {
+      serialized = serializeError(error);
+    } catch {
+      // Reported as unserializable.
+    }
+    try {
+      control.postMessage(serialized === undefined
+        ? { type: controlTypes.COULD_NOT_SERIALIZE_ERROR }
+        : { type: controlTypes.ERROR_MESSAGE, error: serialized });
+    } catch {
+      // The parent will see the exit code.
+    }
+    // 'exit' has been emitted, and with it the flush of what ports still queued: again, for
+    // this message and anything 'exit' listeners posted.
+    native.stop();
+    process.exit();
+  };
+  if (original !== undefined) processInternals._fatalException = report;
+  return report;
+}
+
+/** Runs `body` as Node runs `node -e` and a worker thread its eval: (lib/internal/process/execution.js). */
+function evalScript(name: string, body: string): void {
+  const cwd = process.cwd();
+  const CJSModule = Module as unknown as {
+    new (id: string): NodeJS.Module & { _compile(content: string, filename: string): unknown };
+    _nodeModulePaths(from: string): string[];
+  };
+  const module = new CJSModule(name);
+  module.filename = path.join(cwd, name);
+  module.paths = CJSModule._nodeModulePaths(cwd);
+  const wrapper = `globalThis.module = module; globalThis.exports = exports;
+    globalThis.__dirname = __dirname; globalThis.require = require; return (main) => main();`;
+  (globalThis as { __filename?: string }).__filename = name;
+  const runInWrapper = module._compile(wrapper, `${name}-wrapper`) as (main: () => unknown) => unknown;
+  const importModuleDynamically = (vm as unknown as { constants?: { USE_MAIN_CONTEXT_DEFAULT_LOADER?: symbol } }).constants
+    ?.USE_MAIN_CONTEXT_DEFAULT_LOADER;
+  runInWrapper(() => vm.runInThisContext(body, {
+    filename: name,
+    displayErrors: true,
+    ...(importModuleDynamically ? { importModuleDynamically } : {}),
+  } as vm.RunningScriptOptions));
+}
+
+// TypeScript would turn import() into require() in this CommonJS module.
+// eslint-disable-next-line @typescript-eslint/no-implied-eval
+const importModule = new Function('specifier', 'return import(specifier)') as (specifier: string) => Promise<unknown>;
+
+main();

@@ -1,0 +1,724 @@
+// Worker: worker_threads.Worker's API, with the worker in its own process. A layer above fork()
+// and parentPort (DESIGN.md §9): the worker's messages travel over the port that fork() makes;
+// its exit, signals, stdio and resource limits come from the ChildProcess.
+//
+// Two channels join the parent and the worker process, as two ports join a worker thread to its
+// parent in Node: the one fork() makes is the *public* channel (Worker#postMessage, 'message', the
+// worker's parentPort); a *control* channel carries what Node's internal port carries: the script
+// to load with workerData, then 'online' and the worker's uncaught exception. The control channel
+// is made, and the script posted on it, before the process is started, so that a workerData that
+// cannot be cloned throws with nothing started, as in Node; the process inherits the channel's
+// other end as two fds (as fork() passes its own), which its bootstrap (worker-child.ts) adopts.
+import * as childProcess from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import type { Readable, Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { inspect } from 'node:util';
+import * as workerThreads from 'node:worker_threads';
+
+import { deserializeError } from './error-serdes';
+import { codedError, invalidArgType, invalidArgValue } from './errors';
+import { native } from './native';
+import { handleOf, MessageChannel, type MessagePort, receiveMessageOnPort, type TransferItem } from './port';
+import { fork, parentPort as forkParentPort } from './process';
+
+/** worker_threads.SHARE_ENV, which a process cannot honour (see WorkerOptions.env). */
+const SHARE_ENV = Symbol.for('nodejs.worker_threads.SHARE_ENV');
+
+export interface ResourceLimits {
+  maxYoungGenerationSizeMb?: number;
+  maxOldGenerationSizeMb?: number;
+  codeRangeSizeMb?: number;
+  stackSizeMb?: number;
+}
+
+/** worker_threads.WorkerOptions, and what only a process can add. */
+export interface WorkerOptions {
+  argv?: unknown[];
+  /** An object (a copy of it becomes the worker's process.env). Default: process.env. */
+  env?: NodeJS.Dict<string> | typeof SHARE_ENV;
+  eval?: boolean;
+  execArgv?: string[];
+  stdin?: boolean;
+  stdout?: boolean;
+  stderr?: boolean;
+  workerData?: any;
+  /** Moved to the worker with workerData: ArrayBuffers, crossport MessagePorts, OS handles. */
+  transferList?: readonly TransferItem[];
+  resourceLimits?: ResourceLimits;
+  name?: string;
+  trackUnmanagedFds?: boolean;
+  /** The worker process's working directory. Default: this process's. */
+  cwd?: string | Buffer | URL;
+  /** The worker process's user id (setuid). */
+  uid?: number;
+  /** The worker process's group id (setgid). */
+  gid?: number;
+  /** The signal terminate() sends first. Default: 'SIGTERM'. */
+  killSignal?: NodeJS.Signals | number;
+  /**
+   * Milliseconds terminate() waits after killSignal before it sends SIGKILL; Infinity: never.
+   * Default: 5000.
+   */
+  killTimeout?: number;
+}
+
+type Limits = Required<ResourceLimits>;
+
+// What travels on the control channel (as Node's messageTypes in lib/internal/worker/io.js).
+const LOAD_SCRIPT = 'loadScript';
+const UP_AND_RUNNING = 'upAndRunning';
+const ERROR_MESSAGE = 'errorMessage';
+const COULD_NOT_SERIALIZE_ERROR = 'couldNotSerializeError';
+
+/** The first message on the control channel: what the worker process is to run. */
+export interface LoadScript {
+  type: typeof LOAD_SCRIPT;
+  filename: string;
+  /** false: a file; 'classic': filename is a script to evaluate; 'module': a data: URL. */
+  doEval: false | 'classic' | 'module';
+  argv: string[];
+  execArgv: string[];
+  workerData: unknown;
+  threadId: number;
+  resourceLimits: Limits;
+  name: string;
+  noticeFd: number;
+  parentPid: number;
+}
+
+const kDefaultKillTimeout = 5000;
+// Node's stack guard for a worker thread (kStackBufferSize in src/node_worker.h) and its default
+// stack (Worker::kStackSize).
+export const kStackBufferKb = 192;
+const kDefaultStackSizeMb = 4;
+// Where a worker process finds its out-of-memory notice fd (after stdin, stdout, stderr, ipc),
+// then its end of the control channel (segment, socket).
+const kNoticeFd = 4;
+export const kControlFds = [5, 6] as const;
+const bootstrap = path.join(__dirname, 'worker-child.js');
+// The most messages delivered from the public channel once the worker process has ended.
+const kDrainLimit = 1 << 16;
+
+let nextThreadId = 1;
+
+export class Worker extends EventEmitter {
+  readonly #threadId: number;
+  #limits: Limits;
+  readonly #killSignal: NodeJS.Signals | number;
+  readonly #killTimeout: number;
+  /** The execArgv the worker was given (without our V8 flags). */
+  readonly #execArgv: string[];
+  readonly #child: childProcess.ChildProcess;
+  /** Our end of the public channel; null once the worker has exited. */
+  #public: MessagePort | null;
+  #control: MessagePort | null;
+  #noticeFd: number;
+  #online = false;
+  #onlineAt = 0;
+  #onlineCpuMs = 0;
+  /** The worker's uncaught exception, encoded, until the process has ended. */
+  #uncaught: { error: Buffer } | { unserializable: true } | null = null;
+  #terminating = false;
+  #killTimer: NodeJS.Timeout | null = null;
+  readonly #forward = (value: unknown) => this.#emitFromPort('message', value);
+  /** Node's Worker#performance: eventLoopUtilization() (approximated, see below). */
+  readonly performance: {
+    eventLoopUtilization(utilization1?: EventLoopUtilization, utilization2?: EventLoopUtilization): EventLoopUtilization;
+  };
+
+  constructor(filename: string | URL, options: WorkerOptions = {}) {
+    super();
+    // The checks of Node's Worker constructor (lib/internal/worker.js), in its order.
+    if (options.execArgv) validateArray(options.execArgv, 'options.execArgv');
+    let argv: string[] = [];
+    if (options.argv) {
+      validateArray(options.argv, 'options.argv');
+      argv = options.argv.map(String);
+    }
+    let doEval: LoadScript['doEval'];
+    if (options.eval) {
+      if (typeof filename !== 'string') {
+        throw invalidArgValue('options.eval', options.eval, "must be false when 'filename' is not a string");
+      }
+      doEval = 'classic';
+    } else if (isURL(filename) && filename.protocol === 'data:') {
+      doEval = 'module';
+      filename = `${filename}`;
+    } else {
+      doEval = false;
+      if (isURL(filename)) {
+        filename = fileURLToPath(filename);
+      } else if (typeof filename !== 'string') {
+        throw invalidArgType('filename', ['string', 'URL'], filename);
+      } else if (path.isAbsolute(filename) || /^\.\.?[\\/]/.test(filename)) {
+        filename = path.resolve(filename);
+      } else {
+        throw workerPathError(filename);
+      }
+    }
+    const env = workerEnv(options.env);
+    let name = '';
+    if (options.name) {
+      validateString(options.name, 'options.name');
+      name = options.name.trim();
+    }
+    // What only a process has, checked as child_process checks it, before anything is moved.
+    const cwd = validateCwd(options.cwd);
+    validateId(options.uid, 'options.uid');
+    validateId(options.gid, 'options.gid');
+    this.#killSignal = validateSignal(options.killSignal);
+    this.#killTimeout = validateKillTimeout(options.killTimeout);
+
+    const limits = launchLimits(parseResourceLimits(options.resourceLimits));
+    const userExecArgv = options.execArgv ? options.execArgv.map(String) : inheritedExecArgv();
+    this.#execArgv = userExecArgv;
+    this.#threadId = nextThreadId++;
+    this.#limits = limits;
+
+    // The script, workerData and its transfer list go out before the process exists: a value
+    // that cannot be cloned throws here, with nothing started, as in Node.
+    const load: LoadScript = {
+      type: LOAD_SCRIPT,
+      filename: filename as string,
+      doEval,
+      argv,
+      execArgv: userExecArgv,
+      workerData: options.workerData,
+      threadId: this.#threadId,
+      resourceLimits: limits,
+      name,
+      noticeFd: kNoticeFd,
+      parentPid: process.pid,
+    };
+    const control = new MessageChannel();
+    let child: ReturnType<typeof fork>;
+    let noticeFds: number[] = [];
+    let controlFds: number[] = [];
+    try {
+      noticeFds = native.noticePair();
+      const transferList = options.transferList ? Array.prototype.slice.call(options.transferList) : [];
+      control.port1.postMessage(load, transferList as TransferItem[]);
+      const [segmentFd, socketFd, side] = handleOf(control.port2).exportFds();
+      controlFds = [segmentFd, socketFd];
+      child = fork(bootstrap, [doEval === false ? (filename as string) : '[worker eval]', String(side)], {
+        execArgv: [...v8Flags(limits), ...userExecArgv],
+        env,
+        cwd: cwd as string | undefined,  // a Buffer too, as child_process takes it
+        uid: options.uid,
+        gid: options.gid,
+        stdio: [options.stdin ? 'pipe' : 'ignore', options.stdout ? 'pipe' : 'inherit',
+          options.stderr ? 'pipe' : 'inherit', 'ipc', noticeFds[1], segmentFd, socketFd],
+      });
+    } catch (error) {
+      control.port1.close();
+      if (noticeFds.length > 0) fs.closeSync(noticeFds[0]);
+      throw error;
+    } finally {
+      // The child has its own copies now (or never will).
+      for (const fd of [...noticeFds.slice(1), ...controlFds]) fs.closeSync(fd);
+      handleOf(control.port2).dispose();
+    }
+    this.#child = child;
+    this.#noticeFd = noticeFds[0];
+    // The IPC channel that child_process.fork insists on is not used: as in a worker thread,
+    // the worker has no process.send().
+    if (child.connected) child.disconnect();
+    this.#public = child.port;
+    this.#control = control.port1;
+    this.#control.on('message', (message) => this.#onControl(message));
+    this.#control.unref();
+    this.#public.on('messageerror', (error) => this.#emitFromPort('messageerror', error));
+    // As Node's setupPortReferencing: the public port listens (and keeps this process alive)
+    // while the Worker has 'message' listeners.
+    this.on('newListener', (event) => {
+      if (event === 'message' && this.listenerCount('message') === 0) this.#public?.on('message', this.#forward);
+    });
+    this.on('removeListener', (event) => {
+      if (event === 'message' && this.listenerCount('message') === 0) this.#public?.off('message', this.#forward);
+    });
+    child.once('exit', (code, signal) => this.#onProcessExit(code, signal));
+    child.on('error', (error) => {
+      // Only a process that could not be started ends here; a failed kill() changes nothing.
+      if (child.pid === undefined) this.#end(initFailed(error), 1);
+    });
+    this.performance = { eventLoopUtilization: eventLoopUtilization.bind(this, () => this.#loopTimes()) };
+  }
+
+  /** Sends a message to the worker's parentPort (nothing once the worker has exited). */
+  postMessage(value: any, transfer?: readonly TransferItem[] | { transfer?: readonly TransferItem[] }): void {
+    if (this.#public === null) return;
+    // eslint-disable-next-line prefer-rest-params
+    Reflect.apply(this.#public.postMessage, this.#public, arguments);
+  }
+
+  /**
+   * Stops the worker: sends killSignal, then SIGKILL after killTimeout. Resolves with the exit
+   * code once 'exit' has been emitted (for a worker that the signal ended, 1, or 0 if it had not
+   * yet come online, as worker_threads), or with undefined when the worker had already exited.
+   */
+  terminate(callback?: (error: Error | null, exitCode?: number) => void): Promise<number | undefined> {
+    this.ref();
+    if (typeof callback === 'function') {
+      process.emitWarning('Passing a callback to worker.terminate() is deprecated. It returns a Promise instead.',
+        'DeprecationWarning', 'DEP0132');
+      if (this.#public === null) return Promise.resolve(undefined);
+      this.once('exit', (exitCode) => callback(null, exitCode));
+    }
+    if (this.#public === null) return Promise.resolve(undefined);
+    if (!this.#terminating) {
+      this.#terminating = true;
+      this.#child.kill(this.#killSignal);
+      if (this.#killTimeout !== Infinity) {
+        this.#killTimer = setTimeout(() => this.#child.kill('SIGKILL'), this.#killTimeout);
+      }
+    }
+    return new Promise((resolve) => this.once('exit', resolve));
+  }
+
+  /** Keeps this process alive while the worker runs (the default). */
+  ref(): void {
+    if (this.#public === null) return;
+    this.#child.ref();
+    this.#public.ref();
+    for (const stream of this.#pipes()) stream.ref();
+  }
+
+  /** Lets this process exit while the worker still runs (the worker then ends with it). */
+  unref(): void {
+    if (this.#public === null) return;
+    this.#child.unref();
+    this.#public.unref();
+    for (const stream of this.#pipes()) stream.unref();
+  }
+
+  /** A number for this worker, unique in this process; -1 once it has exited. */
+  get threadId(): number {
+    return this.#public === null ? -1 : this.#threadId;
+  }
+
+  /** The worker process's id (not in worker_threads). */
+  get pid(): number | undefined {
+    return this.#child.pid;
+  }
+
+  /**
+   * The limits the worker runs with ({} once it has exited). Before 'online', -1 stands for a
+   * limit left to V8; after, the worker's own figures (as its resourceLimits export).
+   */
+  get resourceLimits(): ResourceLimits {
+    return this.#public === null ? {} : { ...this.#limits };
+  }
+
+  /** With `stdin: true`, a Writable to the worker's process.stdin; otherwise null. */
+  get stdin(): Writable | null {
+    return this.#child.stdin;
+  }
+
+  /** With `stdout: true`, a Readable of the worker's process.stdout; otherwise null (see docs). */
+  get stdout(): Readable | null {
+    return this.#child.stdout;
+  }
+
+  /** With `stderr: true`, a Readable of the worker's process.stderr; otherwise null. */
+  get stderr(): Readable | null {
+    return this.#child.stderr;
+  }
+
+  /** The stdio pipes (net.Sockets) of stdin/stdout/stderr: true. */
+  #pipes(): { ref(): void; unref(): void }[] {
+    const { stdin, stdout, stderr } = this.#child;
+    return [stdin, stdout, stderr].filter((stream) => stream !== null) as unknown as { ref(): void; unref(): void }[];
+  }
+
+  #onControl(message: unknown): void {
+    if (typeof message !== 'object' || message === null) return;
+    const { type } = message as { type?: unknown };
+    if (type === UP_AND_RUNNING && !this.#online) {
+      this.#online = true;
+      this.#onlineAt = performance.now();
+      this.#onlineCpuMs = mainThreadCpuMs(this.#child.pid) ?? 0;
+      const limits = (message as { resourceLimits?: unknown }).resourceLimits;
+      if (isLimits(limits)) this.#limits = limits;
+      this.#emitFromPort('online');
+    } else if (type === ERROR_MESSAGE) {
+      const { error } = message as { error?: unknown };
+      this.#uncaught = error instanceof Uint8Array ? { error: Buffer.from(error) } : { unserializable: true };
+    } else if (type === COULD_NOT_SERIALIZE_ERROR) {
+      this.#uncaught = { unserializable: true };
+    }
+  }
+
+  /**
+   * Emits what a port delivered. A listener that throws must not throw through the port's
+   * dispatch (a listener's exception there is not yet handled as Node handles it: issue 15), so
+   * its exception is rethrown from a callback of its own, where Node's usual handling applies.
+   */
+  #emitFromPort(event: string, ...args: unknown[]): void {
+    if (event === 'message' && !this.#online) this.#drainControl();
+    try {
+      this.emit(event, ...args);
+    } catch (error) {
+      setImmediate(() => {
+        throw error;
+      });
+    }
+  }
+
+  /** What the worker posted on the control channel before now ('online' comes first). */
+  #drainControl(): void {
+    for (let entry; this.#control !== null && (entry = receiveMessageOnPort(this.#control)) !== undefined;) {
+      this.#onControl(entry.message);
+    }
+  }
+
+  /**
+   * The process has ended: everything it posted is in the channels now. Deliver it, then
+   * 'error' (its uncaught exception, or how it died) and 'exit'.
+   */
+  #onProcessExit(code: number | null, signal: NodeJS.Signals | null): void {
+    if (this.#public === null) return;
+    const outOfMemory = readNotice(this.#noticeFd);
+    this.#drainControl();
+    // What the worker posted is in the rings (a few thousand records at most: 512 KiB of small ones)
+    // or on its way in the large ring. The cap is for a worker that handed its parentPort on to a
+    // process that lives on and keeps the ring full: its later messages are not the worker's.
+    for (let left = kDrainLimit; left > 0; left--) {
+      let entry;
+      try {
+        entry = receiveMessageOnPort(this.#public);
+      } catch (error) {
+        this.#emitFromPort('messageerror', error);
+        continue;
+      }
+      if (entry === undefined) break;
+      this.#emitFromPort('message', entry.message);
+    }
+    const terminated = this.#terminating && signal !== null;
+    let error: unknown = null;
+    let exitCode = code ?? 1;
+    if (outOfMemory) {
+      error = codedError(Error, 'ERR_WORKER_OUT_OF_MEMORY', 'Worker terminated due to reaching memory limit: JS heap out of memory');
+    } else if (this.#uncaught !== null) {
+      error = decodeUncaught(this.#uncaught);
+    } else if (signal !== null && !terminated) {
+      error = killedBy(signal);
+    } else if (!this.#online && !terminated && code !== 0) {
+      error = code === 9 ? invalidExecArgv(this.#execArgv) : initFailed(`the worker process exited with code ${code} before it started`);
+    }
+    // A worker thread that terminate() stops before it ran any JavaScript exits with 0, after with 1.
+    if (signal !== null) exitCode = terminated ? Number(this.#online) : 128 + (os.constants.signals[signal] ?? 0);
+    this.#end(error, exitCode);
+  }
+
+  #end(error: unknown, exitCode: number): void {
+    if (this.#public === null) return;
+    this.#public.close();
+    this.#control?.close();
+    this.#public = null;
+    this.#control = null;
+    if (this.#noticeFd >= 0) fs.closeSync(this.#noticeFd);
+    this.#noticeFd = -1;
+    if (this.#killTimer !== null) clearTimeout(this.#killTimer);
+    this.removeAllListeners('message');
+    this.removeAllListeners('messageerror');
+    const exit = () => {
+      this.emit('exit', exitCode);
+      this.removeAllListeners();
+    };
+    if (error !== null) {
+      try {
+        this.emit('error', error);
+      } catch (thrown) {
+        // Nobody listens for 'error': as in Node, that is this process's uncaught exception,
+        // and 'exit' comes after it (if the process survives it).
+        process.nextTick(exit);
+        throw thrown;
+      }
+    }
+    exit();
+  }
+
+  /** [ms since 'online', ms the worker's main thread ran since] for eventLoopUtilization. */
+  #loopTimes(): [number, number] | null {
+    if (!this.#online || this.#public === null) return null;
+    const cpu = mainThreadCpuMs(this.#child.pid);
+    if (cpu === null) return null;
+    return [performance.now() - this.#onlineAt, cpu - this.#onlineCpuMs];
+  }
+}
+
+// `await using worker = new Worker(...)` terminates it at the end of the block (Node >= 22).
+const asyncDispose = (Symbol as { asyncDispose?: symbol }).asyncDispose;
+if (asyncDispose !== undefined) {
+  Object.defineProperty(Worker.prototype, asyncDispose, {
+    async value(this: Worker) {
+      await this.terminate();
+    },
+    configurable: true,
+    writable: true,
+  });
+}
+
+export interface EventLoopUtilization {
+  idle: number;
+  active: number;
+  utilization: number;
+}
+
+/**
+ * Worker#performance.eventLoopUtilization(): Node's shape and arithmetic. Another process's
+ * event loop cannot be read from here, so `active` is the CPU time of the worker's main thread
+ * since 'online' (from /proc), and `idle` the rest of the time since: close to the loop's own
+ * figures for a worker that computes, lower for one that blocks in synchronous I/O.
+ */
+function eventLoopUtilization(
+  times: () => [number, number] | null,
+  utilization1?: EventLoopUtilization,
+  utilization2?: EventLoopUtilization,
+): EventLoopUtilization {
+  const measured = times();
+  if (measured === null) return { idle: 0, active: 0, utilization: 0 };
+  const [elapsed, ran] = measured;
+  const active = Math.min(ran, elapsed);
+  const idle = elapsed - active;
+  if (!utilization1) return { idle, active, utilization: elapsed > 0 ? active / elapsed : 0 };
+  const [from, to] = utilization2 ? [utilization2, utilization1] : [utilization1, { idle, active }];
+  const idleDelta = to.idle - from.idle;
+  const activeDelta = to.active - from.active;
+  return { idle: idleDelta, active: activeDelta, utilization: activeDelta / (idleDelta + activeDelta) };
+}
+
+/** CPU time of a process's main thread in ms (/proc/<pid>/task/<pid>/schedstat), or null. */
+function mainThreadCpuMs(pid: number | undefined): number | null {
+  if (pid === undefined) return null;
+  try {
+    return Number(fs.readFileSync(`/proc/${pid}/task/${pid}/schedstat`, 'utf8').split(' ')[0]) / 1e6;
+  } catch {
+    return null;
+  }
+}
+
+/** True when the ended process said it ran out of heap (native watchHeapLimit). */
+function readNotice(fd: number): boolean {
+  if (fd < 0) return false;
+  const byte = Buffer.alloc(1);
+  try {
+    return fs.readSync(fd, byte, 0, 1, null) === 1 && byte[0] === 'M'.charCodeAt(0);
+  } catch {
+    return false;  // EAGAIN: nothing was sent
+  }
+}
+
+function decodeUncaught(uncaught: { error: Buffer } | { unserializable: true }): unknown {
+  if ('error' in uncaught) {
+    try {
+      return deserializeError(uncaught.error);
+    } catch {
+      // What the worker sent is not an encoded error.
+    }
+  }
+  return codedError(Error, 'ERR_WORKER_UNSERIALIZABLE_ERROR', 'Serializing an uncaught exception failed');
+}
+
+/** 'error' for a worker process that a signal ended (other than terminate()'s). */
+function killedBy(signal: NodeJS.Signals): Error {
+  const error = codedError(Error, 'ERR_WORKER_KILLED', `Worker process was killed by signal ${signal}`);
+  return Object.assign(error, { signal });
+}
+
+function initFailed(reason: string | Error): Error {
+  const error = codedError(Error, 'ERR_WORKER_INIT_FAILED', `Worker initialization failure: ${typeof reason === 'string' ? reason : reason.message}`);
+  if (typeof reason !== 'string') Object.defineProperty(error, 'cause', { value: reason, configurable: true, writable: true });
+  return error;
+}
+
+/**
+ * Node exits with code 9 on an option it does not know. Name the flags it may have refused: the
+ * ones it does not list as its own (process.allowedNodeEnvironmentFlags), else all of them.
+ */
+function invalidExecArgv(execArgv: string[]): Error {
+  const flags = execArgv.filter((arg) => arg.startsWith('-'));
+  const unknown = flags.filter((flag) => !process.allowedNodeEnvironmentFlags.has(flag.split('=')[0]));
+  return codedError(Error, 'ERR_WORKER_INVALID_EXEC_ARGV',
+    `Initiated Worker with invalid execArgv flags: ${(unknown.length > 0 ? unknown : flags).join(', ')}`);
+}
+
+function workerPathError(filename: string): TypeError {
+  return codedError(TypeError, 'ERR_WORKER_PATH',
+    'The worker script or module filename must be an absolute path or a relative path starting with \'./\' or \'../\'.' +
+    (filename.startsWith('file://') ? ' Wrap file:// URLs with `new URL`.' : '') +
+    (filename.startsWith('data:text/javascript') ? ' Wrap data: URLs with `new URL`.' : '') +
+    ` Received "${filename}"`);
+}
+
+/** Node's test for a URL object (lib/internal/url.js isURL). */
+function isURL(value: unknown): value is URL {
+  const candidate = value as { href?: unknown; protocol?: unknown; auth?: unknown; path?: unknown } | null;
+  return Boolean(candidate?.href && candidate.protocol && candidate.auth === undefined && candidate.path === undefined);
+}
+
+function validateArray(value: unknown, name: string): asserts value is unknown[] {
+  if (!Array.isArray(value)) throw invalidArgType(name, 'Array', value);
+}
+
+function validateString(value: unknown, name: string): asserts value is string {
+  if (typeof value !== 'string') throw invalidArgType(name, 'string', value);
+}
+
+/** child_process's checks of cwd, uid, gid and killSignal (normalizeSpawnArguments). */
+function validateCwd(cwd: unknown): string | Buffer | undefined {
+  if (cwd === undefined || cwd === null) return undefined;
+  if (isURL(cwd)) return fileURLToPath(cwd);
+  if (typeof cwd !== 'string' && !Buffer.isBuffer(cwd)) throw invalidArgType('options.cwd', ['string', 'Buffer', 'URL'], cwd);
+  return cwd;
+}
+
+function validateId(id: unknown, name: string): void {
+  if (id !== undefined && id !== null && id !== ((id as number) | 0)) throw invalidArgType(name, 'int32', id);
+}
+
+function validateSignal(signal: unknown): NodeJS.Signals | number {
+  if (signal === undefined || signal === null) return 'SIGTERM';
+  if (typeof signal !== 'string' && typeof signal !== 'number') {
+    throw invalidArgType('options.killSignal', ['string', 'number'], signal);
+  }
+  const signals = os.constants.signals as Record<string, number>;
+  if (typeof signal === 'number' && Object.values(signals).includes(signal)) return signal;
+  if (typeof signal === 'string' && Object.hasOwn(signals, signal.toUpperCase())) return signal.toUpperCase() as NodeJS.Signals;
+  throw codedError(TypeError, 'ERR_UNKNOWN_SIGNAL', `Unknown signal: ${String(signal)}`);
+}
+
+function validateKillTimeout(timeout: unknown): number {
+  if (timeout === undefined) return kDefaultKillTimeout;
+  if (typeof timeout !== 'number') throw invalidArgType('options.killTimeout', 'number', timeout);
+  if (!(timeout >= 0)) {
+    throw codedError(RangeError, 'ERR_OUT_OF_RANGE',
+      `The value of "options.killTimeout" is out of range. It must be >= 0 (Infinity: never). Received ${inspect(timeout)}`);
+  }
+  return timeout;
+}
+
+/**
+ * options.env as Node checks it. SHARE_ENV asks that the worker and this process share one
+ * process.env object, which separate processes cannot do: rather than quietly handing the
+ * worker a copy that later changes do not reach, the constructor refuses it.
+ */
+function workerEnv(option: unknown): NodeJS.ProcessEnv {
+  if (typeof option === 'object' && option !== null) {
+    const env: NodeJS.ProcessEnv = {};
+    for (const [key, value] of Object.entries(option)) env[key] = `${value}`;
+    return env;
+  }
+  if (option === undefined || option === null) return { ...process.env };
+  if (option === SHARE_ENV) {
+    throw invalidArgValue('options.env', option,
+      'cannot be worker_threads.SHARE_ENV: a worker process has its own environment (pass an object, e.g. process.env, for a copy)');
+  }
+  throw invalidArgType('options.env', ['object', 'undefined', 'null', 'worker_threads.SHARE_ENV'], option);
+}
+
+/**
+ * The parent's execArgv, as child_process.fork passes it on: without the `-e <code>` that made
+ * this process (a worker would run that code rather than its script).
+ */
+function inheritedExecArgv(): string[] {
+  const execArgv = [...process.execArgv];
+  const evaluated = (process as { _eval?: string })._eval;
+  if (evaluated != null) {
+    const index = execArgv.lastIndexOf(evaluated);
+    if (index > 0) execArgv.splice(index - 1, 2);
+  }
+  return execArgv;
+}
+
+/** resourceLimits as Node reads them: numbers only, -1 for what is left to V8. */
+function parseResourceLimits(option: unknown): Limits {
+  const limits: Limits = { maxYoungGenerationSizeMb: -1, maxOldGenerationSizeMb: -1, codeRangeSizeMb: -1, stackSizeMb: -1 };
+  if (typeof option !== 'object' || option === null) return limits;
+  const given = option as ResourceLimits;
+  if (typeof given.maxOldGenerationSizeMb === 'number') limits.maxOldGenerationSizeMb = Math.max(given.maxOldGenerationSizeMb, 2);
+  if (typeof given.maxYoungGenerationSizeMb === 'number') limits.maxYoungGenerationSizeMb = given.maxYoungGenerationSizeMb;
+  if (typeof given.codeRangeSizeMb === 'number') limits.codeRangeSizeMb = given.codeRangeSizeMb;
+  if (typeof given.stackSizeMb === 'number') limits.stackSizeMb = given.stackSizeMb;
+  return limits;
+}
+
+/**
+ * The limits the worker process is started with, as Node's Worker#resourceLimits shows them
+ * before the worker runs: -1 for what is left to V8, and the stack size (Node's default 4 MiB, at
+ * least its 192 KiB guard), which the worker's bootstrap sets (native setStackSize).
+ */
+function launchLimits(limits: Limits): Limits {
+  return { ...limits, stackSizeMb: limits.stackSizeMb > 0 ? Math.max(limits.stackSizeMb, kStackBufferKb / 1024) : kDefaultStackSizeMb };
+}
+
+/**
+ * V8 flags for the heap limits a worker thread gets from V8's ResourceConstraints (a heap's
+ * limits are fixed when V8 makes it). Young generation: V8 sizes it at three semi-spaces (two,
+ * and as much again for large objects), so --max-semi-space-size gets a third. The code range has
+ * no flag: codeRangeSizeMb has no effect. Any V8 flag costs the process some 10 ms to start (V8
+ * then rejects Node's code cache), so none is passed unless a heap limit is given; the stack size
+ * needs none (native setStackSize in the worker).
+ */
+function v8Flags(limits: Limits): string[] {
+  const flags: string[] = [];
+  if (limits.maxOldGenerationSizeMb > 0) flags.push(`--max-old-space-size=${Math.ceil(limits.maxOldGenerationSizeMb)}`);
+  if (limits.maxYoungGenerationSizeMb > 0) {
+    flags.push(`--max-semi-space-size=${Math.max(1, Math.ceil(limits.maxYoungGenerationSizeMb / 3))}`);
+  }
+  return flags;
+}
+
+function isLimits(value: unknown): value is Limits {
+  if (typeof value !== 'object' || value === null) return false;
+  const limits = value as Record<string, unknown>;
+  return ['maxYoungGenerationSizeMb', 'maxOldGenerationSizeMb', 'codeRangeSizeMb', 'stackSizeMb']
+    .every((key) => typeof limits[key] === 'number');
+}
+
+// ---------------------------------------------------------------------------------------------
+// In the worker: isMainThread, parentPort, workerData, threadId, resourceLimits.
+
+interface WorkerContext {
+  parentPort: MessagePort;
+  workerData: unknown;
+  threadId: number;
+  resourceLimits: Limits;
+}
+
+// Set on `process` by the worker's bootstrap, so that another copy of this package loaded in
+// the same worker process (a second node_modules) sees the same values.
+const kWorkerContext = Symbol.for('crossport.workerContext');
+const inherited = (process as unknown as { [kWorkerContext]?: WorkerContext })[kWorkerContext];
+const inThread = !workerThreads.isMainThread;
+
+/** False in a worker: a crossport Worker's process, or a worker_threads thread. */
+export let isMainThread = !inThread && inherited === undefined;
+/**
+ * In a worker, the port to its parent (a worker thread: worker_threads' own parentPort); in a
+ * process started by fork(), the port to its parent; otherwise null.
+ */
+export let parentPort: MessagePort | workerThreads.MessagePort | null = inThread ? workerThreads.parentPort : inherited?.parentPort ?? forkParentPort;
+/** In a worker, a clone of the workerData given to its Worker; null in the main thread. */
+export let workerData: any = inThread ? workerThreads.workerData : inherited ? inherited.workerData : null;
+/** In a worker, its Worker's threadId; 0 in the main thread. */
+export let threadId: number = inThread ? workerThreads.threadId : inherited?.threadId ?? 0;
+/** In a worker, the limits it runs with; {} in the main thread. */
+export let resourceLimits: ResourceLimits = inThread ? workerThreads.resourceLimits : inherited?.resourceLimits ?? {};
+
+/** Called by the bootstrap of a worker process before the worker's script runs. */
+export function enterWorker(context: WorkerContext): void {
+  Object.defineProperty(process, kWorkerContext, { value: context });
+  isMainThread = false;
+  parentPort = context.parentPort;
+  workerData = context.workerData;
+  threadId = context.threadId;
+  resourceLimits = context.resourceLimits;
+}
+
+export const controlTypes = { LOAD_SCRIPT, UP_AND_RUNNING, ERROR_MESSAGE, COULD_NOT_SERIALIZE_ERROR } as const;

@@ -1,0 +1,335 @@
+// Worker: the same parent code and worker file run once with worker_threads.Worker and once with
+// crossport's Worker (worker-compare.js, worker-task.js); what the parents observed must be equal.
+// Then what only a worker process has (worker-process.js).
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+
+import { fixture, report, runFixture, type Run } from './helpers';
+
+async function both(scenario: string, timeoutMs?: number): Promise<{ threads: any; crossport: any; runs: Run[] }> {
+  const threads = await runFixture('worker-compare.js', ['threads', scenario], timeoutMs);
+  const crossport = await runFixture('worker-compare.js', ['crossport', scenario], timeoutMs);
+  return { threads: report(threads, 'observed').observed, crossport: report(crossport, 'observed').observed, runs: [threads, crossport] };
+}
+
+describe('Worker: worker_threads and crossport observed alike', () => {
+  test('workerData, argv and messages both ways; online first, then a natural exit', async () => {
+    const { threads, crossport } = await both('basic');
+    expect(crossport).toEqual(threads);
+    const echoes = ['early', 'x', 'y', 'z'].map((echo) => ({ message: { echo } }));
+    expect(crossport.events).toEqual(['online', 'values', ...echoes, { exit: 0 }]);
+    expect(crossport.values).toMatchObject({ isMainThread: false, threadId: true, mapEntries: [['k', 1]], bytesType: 'Uint16Array', argv: ['a', '1'] });
+    const limits = { maxYoungGenerationSizeMb: 48, maxOldGenerationSizeMb: 256, stackSizeMb: 4 };
+    expect(crossport.values.resourceLimits).toEqual({ ...limits, codeRangeSizeMb: 0 });
+    expect(crossport.before.limits).toEqual(limits);
+    expect(crossport.after).toEqual({ threadId: -1, limits: {} });
+  });
+
+  test('a port and an ArrayBuffer in the transfer list; a buffer and a new port back', async () => {
+    const { threads, crossport } = await both('transfer');
+    expect(crossport).toEqual(threads);
+    expect(crossport).toMatchObject({ detachedHere: true, back: [4, 3, 2, 1], overNewPort: 'over a port made in the worker' });
+    expect(crossport.viaPort).toHaveLength(2);
+  });
+
+  test("an uncaught exception: 'error' with the worker's error (class, code, own properties, cause), then 'exit' 1", async () => {
+    const { threads, crossport } = await both('throw');
+    expect(crossport).toEqual(threads);
+    expect(crossport.messages).toEqual([{ i: 0 }, { i: 1 }, { i: 2 }]);
+    expect(crossport.error).toMatchObject({ ctor: 'TypeError', code: 'E_TASK', detail: { attempt: 3 }, cause: { ctor: 'RangeError' } });
+    expect(crossport.last.map((event: any) => Object.keys(event)[0])).toEqual(['error', 'exit']);
+    expect(crossport.last[1]).toEqual({ exit: 1 });
+  });
+
+  test('a thrown non-Error value and an unhandled rejection reach the parent the same way', async () => {
+    for (const scenario of ['throwValue', 'reject']) {
+      const { threads, crossport } = await both(scenario);
+      expect(crossport).toEqual(threads);
+      expect(crossport.last[1]).toEqual({ exit: 1 });
+    }
+  });
+
+  test("an exception the worker's own 'uncaughtException' listener handles is not an 'error'", async () => {
+    const { threads, crossport } = await both('handled');
+    expect(crossport).toEqual(threads);
+    expect(crossport.events).toContainEqual({ message: { handled: 'handled in the worker' } });
+  });
+
+  test('process.exit(7) in the worker', async () => {
+    const { threads, crossport } = await both('exit7');
+    expect(crossport).toEqual(threads);
+    expect(crossport.events).toEqual(['online', { message: 'one' }, { message: 'two' }, { exit: 7 }]);
+  });
+
+  test('terminate() while the worker floods: resolves with 1, what arrived has no gap', async () => {
+    const { threads, crossport } = await both('terminateFlood');
+    expect(crossport).toEqual(threads);
+    expect(crossport).toEqual({ resolved: 1, gapFree: true, atLeast: true, tail: ['online', { exit: 1 }] });
+  });
+
+  test('workerData larger than the ring, and a large ArrayBuffer moved with it', async () => {
+    const { threads, crossport } = await both('bigData');
+    expect(crossport).toEqual(threads);
+    expect(crossport).toEqual({ message: { length: 24 << 20, last: 0x5a, sum: expect.any(Number), moved: 9 << 20, movedLast: 0xa5 }, movedHere: 0, code: 0 });
+  });
+
+  test("performance.eventLoopUtilization(): zeros before 'online' and after 'exit', Node's shape and arithmetic between", async () => {
+    const { threads, crossport } = await both('eventLoopUtilization');
+    expect(crossport).toEqual(threads);
+    expect(crossport.sane).toBe(true);
+    expect(crossport.before).toEqual({ idle: 0, active: 0, utilization: 0 });
+  });
+
+  // A parentPort listener that throws dies of issue 15's bug in any crossport process today (the
+  // process ends with "async hook stack has become corrupted" before the exception is reported).
+  // Enable once that fix is merged: the worker must report it as a thread does.
+  test.skip("an exception thrown by the worker's parentPort listener: 'error', then 'exit' 1 (needs issue 15)", async () => {
+    const { threads, crossport } = await both('throwInListener');
+    expect(crossport).toEqual(threads);
+    expect(crossport.last.map((event: any) => Object.keys(event)[0])).toEqual(['error', 'exit']);
+  });
+
+  test('the stack: as deep a recursion as in a thread, by default (4 MiB) and with resourceLimits.stackSizeMb', async () => {
+    const { threads, crossport } = await both('recursion');
+    for (const size of ['default', '1', '2']) {
+      expect(crossport[size].error).toBe('RangeError');
+      expect(crossport[size].stackSizeMb).toBe(threads[size].stackSizeMb);
+      // The frames below the script differ a little between a thread and a process.
+      expect(crossport[size].depth / threads[size].depth).toBeGreaterThan(0.9);
+      expect(crossport[size].depth / threads[size].depth).toBeLessThan(1.1);
+    }
+  });
+
+  test('terminate() at once, twice and with the deprecated callback; a worker that has exited ignores calls', async () => {
+    const { threads, crossport } = await both('lifecycle');
+    expect(crossport).toEqual(threads);
+    // Stopped before it ran any JavaScript: exit code 0 (worker_threads' choice).
+    expect(crossport).toEqual({
+      first: 0,
+      second: 0,
+      callback: { error: null, code: 0 },
+      afterExit: { threadId: -1 },
+      events: [{ exit: 0 }],
+      warnings: ['DEP0132'],
+    });
+  });
+
+  test("unref() lets the parent exit while the worker runs (and the worker process goes with it)", async () => {
+    const { threads, crossport } = await both('unref');
+    expect(crossport.exitedWith).toBe(0);
+    expect({ ...crossport, pid: null }).toEqual(threads);
+    try {
+      await expectGone(crossport.pid);
+    } finally {
+      killIfThere(crossport.pid);
+    }
+  });
+
+  test('a worker that runs out of heap: ERR_WORKER_OUT_OF_MEMORY, then exit 1', async () => {
+    const { threads, crossport } = await both('outOfMemory');
+    expect(crossport).toEqual(threads);
+    expect(crossport.events).toEqual([
+      'online',
+      { message: 'allocating' },
+      {
+        error: expect.objectContaining({
+          ctor: 'Error',
+          name: 'Error',
+          code: 'ERR_WORKER_OUT_OF_MEMORY',
+          message: 'Worker terminated due to reaching memory limit: JS heap out of memory',
+        }),
+      },
+      { exit: 1 },
+    ]);
+  });
+
+  test('100 workers started and ended in a loop leave no process, fd or memory behind', async () => {
+    // A process start takes some 0.1 s here, and several times that under ASan.
+    const { threads, crossport } = await both('loop', 240000);
+    expect(crossport).toEqual(threads);
+    expect(crossport).toEqual({ codes: [0, 1], fdsLeft: 0, childrenLeft: 0, memoryGrowthUnder1MiB: true });
+  }, 500000);
+
+  test('an ES module given as a file: URL, a script to evaluate, a data: URL', async () => {
+    for (const scenario of ['esm', 'eval', 'dataUrl']) {
+      const { threads, crossport } = await both(scenario);
+      expect(crossport).toEqual(threads);
+      expect(crossport.code).toBe(0);
+      expect(crossport.message.workerData).toBeDefined();
+    }
+  });
+
+  test('a worker file that does not exist: online, then its MODULE_NOT_FOUND as the error', async () => {
+    const { threads, crossport } = await both('missingFile');
+    expect(crossport).toEqual(threads);
+    expect(crossport.events[1].error.code).toBe('MODULE_NOT_FOUND');
+  });
+
+  test("stdio: stdin and stdout as streams; by default the worker's stderr is ours", async () => {
+    const { threads, crossport, runs } = await both('stdio');
+    expect(crossport).toEqual(threads);
+    expect(crossport).toEqual({ input: 'fed through stdin', captured: 'worker says hello on stdout\n', stdinIsWritable: true });
+    for (const run of runs) {
+      expect(run.stderr).toBe('worker says hello on stderr\n');
+      expect(run.stdout.split('\n').filter((line) => line && !line.startsWith('{'))).toEqual([]);
+    }
+  });
+
+  test("stdio by default: the worker's output appears in ours, its stdin is empty", async () => {
+    const { threads, crossport, runs } = await both('stdioDefault');
+    expect(crossport).toEqual(threads);
+    expect(crossport).toEqual({ input: '' });
+    for (const run of runs) {
+      expect(run.stderr).toBe('worker says hello on stderr\n');
+      expect(run.stdout.split('\n').filter((line) => line && !line.startsWith('{'))).toEqual(['worker says hello on stdout']);
+    }
+  });
+
+  test('bad arguments: the same errors (class, name, code, message) from both constructors', async () => {
+    const run = await runFixture('worker-arguments.js');
+    const result = report(run, 'arguments');
+    for (const { name, threads, crossport } of result.cases) {
+      expect({ name, error: crossport }).toEqual({ name, error: threads });
+      expect({ name, threw: threads.threw }).toEqual({ name, threw: undefined });
+    }
+    for (const { name, childProcess, crossport } of result.processOptions) {
+      expect({ name, error: crossport }).toEqual({ name, error: childProcess });
+      expect({ name, threw: childProcess.threw }).toEqual({ name, threw: undefined });
+    }
+    const own = Object.fromEntries(result.ownOptions.map(({ name, crossport }: any) => [name, crossport]));
+    expect(own['env: worker_threads.SHARE_ENV']).toMatchObject({ ctor: 'TypeError', code: 'ERR_INVALID_ARG_VALUE' });
+    expect(own['killTimeout: negative']).toMatchObject({ ctor: 'RangeError', code: 'ERR_OUT_OF_RANGE' });
+    expect(own['killTimeout: a string']).toMatchObject({ ctor: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' });
+  });
+});
+
+describe("crossport's worker exports", () => {
+  test("hold worker_threads' values in a thread, the Worker's in a worker process, and main-thread values elsewhere", async () => {
+    const run = await runFixture('worker-exports.js');
+    const exports = report(run, 'exports');
+    expect(exports.main).toEqual({ isMainThread: true, parentPort: null, workerData: null, threadId: 0, resourceLimits: {} });
+    const sameAsWorkerThreads = { isMainThread: false, sameParentPort: true, sameWorkerData: true, sameThreadId: true, sameResourceLimits: true };
+    expect(exports.thread).toEqual(sameAsWorkerThreads);
+    expect(exports.threadInProcess).toEqual(sameAsWorkerThreads);
+    expect(exports.process).toEqual({
+      isMainThread: false,
+      parentPortIsCrossportPort: true,
+      workerData: { role: 'process', expectThreadId: 1 },
+      threadIdMatches: true,
+      // Those given, and the young generation V8 gave (the heap limit less the old generation).
+      resourceLimits: { maxYoungGenerationSizeMb: expect.any(Number), maxOldGenerationSizeMb: 64, codeRangeSizeMb: 0, stackSizeMb: 2 },
+      workerThreadsIsMainThread: true,
+    });
+    expect(exports.process.resourceLimits.maxYoungGenerationSizeMb).toBeGreaterThan(0);
+    expect(exports.threadId).toBe(1);
+  });
+});
+
+async function process_(scenario: string): Promise<any> {
+  return report(await runFixture('worker-process.js', [scenario]), 'observed').observed;
+}
+
+/** Waits (at most 20 s) for a process to be gone. */
+async function expectGone(pid: number): Promise<void> {
+  expect(Number.isInteger(pid)).toBe(true);
+  for (let waited = 0; fs.existsSync(`/proc/${pid}`) && waited < 400; waited++) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  expect(fs.existsSync(`/proc/${pid}`)).toBe(false);
+}
+
+function killIfThere(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // gone, as it should be
+  }
+}
+
+const killedBy = (signal: string, exit: number) => [
+  { error: { ctor: 'Error', name: 'Error', code: 'ERR_WORKER_KILLED', message: `Worker process was killed by signal ${signal}`, signal } },
+  { exit },
+];
+
+describe('Worker: what only a process has', () => {
+  test("a SIGKILLed worker: 'error' then 'exit' 137, every message posted before it there", async () => {
+    const observed = await process_('sigkill');
+    expect(observed).toEqual({ messages: 1001, tail: killedBy('SIGKILL', 137), complete: true });
+  });
+
+  test('a worker that posts a burst and dies at once: the whole burst, then the error and the exit', async () => {
+    const observed = await process_('burstThenDie');
+    expect(observed).toEqual({ messages: 5000, tail: killedBy('SIGKILL', 137), complete: true });
+  });
+
+  test("a message that cannot be received here (a SharedArrayBuffer): 'messageerror', then the next message", async () => {
+    const observed = await process_('messageerror');
+    expect(observed).toEqual({ errors: [{ ctor: 'DOMException', name: 'DataCloneError' }], events: ['online', { message: 'after' }, { exit: 0 }] });
+  });
+
+  test('a segmentation fault (a real stack overrun), a SIGSEGV and an abort: the parent hears of each', async () => {
+    expect(await process_('segfault')).toEqual({ messages: 3, tail: killedBy('SIGSEGV', 139) });
+    expect(await process_('selfSegv')).toEqual({ messages: 3, tail: killedBy('SIGSEGV', 139) });
+    expect(await process_('abort')).toEqual({ messages: 3, tail: killedBy('SIGABRT', 134) });
+  });
+
+  test('cwd, env, name and (as root) uid/gid', async () => {
+    const observed = await process_('options');
+    expect(observed.cwd).toBe(observed.expectedCwd);
+    expect(observed.marker).toBe('from options.env');
+    expect(observed.channel).toEqual(['CROSSPORT_TEST_MARKER']);
+    expect(observed.title).toBe('task-name');
+    if (observed.root) expect([observed.uid, observed.gid]).toEqual([65534, 65534]);
+  });
+
+  test('terminate() on a worker that ignores SIGTERM: SIGKILL after killTimeout, exit code 1', async () => {
+    const observed = await process_('killTimeout');
+    expect(observed).toEqual({ code: 1, events: ['online', { message: 'ready' }, { message: 'got SIGTERM' }, { exit: 1 }] });
+  });
+
+  test('terminate() with a killSignal the worker handles by leaving: its own exit code', async () => {
+    const observed = await process_('killSignal');
+    expect(observed).toEqual({ code: 3, events: ['online', { message: 'ready' }, { message: 'got SIGINT' }, { exit: 3 }] });
+  });
+
+  test('a worker busy in a loop does not outlive its parent', async () => {
+    // The parent reports its worker's pid and waits; we kill the parent.
+    const parent = spawn(process.execPath, [fixture('worker-process.js'), 'parentKilled'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let stdout = '';
+    const line = await new Promise<string>((resolve, reject) => {
+      parent.stdout.setEncoding('utf8').on('data', (chunk) => {
+        stdout += chunk;
+        if (stdout.includes('\n')) resolve(stdout.split('\n')[0]);
+      });
+      parent.on('exit', (code) => reject(new Error(`the parent exited (${code}) before reporting: ${stdout}`)));
+    });
+    const { pid } = JSON.parse(line).observed;
+    parent.kill('SIGKILL');
+    try {
+      await expectGone(pid);
+    } finally {
+      killIfThere(pid);  // a worker that outlived its parent must not outlive the test
+    }
+  });
+
+  test("an execArgv flag Node refuses: 'error' ERR_WORKER_INVALID_EXEC_ARGV", async () => {
+    const observed = await process_('unknownFlag');
+    expect(observed.events).toEqual([
+      { error: { ctor: 'Error', name: 'Error', code: 'ERR_WORKER_INVALID_EXEC_ARGV', message: 'Initiated Worker with invalid execArgv flags: --no-such-flag-here' } },
+      { exit: 9 },
+    ]);
+  });
+
+  test("a process that cannot start: 'error' ERR_WORKER_INIT_FAILED, then 'exit' 1", async () => {
+    const observed = await process_('noSuchCwd');
+    expect(observed.events).toEqual([
+      { error: { ctor: 'Error', name: 'Error', code: 'ERR_WORKER_INIT_FAILED', message: expect.stringContaining('Worker initialization failure: spawn') } },
+      { exit: 1 },
+    ]);
+  });
+
+  test("a Worker 'message' listener that throws: this process's uncaught exception; the worker goes on", async () => {
+    const observed = await process_('listenerThrows');
+    expect(observed).toEqual({ caught: ['thrown by a Worker listener'], events: ['online', { message: 'one' }, { message: 'two' }, { exit: 7 }] });
+  });
+});
