@@ -6,6 +6,7 @@
 // `addEventListener`, `once`, `{ signal }` and every other listener form behave exactly as in
 // Node: the port is started and referenced by the first 'message' listener and stopped by the
 // removal of the last, through the same listener hooks Node's ports use.
+import { executionAsyncId } from 'node:async_hooks';
 import * as workerThreads from 'node:worker_threads';
 
 import { dataCloneError, invalidTransferObject, missingTransferable, nodeError } from './errors';
@@ -347,11 +348,18 @@ native.setup({
       if (data !== EMPTY && data !== HANDLED) (port as any)[kHybridDispatch](data, 'message', undefined);
       return;
     }
+    // Nothing here catches: an exception (a listener's, re-thrown by EventTarget from a nextTick)
+    // leaves for the addon, which reports it as Node reports its own callbacks' and delivers the
+    // rest of the batch on the next loop turn, as Node's MessagePort does.
+    const asyncId = executionAsyncId();
     for (;;) {
       const data = handle.next();
       if (data === EMPTY) return;
       if (data !== HANDLED) (port as any)[kHybridDispatch](data, 'message', undefined);
       runNextTicks();
+      // An unhandled rejection handled by 'uncaughtException' empties Node's async id stack:
+      // the next message gets a callback scope (the port's async context) of its own.
+      if (executionAsyncId() !== asyncId) return;
     }
   },
   message(port, data, ports) {

@@ -159,6 +159,21 @@ bool CanCallJavaScript(Napi::Env env) {
   return !GetAddon(env)->stopping && !v8::Isolate::GetCurrent()->IsExecutionTerminating();
 }
 
+bool CallFromEventLoop(Napi::Env env, Napi::AsyncContext* context, Napi::Object recv,
+                       Napi::Function function, napi_value arg) {
+  if (!CanCallJavaScript(env)) return false;
+  // node::CallbackScope, whose TryCatch is verbose: an exception reaching it goes to Node's
+  // message listener (TriggerUncaughtException) before the call returns, and marks the scope
+  // failed (no 'after' hook, no tick processing), as for Node's timers. Called through V8
+  // rather than napi_call_function, whose own (silent) TryCatch would catch it first.
+  Napi::CallbackScope scope(env, *context);
+  v8::Isolate* isolate = v8::Isolate::GetCurrent();
+  v8::Local<v8::Value> argv[1] = {ToV8(arg)};
+  v8::MaybeLocal<v8::Value> result = ToV8(function).As<v8::Function>()->Call(
+      isolate->GetCurrentContext(), ToV8(recv), 1, argv);
+  return !result.IsEmpty();
+}
+
 void ThrowSystemError(Napi::Env env, int errnum, const char* syscall) {
   const char* code = uv_err_name(-errnum);
   std::string message = std::string(syscall) + " " + code;

@@ -65,6 +65,16 @@ void RunFromEventLoop(Napi::Env env, Body&& body) {
     if (CanCallJavaScript(env)) napi_fatal_exception(env, error.Value());
   }
 }
+// Calls `function(arg)` with `recv` from the event loop as Node calls its own callbacks: inside a
+// callback scope of `context` (the listener runs in that async context; nextTicks and microtasks
+// run as the scope closes). An exception that escapes is reported the way Node reports one from its
+// own callbacks — 'uncaughtException' (or the error printed and exit code 1, or an abort with
+// --abort-on-uncaught-exception) — while the scope is still open: reporting it empties the async
+// id stack, so a nextTick that threw inside `function` and left its async context pushed cannot
+// make the scope's close fail (see InternalCallbackScope::Close and TriggerUncaughtException in
+// Node's src/). False when it threw or JavaScript cannot run.
+bool CallFromEventLoop(Napi::Env env, Napi::AsyncContext* context, Napi::Object recv,
+                       Napi::Function function, napi_value arg);
 Napi::Object Init(Napi::Env env, Napi::Object exports);
 
 // Throws an Error with a Node-style errno `code` and `syscall`.

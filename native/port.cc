@@ -99,7 +99,6 @@ PortHandle::PortHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PortHa
   link_ = info[0].As<Napi::External<Link>>().Data();
   link_->set_client(this);
   poll_window_ns_ = GetAddon(env)->max_poll_window_ns / 4;
-  async_context_ = new Napi::AsyncContext(env, "crossport:MessagePort");
   idle_ = new uv_idle_t;
   uv_idle_init(GetAddon(env)->loop, idle_);
   idle_->data = this;
@@ -131,7 +130,14 @@ void PortHandle::DestroyLink() {
 }
 
 Napi::Value PortHandle::SetOwner(const Napi::CallbackInfo& info) {
-  owner_ = Napi::Weak(info[0].As<Napi::Object>());
+  Napi::Object owner = info[0].As<Napi::Object>();
+  owner_ = Napi::Weak(owner);
+  // The port is its callbacks' async resource, as Node's MessagePort is: listeners see it as
+  // executionAsyncResource(), and AsyncLocalStorage finds there the store current when the port
+  // was made. (The resource is held weakly: one of its own would be collected, taking the store.)
+  if (async_context_ == nullptr) {
+    async_context_ = new Napi::AsyncContext(info.Env(), "crossport:MessagePort", owner);
+  }
   UpdateOwnerHold();  // a received port may hold messages still to write
   return info.Env().Undefined();
 }
@@ -743,22 +749,10 @@ void PortHandle::OnIdle(uv_idle_t* idle) {
 }
 
 bool PortHandle::CallHook(const Napi::FunctionReference& hook) {
-  Napi::Env env = Env();
-  if (!CanCallJavaScript(env) || owner_.IsEmpty()) return false;
+  if (owner_.IsEmpty() || async_context_ == nullptr) return false;
   Napi::Object owner = owner_.Value();
   if (owner.IsEmpty()) return false;  // the port object is gone: nobody can listen
-  napi_value argv[1] = {owner};
-  napi_value result;
-  napi_status status = napi_make_callback(env, static_cast<napi_async_context>(*async_context_),
-                                          owner, hook.Value(), 1, argv, &result);
-  if (status == napi_ok) return true;
-  // A listener threw: report it as Node reports errors thrown from its own callbacks (unless
-  // the environment is going, when nothing can be reported).
-  napi_value error;
-  if (napi_get_and_clear_last_exception(env, &error) == napi_ok && CanCallJavaScript(env)) {
-    napi_fatal_exception(env, error);
-  }
-  return false;
+  return CallFromEventLoop(Env(), async_context_, owner, hook.Value(), owner);
 }
 
 }  // namespace crossport

@@ -1,6 +1,7 @@
 // PortHandle: the native half of one MessagePort. It owns a Link, dispatches what arrives to
-// the JS port through the hooks in Addon (one MakeCallback per message, so nextTicks and
-// microtasks run between two messages, as in worker_threads), and serializes what is posted.
+// the JS port through the hooks in Addon (one entry into JS per batch, in the port's async
+// context; lib runs nextTicks and microtasks between two messages, as in worker_threads), and
+// serializes what is posted.
 #pragma once
 
 #include <napi.h>
@@ -83,8 +84,8 @@ class PortHandle : public Napi::ObjectWrap<PortHandle>, public LinkClient {
   // The socket woke us: adapt the poll window to how soon after sleeping that was.
   void OnWake();
   void DestroyLink();
-  // Calls a hook of lib/ with the port, as Node calls its own callbacks (a throw becomes an
-  // uncaught exception); false if it threw or cannot run.
+  // Calls a hook of lib/ with the port, as Node calls its own callbacks (CallFromEventLoop: a
+  // throw is reported as an uncaught exception); false if it threw or cannot run.
   bool CallHook(const Napi::FunctionReference& hook);
 
   Link* link_ = nullptr;

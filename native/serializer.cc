@@ -13,14 +13,6 @@ namespace crossport {
 
 namespace {
 
-// The other direction of ToNapi (serializer.h).
-v8::Local<v8::Value> ToV8(napi_value value) {
-  v8::Local<v8::Value> local;
-  static_assert(sizeof local == sizeof value, "napi_value is a Local");
-  memcpy(static_cast<void*>(&local), &value, sizeof value);
-  return local;
-}
-
 napi_value FromV8(v8::Local<v8::Value> local) { return ToNapi(local); }
 
 // The tag in a port object's single internal field (its address is what counts).
