@@ -100,8 +100,9 @@ export class MessagePort extends NodeEventTarget {
     const state = stateOf(this);
     if (transfer === undefined) {
       // The common case, kept free of per-message allocations.
-      state.handle.post(value);
-      return state.detached ? undefined : true;
+      // undefined on a closed port (as Node); true when sent, even by a port that a getter
+      // closed meanwhile (its close waited for this message).
+      return state.handle.post(value) || !state.detached ? true : undefined;
     }
     const buffers: ArrayBuffer[] = [];
     const ports: MessagePort[] = [];
@@ -134,11 +135,11 @@ export class MessagePort extends NodeEventTarget {
       objects = [...standIns.values(), ...ports];
     }
     const detach = buffers.filter((buffer) => !isBufferPool(buffer));
-    state.handle.post(value, objects, ports.map(handleOf), handleFds, detach);
+    const sent = state.handle.post(value, objects, ports.map(handleOf), handleFds, detach);
     for (const port of ports) markDetached(port);
     // The receiver has its own copies now (or, on a closed port, nobody does).
     for (const handle of handles) closeHandle(handle);
-    return state.detached ? undefined : true;
+    return sent || !state.detached ? true : undefined;
   }
 
   /** Starts delivering messages (a 'message' listener does it by itself). */

@@ -139,6 +139,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   if (napi_get_uv_event_loop(env, &addon->loop) != napi_ok) {
     throw Napi::Error::New(env, "crossport: no event loop");
   }
+  addon->close_events = new uv_idle_t;
+  uv_idle_init(addon->loop, addon->close_events);
+  addon->close_events->data = addon->close_queue.get();
   Napi::Function port_handle = PortHandle::Define(env);
   addon->port_handle_class = Napi::Persistent(port_handle);
   exports.Set("PortHandle", port_handle);
@@ -151,6 +154,13 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("newPortObject", Napi::Function::New(env, NewPort, "newPortObject"));
   DefineRendezvous(env, exports);
   return exports;
+}
+
+Addon::~Addon() {
+  if (close_events != nullptr) {
+    uv_close(reinterpret_cast<uv_handle_t*>(close_events),
+             [](uv_handle_t* handle) { delete reinterpret_cast<uv_idle_t*>(handle); });
+  }
 }
 
 Addon* GetAddon(Napi::Env env) { return env.GetInstanceData<Addon>(); }

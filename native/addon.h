@@ -4,6 +4,7 @@
 
 #include <napi.h>
 
+#include <deque>
 #include <set>
 #include <memory>
 #include <unordered_set>
@@ -42,6 +43,16 @@ struct Addon {
   // Every live PortHandle (see PortHandle::FlushBeforeExit).
   std::shared_ptr<std::unordered_set<PortHandle*>> live_ports =
       std::make_shared<std::unordered_set<PortHandle*>>();
+  // Ports whose peer ended, in order: their 'close' events are scheduled on the next loop turn
+  // by `close_events` (see PortHandle::QueueClose). Shared with the ports, like live_ports.
+  std::shared_ptr<std::deque<PortHandle*>> close_queue =
+      std::make_shared<std::deque<PortHandle*>>();
+  uv_idle_t* close_events = nullptr;
+
+  Addon() = default;
+  Addon(const Addon&) = delete;
+  Addon& operator=(const Addon&) = delete;
+  ~Addon();
 };
 
 // Default ring size per direction: large enough to pipeline many small messages, small enough

@@ -1,12 +1,12 @@
 // PortHandle: the native half of one MessagePort. It owns a Link, dispatches what arrives to
-// the JS port through the hooks in Addon (one entry into JS per batch, in the port's async
-// context; lib runs nextTicks and microtasks between two messages, as in worker_threads), and
-// serializes what is posted.
+// the JS port through the hooks in Addon (one MakeCallback per message, so nextTicks and
+// microtasks run between two messages, as in worker_threads), and serializes what is posted.
 #pragma once
 
 #include <napi.h>
 #include <uv.h>
 
+#include <deque>
 #include <memory>
 #include <unordered_set>
 
@@ -56,7 +56,8 @@ class PortHandle : public Napi::ObjectWrap<PortHandle>, public LinkClient {
   Napi::Value Dispose(const Napi::CallbackInfo& info);
 
   // Sends a serialized message with its head and fds (closed if the port is closed).
-  bool Send(Napi::Env env, const uint8_t* head, size_t head_size, const SerializedMessage& message,
+  // `accepted`: the post began before any close() (later ones send nothing).
+  bool Send(Napi::Env env, bool accepted, const uint8_t* head, size_t head_size, const SerializedMessage& message,
             std::vector<int>&& fds);
   // Takes the link away for a transfer; the handle becomes inert.
   bool ReleaseTo(LinkState* state);
@@ -65,18 +66,28 @@ class PortHandle : public Napi::ObjectWrap<PortHandle>, public LinkClient {
   void UpdateOwnerHold();
   void ScheduleIdle();
   static void OnIdle(uv_idle_t* idle);
-  // Reads and dispatches up to a batch of records; schedules the rest.
+  // Reads and dispatches up to a batch of records (DispatchBatch); schedules the rest. Then
+  // closes the port if a listener asked for it meanwhile.
   void Dispatch();
+  void DispatchBatch();
+  // Sends the close record and ends the port.
+  void CloseNow();
   // While nobody reads: ends the port if a close (or the peer's end) is all that waits.
   void CheckWhileStopped();
   enum class DecodeResult { kOk, kError, kWait };
   // Deserializes one record: kError with the error in *data when it cannot; kWait when it holds
   // a FileHandle and lib/ cannot make one yet (put the record back and wait for Resume()).
   DecodeResult Decode(IncomingRecord* record, Napi::Value* data, Napi::Value* ports);
+  // 'close' is due (once): from the loop's close phase; `by_peer`: a turn later (see port.cc).
+  void QueueClose(bool by_peer);
+  static void OnPeerEnded(uv_idle_t* idle);
+  void ScheduleCloseEvent();
+  void EmitClose();
   // Ends the port: 'close' is emitted asynchronously, once.
   void Finish();
-  // Moves to `next` (letting go of the link unless closing), optionally owing a 'close' event.
-  void End(State next, bool emit_close);
+  // Moves to `next` (letting go of the link unless closing), optionally owing a 'close' event
+  // (`by_peer`: the peer closed or left).
+  void End(State next, bool emit_close, bool by_peer = false);
   void SetStarted(bool started);
   // The ring is empty: true (and a look on the next loop turn scheduled) while inside the poll
   // window; false when the port should sleep.
@@ -84,8 +95,8 @@ class PortHandle : public Napi::ObjectWrap<PortHandle>, public LinkClient {
   // The socket woke us: adapt the poll window to how soon after sleeping that was.
   void OnWake();
   void DestroyLink();
-  // Calls a hook of lib/ with the port, as Node calls its own callbacks (CallFromEventLoop: a
-  // throw is reported as an uncaught exception); false if it threw or cannot run.
+  // Calls a hook of lib/ with the port, as Node calls its own callbacks (a throw becomes an
+  // uncaught exception); false if it threw or cannot run.
   bool CallHook(const Napi::FunctionReference& hook);
 
   Link* link_ = nullptr;
@@ -100,6 +111,11 @@ class PortHandle : public Napi::ObjectWrap<PortHandle>, public LinkClient {
   bool pending_dispatch_ = false;
   bool pending_close_ = false;
   bool pending_drain_ = false;
+  // close() waits while a DeferClose lives: during Dispatch() (a listener's close() lets the
+  // batch finish) and while a postMessage sends or transfers the port (a getter's close()).
+  class DeferClose;
+  int close_deferrals_ = 0;
+  bool close_requested_ = false;
   // How the current batch ended (set by Next()).
   enum class BatchEnd { kMore, kEmpty, kWait };
   BatchEnd batch_end_ = BatchEnd::kMore;
@@ -113,6 +129,8 @@ class PortHandle : public Napi::ObjectWrap<PortHandle>, public LinkClient {
   // Every live handle of this environment, for FlushBeforeExit (shared with Addon, so that
   // either may be destroyed first).
   std::shared_ptr<std::unordered_set<PortHandle*>> live_;
+  std::shared_ptr<std::deque<PortHandle*>> close_queue_;  // Addon::close_queue
+  uv_idle_t* close_event_ = nullptr;  // closing, to emit 'close' from its close callback
 };
 
 }  // namespace crossport
