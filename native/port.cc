@@ -538,6 +538,10 @@ void PortHandle::SetStarted(bool started) {
 }
 
 void PortHandle::End(State next, bool emit_close, bool by_peer) {
+  // What the port still held for its peer is gone with the channel (or moves with the port, or is
+  // written out while it closes), and bufferedAmount falls to 0: 'drain' tells a producer waiting
+  // for it (`await once(port, 'drain')`), just before 'close'.
+  if (state_ == State::kOpen && link_ != nullptr && link_->queued_bytes() > 0) drain_at_end_ = true;
   if (next != State::kClosing) DestroyLink();
   state_ = next;
   started_ = false;
@@ -587,6 +591,10 @@ void PortHandle::EmitClose() {
   Napi::HandleScope scope(env);
   pending_close_ = false;
   close_emitted_ = true;
+  if (drain_at_end_) {
+    drain_at_end_ = false;
+    CallHook(GetAddon(env)->on_drain);
+  }
   CallHook(GetAddon(env)->on_close);
   UpdateOwnerHold();
 }

@@ -111,6 +111,7 @@ class PortHandle : public Napi::ObjectWrap<PortHandle>, public LinkClient {
   bool pending_dispatch_ = false;
   bool pending_close_ = false;
   bool pending_drain_ = false;
+  bool drain_at_end_ = false;  // the port ended holding queued messages: 'drain' before 'close'
   // close() waits while a DeferClose lives: during Dispatch() (a listener's close() lets the
   // batch finish) and while a postMessage sends or transfers the port (a getter's close()).
   class DeferClose;
