@@ -49,6 +49,8 @@ const kNewListener = eventTargetSymbol('kNewListener');
 const kRemoveListener = eventTargetSymbol('kRemoveListener');
 
 interface PortState {
+  /** the port this state is the own property of */
+  port: MessagePort;
   handle: PortHandle;
   /** closed, or transferred away: the object no longer owns a channel end */
   detached: boolean;
@@ -60,12 +62,15 @@ interface PortState {
 
 const kState = Symbol('crossport.state');
 
+/** The state of a port; for anything else (an object inheriting from a port too) Node's error. */
 function stateOf(port: MessagePort): PortState {
-  return (port as unknown as { [kState]: PortState })[kState];
+  const state = (port as unknown as { [kState]?: PortState } | null | undefined)?.[kState];
+  if (state === undefined || state.port !== port) throw new TypeError('Illegal invocation');
+  return state;
 }
 
 export function isMessagePort(value: unknown): value is MessagePort {
-  return typeof value === 'object' && value !== null && kState in value;
+  return typeof value === 'object' && value !== null && (value as { [kState]?: PortState })[kState]?.port === value;
 }
 
 export function handleOf(port: MessagePort): PortHandle {
@@ -94,10 +99,10 @@ export class MessagePort extends NodeEventTarget {
    */
   postMessage(value: any, transfer?: readonly TransferItem[] | { transfer?: readonly TransferItem[] }): void;
   postMessage(value?: unknown, transfer?: unknown): boolean | undefined {
+    const state = stateOf(this);
     if (arguments.length === 0) {
       throw nodeError(TypeError, 'ERR_MISSING_ARGS', 'Not enough arguments to MessagePort.postMessage');
     }
-    const state = stateOf(this);
     if (transfer === undefined) {
       // The common case, kept free of per-message allocations.
       // undefined on a closed port (as Node); true when sent, even by a port that a getter
@@ -149,8 +154,8 @@ export class MessagePort extends NodeEventTarget {
 
   /** Closes both ends: 'close' fires here and, after everything posted before, at the peer. */
   close(callback?: () => void): void {
-    if (typeof callback === 'function') this.once('close', callback);
     const state = stateOf(this);
+    if (typeof callback === 'function') this.once('close', callback);
     state.detached = true;
     state.handle.close();
   }
@@ -316,6 +321,7 @@ export function createPort(handle: PortHandle): MessagePort {
     Object.defineProperty(port, key, Object.getOwnPropertyDescriptor(template, key)!);
   }
   const state: PortState = {
+    port,
     handle,
     detached: false,
     receivingPorts: undefined,

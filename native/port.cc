@@ -244,7 +244,8 @@ Napi::Value PortHandle::Post(const Napi::CallbackInfo& info) {
     Napi::Value value = buffer_list.Get(i);
     if (!value.IsArrayBuffer()) continue;
     Napi::ArrayBuffer buffer = value.As<Napi::ArrayBuffer>();
-    if (buffer.ByteLength() >= kOutOfBandTransferSize && large.size() < kMaxBuffersPerMessage) {
+    if (buffer.ByteLength() >= kOutOfBandTransferSize && large.size() < kMaxBuffersPerMessage &&
+        !IsResizable(buffer)) {
       large.push_back(buffer);
     } else if (buffer.ByteLength() >= kSectionMinSize) {
       carried.push_back(buffer);

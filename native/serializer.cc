@@ -369,6 +369,10 @@ Napi::Object NewPortObject(Napi::Env env, v8::Global<v8::ObjectTemplate>* port_t
   return Napi::Object(env, FromV8(object));
 }
 
+bool IsResizable(Napi::ArrayBuffer buffer) {
+  return ToV8(buffer).As<v8::ArrayBuffer>()->GetBackingStore()->IsResizableByUserJavaScript();
+}
+
 bool IsPortObject(Napi::Value value) {
   v8::Local<v8::Value> local = ToV8(value);
   if (!local->IsObject()) return false;

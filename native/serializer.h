@@ -98,6 +98,10 @@ Napi::Value Deserialize(CloneEnvironment* environment, Napi::Env env, const uint
 Napi::ArrayBuffer NewMappedArrayBuffer(Napi::Env env, void* data, size_t length,
                                        size_t mapped_length);
 
+// A resizable ArrayBuffer (new ArrayBuffer(n, { maxByteLength })): it must arrive resizable,
+// which only V8's own encoding keeps.
+bool IsResizable(Napi::ArrayBuffer buffer);
+
 // Throws `new DOMException(message, 'DataCloneError')`.
 void ThrowDataCloneError(CloneEnvironment* environment, v8::Local<v8::String> message);
 // Returns it instead.
