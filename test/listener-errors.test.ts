@@ -55,6 +55,12 @@ describe('a listener that throws, as with worker_threads', () => {
     expect(observed.stderr[0]).toBe('Uncaught Error: boom');
   });
 
+  test('listeners run in the port\'s async context (AsyncLocalStorage), after a throw and a collection too', async () => {
+    const [reference, observed] = await runBoth('listener-errors.js', ['async-context', 'local'], ['--expose-gc']);
+    expect(observed).toEqual(reference);
+    expect(observed.stdout).toContain('message after collection made true true');
+  });
+
   test("a 'close' listener that throws", async () => {
     const observed = await compare('close-throw', 'local');
     expect(observed.stdout).toContain('uncaughtException close boom uncaughtException');
