@@ -70,7 +70,9 @@ function stateOf(port: MessagePort): PortState {
 }
 
 export function isMessagePort(value: unknown): value is MessagePort {
-  return typeof value === 'object' && value !== null && (value as { [kState]?: PortState })[kState]?.port === value;
+  return (
+    typeof value === 'object' && value !== null && (value as { [kState]?: PortState })[kState]?.port === value
+  );
 }
 
 export function handleOf(port: MessagePort): PortHandle {

@@ -198,7 +198,8 @@ Napi::Value PortHandle::Post(const Napi::CallbackInfo& info) {
     if (message.sections().empty()) {
       MessageHead head{0, 0, sizeof(MessageHead), 0, 0, 0, message.size()};
       return Napi::Boolean::New(
-          env, Send(env, accepted, reinterpret_cast<const uint8_t*>(&head), sizeof head, message, {}));
+          env, Send(env, accepted, reinterpret_cast<const uint8_t*>(&head), sizeof head, message,
+                    {}));
     }
     std::vector<Handle> no_handles;
     std::vector<int> no_buffers;
@@ -667,7 +668,9 @@ Napi::Value PortHandle::ExportFds(const Napi::CallbackInfo& info) {
 
 Napi::Value PortHandle::HandOff(const Napi::CallbackInfo& info) {
   LinkState state;
-  if (close_requested_ || !ReleaseTo(&state)) throw Napi::Error::New(info.Env(), "The port is closed");
+  if (close_requested_ || !ReleaseTo(&state)) {
+    throw Napi::Error::New(info.Env(), "The port is closed");
+  }
   return Napi::Number::New(info.Env(), static_cast<double>(DepositPort(&state)));
 }
 

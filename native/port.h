@@ -57,8 +57,8 @@ class PortHandle : public Napi::ObjectWrap<PortHandle>, public LinkClient {
 
   // Sends a serialized message with its head and fds (closed if the port is closed).
   // `accepted`: the post began before any close() (later ones send nothing).
-  bool Send(Napi::Env env, bool accepted, const uint8_t* head, size_t head_size, const SerializedMessage& message,
-            std::vector<int>&& fds);
+  bool Send(Napi::Env env, bool accepted, const uint8_t* head, size_t head_size,
+            const SerializedMessage& message, std::vector<int>&& fds);
   // Takes the link away for a transfer; the handle becomes inert.
   bool ReleaseTo(LinkState* state);
   // Closes a port nobody received (its message failed), without a 'close' event.
