@@ -240,7 +240,8 @@ export class MessagePort extends NodeEventTarget {
  */
 function watchIfListened(port: MessagePort, type: 'close' | 'drain', size: number): void {
   const other = port.listenerCount(type === 'close' ? 'drain' : 'close');
-  stateOf(port).handle.watch(size + other > 0);
+  const drain = type === 'drain' ? size : port.listenerCount('drain');
+  stateOf(port).handle.watch(size + other > 0, drain > 0);
 }
 
 // Node-style methods come from NodeEventTarget; declare them for TypeScript.

@@ -142,6 +142,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   addon->close_events = new uv_idle_t;
   uv_idle_init(addon->loop, addon->close_events);
   addon->close_events->data = addon->close_queue.get();
+  addon->drain_hold = new uv_async_t;
+  uv_async_init(addon->loop, addon->drain_hold, [](uv_async_t*) {});
+  uv_unref(reinterpret_cast<uv_handle_t*>(addon->drain_hold));
   Napi::Function port_handle = PortHandle::Define(env);
   addon->port_handle_class = Napi::Persistent(port_handle);
   exports.Set("PortHandle", port_handle);
@@ -160,6 +163,10 @@ Addon::~Addon() {
   if (close_events != nullptr) {
     uv_close(reinterpret_cast<uv_handle_t*>(close_events),
              [](uv_handle_t* handle) { delete reinterpret_cast<uv_idle_t*>(handle); });
+  }
+  if (drain_hold != nullptr) {
+    uv_close(reinterpret_cast<uv_handle_t*>(drain_hold),
+             [](uv_handle_t* handle) { delete reinterpret_cast<uv_async_t*>(handle); });
   }
 }
 

@@ -48,6 +48,9 @@ struct Addon {
   std::shared_ptr<std::deque<PortHandle*>> close_queue =
       std::make_shared<std::deque<PortHandle*>>();
   uv_idle_t* close_events = nullptr;
+  // Referenced while drain_waiters > 0: ports awaited for 'drain' (PortHandle::UpdateLoopHold).
+  uv_async_t* drain_hold = nullptr;
+  int drain_waiters = 0;
 
   Addon() = default;
   Addon(const Addon&) = delete;

@@ -141,6 +141,12 @@ PortHandle::~PortHandle() {
   close_queue_->erase(std::remove(close_queue_->begin(), close_queue_->end(), this),
                       close_queue_->end());
   if (close_event_ != nullptr) close_event_->data = nullptr;
+  if (holding_loop_) {
+    holding_loop_ = false;
+    if (--GetAddon(Env())->drain_waiters == 0) {
+      uv_unref(reinterpret_cast<uv_handle_t*>(GetAddon(Env())->drain_hold));
+    }
+  }
   DestroyLink();
   uv_idle_stop(idle_);
   uv_close(reinterpret_cast<uv_handle_t*>(idle_),
@@ -175,6 +181,7 @@ void PortHandle::UpdateOwnerHold() {
   bool writing = link_ != nullptr && link_->has_overflow();
   bool hold = pending_close_ || state_ == State::kClosing ||
               (state_ == State::kOpen && (started_ || watched_ || writing));
+  UpdateLoopHold(writing);
   if (hold == owner_held_ || owner_.IsEmpty()) return;
   owner_held_ = hold;
   if (hold) {
@@ -525,6 +532,7 @@ Napi::Value PortHandle::Stop(const Napi::CallbackInfo& info) {
 
 Napi::Value PortHandle::Watch(const Napi::CallbackInfo& info) {
   watched_ = info[0].ToBoolean();
+  drain_listened_ = info[1].ToBoolean();
   UpdateOwnerHold();
   return info.Env().Undefined();
 }
@@ -689,11 +697,11 @@ void PortHandle::OnLinkEvent() {
     return;
   }
   if (state_ != State::kOpen) return;
-  UpdateOwnerHold();  // the queue may have been written out
   if (link_->TakeDrained()) {
     pending_drain_ = true;  // 'drain' on the next loop turn
     ScheduleIdle();
   }
+  UpdateOwnerHold();  // the queue may have been written out
   if (started_) {
     OnWake();
     RunFromEventLoop(Env(), [this] { Dispatch(); });
@@ -860,6 +868,23 @@ void PortHandle::OnIdle(uv_idle_t* idle) {
   if (self->pending_drain_) {
     self->pending_drain_ = false;
     if (self->state_ == State::kOpen) self->CallHook(GetAddon(self->Env())->on_drain);
+    self->UpdateOwnerHold();
+  }
+}
+
+void PortHandle::UpdateLoopHold(bool writing) {
+  // A producer awaiting 'drain' (`await once(port, 'drain')`) must not see its process exit in
+  // the meantime, as pending writes keep a socket's process alive: while this port holds queued
+  // messages, or owes the 'drain' event, and someone listens for it. (When the port ends, its
+  // 'close', with the 'drain' before it, holds the loop itself.)
+  bool hold = state_ == State::kOpen && drain_listened_ && (writing || pending_drain_);
+  if (hold == holding_loop_) return;
+  holding_loop_ = hold;
+  Addon* addon = GetAddon(Env());
+  addon->drain_waiters += hold ? 1 : -1;
+  if (addon->drain_waiters == (hold ? 1 : 0)) {
+    auto* handle = reinterpret_cast<uv_handle_t*>(addon->drain_hold);
+    hold ? uv_ref(handle) : uv_unref(handle);
   }
 }
 

@@ -64,6 +64,8 @@ class PortHandle : public Napi::ObjectWrap<PortHandle>, public LinkClient {
   // Closes a port nobody received (its message failed), without a 'close' event.
   void Abandon();
   void UpdateOwnerHold();
+  // Keeps the event loop alive while a 'drain' is awaited (`writing`: messages are queued).
+  void UpdateLoopHold(bool writing);
   void ScheduleIdle();
   static void OnIdle(uv_idle_t* idle);
   // Reads and dispatches up to a batch of records (DispatchBatch); schedules the rest. Then
@@ -103,6 +105,8 @@ class PortHandle : public Napi::ObjectWrap<PortHandle>, public LinkClient {
   State state_ = State::kOpen;
   bool started_ = false;
   bool watched_ = false;
+  bool drain_listened_ = false;
+  bool holding_loop_ = false;  // counted in Addon::drain_waiters
   bool close_emitted_ = false;
   Napi::ObjectReference owner_;  // the JS MessagePort (weak unless UpdateOwnerHold holds it)
   bool owner_held_ = false;

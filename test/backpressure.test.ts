@@ -10,3 +10,10 @@ test.each(['kill', 'exit'])('the peer dies (%s) while the producer waits for dra
   expect(settled.bufferedAmount).toBe(0);
   expect(run.code).toBe(0);
 });
+
+test('a producer awaiting drain, with nothing else to keep its process alive, posts every item', async () => {
+  const run = await runFixture('drain-producer.js');
+  expect(report(run, 'done')).toMatchObject({ received: 5000, inOrder: true });
+  expect(report(run, 'done').waits).toBeGreaterThan(0);
+  expect(report(run, 'child exit')).toMatchObject({ code: 0, received: 5000 });
+});
