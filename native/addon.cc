@@ -173,7 +173,14 @@ Addon::~Addon() {
 Addon* GetAddon(Napi::Env env) { return env.GetInstanceData<Addon>(); }
 
 bool CanCallJavaScript(Napi::Env env) {
-  return !GetAddon(env)->stopping && !v8::Isolate::GetCurrent()->IsExecutionTerminating();
+  if (GetAddon(env)->stopping || v8::Isolate::GetCurrent()->IsExecutionTerminating()) return false;
+  // Node refuses calls into JavaScript once its environment stops (a worker being terminated,
+  // after the termination itself has unwound): each Node-API function that may run JavaScript
+  // checks that first. napi_strict_equals is one of them, and runs none.
+  napi_value undefined;
+  bool same;
+  return napi_get_undefined(env, &undefined) == napi_ok &&
+         napi_strict_equals(env, undefined, undefined, &same) == napi_ok;
 }
 
 bool CallFromEventLoop(Napi::Env env, Napi::AsyncContext* context, Napi::Object recv,
