@@ -18,8 +18,11 @@ export interface PortHandle {
   /** Within deliver(): the batch's next message, `empty` at its end, `handled` if delivered by a hook. */
   next(): unknown;
   start(): void;
-  /** The port has 'close' or 'drain' listeners: keep it while it is open. */
-  watch(listened: boolean): void;
+  /**
+   * The port has 'close' or 'drain' listeners: keep it while it is open; 'drain' listeners: keep
+   * the process alive while it holds queued messages (as a socket's pending writes do).
+   */
+  watch(listened: boolean, drainListened: boolean): void;
   stop(): void;
   ref(): void;
   unref(): void;

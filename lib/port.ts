@@ -6,6 +6,7 @@
 // `addEventListener`, `once`, `{ signal }` and every other listener form behave exactly as in
 // Node: the port is started and referenced by the first 'message' listener and stopped by the
 // removal of the last, through the same listener hooks Node's ports use.
+import { executionAsyncId } from 'node:async_hooks';
 import * as workerThreads from 'node:worker_threads';
 
 import { dataCloneError, invalidTransferObject, missingTransferable, nodeError } from './errors';
@@ -55,6 +56,8 @@ const kNewListener = eventTargetSymbol('kNewListener');
 const kRemoveListener = eventTargetSymbol('kRemoveListener');
 
 interface PortState {
+  /** the port this state is the own property of */
+  port: MessagePort;
   handle: PortHandle;
   /** closed, or transferred away: the object no longer owns a channel end */
   detached: boolean;
@@ -66,12 +69,17 @@ interface PortState {
 
 const kState = Symbol('crossport.state');
 
+/** The state of a port; for anything else (an object inheriting from a port too) Node's error. */
 function stateOf(port: MessagePort): PortState {
-  return (port as unknown as { [kState]: PortState })[kState];
+  const state = (port as unknown as { [kState]?: PortState } | null | undefined)?.[kState];
+  if (state === undefined || state.port !== port) throw new TypeError('Illegal invocation');
+  return state;
 }
 
 export function isMessagePort(value: unknown): value is MessagePort {
-  return typeof value === 'object' && value !== null && kState in value;
+  return (
+    typeof value === 'object' && value !== null && (value as { [kState]?: PortState })[kState]?.port === value
+  );
 }
 
 export function handleOf(port: MessagePort): PortHandle {
@@ -100,14 +108,15 @@ export class MessagePort extends NodeEventTarget {
    */
   postMessage(value: any, transfer?: readonly TransferItem[] | NodeTransferList | { transfer?: readonly TransferItem[] }): void;
   postMessage(value?: unknown, transfer?: unknown): boolean | undefined {
+    const state = stateOf(this);
     if (arguments.length === 0) {
       throw nodeError(TypeError, 'ERR_MISSING_ARGS', 'Not enough arguments to MessagePort.postMessage');
     }
-    const state = stateOf(this);
     if (transfer === undefined) {
       // The common case, kept free of per-message allocations.
-      state.handle.post(value);
-      return state.detached ? undefined : true;
+      // undefined on a closed port (as Node); true when sent, even by a port that a getter
+      // closed meanwhile (its close waited for this message).
+      return state.handle.post(value) || !state.detached ? true : undefined;
     }
     const buffers: ArrayBuffer[] = [];
     const ports: MessagePort[] = [];
@@ -140,11 +149,11 @@ export class MessagePort extends NodeEventTarget {
       objects = [...standIns.values(), ...ports];
     }
     const detach = buffers.filter((buffer) => !isBufferPool(buffer));
-    state.handle.post(value, objects, ports.map(handleOf), handleFds, detach);
+    const sent = state.handle.post(value, objects, ports.map(handleOf), handleFds, detach);
     for (const port of ports) markDetached(port);
     // The receiver has its own copies now (or, on a closed port, nobody does).
     for (const handle of handles) closeHandle(handle);
-    return state.detached ? undefined : true;
+    return sent || !state.detached ? true : undefined;
   }
 
   /** Starts delivering messages (a 'message' listener does it by itself). */
@@ -154,8 +163,8 @@ export class MessagePort extends NodeEventTarget {
 
   /** Closes both ends: 'close' fires here and, after everything posted before, at the peer. */
   close(callback?: () => void): void {
-    if (typeof callback === 'function') this.once('close', callback);
     const state = stateOf(this);
+    if (typeof callback === 'function') this.once('close', callback);
     state.detached = true;
     state.handle.close();
   }
@@ -238,7 +247,8 @@ export class MessagePort extends NodeEventTarget {
  */
 function watchIfListened(port: MessagePort, type: 'close' | 'drain', size: number): void {
   const other = port.listenerCount(type === 'close' ? 'drain' : 'close');
-  stateOf(port).handle.watch(size + other > 0);
+  const drain = type === 'drain' ? size : port.listenerCount('drain');
+  stateOf(port).handle.watch(size + other > 0, drain > 0);
 }
 
 // Node-style methods come from NodeEventTarget. Their types are those @types/node gives
@@ -340,6 +350,7 @@ export function createPort(handle: PortHandle): MessagePort {
     Object.defineProperty(port, key, Object.getOwnPropertyDescriptor(template, key)!);
   }
   const state: PortState = {
+    port,
     handle,
     detached: false,
     receivingPorts: undefined,
@@ -373,11 +384,18 @@ native.setup({
       if (data !== EMPTY && data !== HANDLED) (port as any)[kHybridDispatch](data, 'message', undefined);
       return;
     }
+    // Nothing here catches: an exception (a listener's, re-thrown by EventTarget from a nextTick)
+    // leaves for the addon, which reports it as Node reports its own callbacks' and delivers the
+    // rest of the batch on the next loop turn, as Node's MessagePort does.
+    const asyncId = executionAsyncId();
     for (;;) {
       const data = handle.next();
       if (data === EMPTY) return;
       if (data !== HANDLED) (port as any)[kHybridDispatch](data, 'message', undefined);
       runNextTicks();
+      // An unhandled rejection handled by 'uncaughtException' empties Node's async id stack:
+      // the next message gets a callback scope (the port's async context) of its own.
+      if (executionAsyncId() !== asyncId) return;
     }
   },
   message(port, data, ports) {

@@ -182,6 +182,12 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   if (napi_get_uv_event_loop(env, &addon->loop) != napi_ok) {
     throw Napi::Error::New(env, "crossport: no event loop");
   }
+  addon->close_events = new uv_idle_t;
+  uv_idle_init(addon->loop, addon->close_events);
+  addon->close_events->data = addon->close_queue.get();
+  addon->drain_hold = new uv_async_t;
+  uv_async_init(addon->loop, addon->drain_hold, [](uv_async_t*) {});
+  uv_unref(reinterpret_cast<uv_handle_t*>(addon->drain_hold));
   Napi::Function port_handle = PortHandle::Define(env);
   addon->port_handle_class = Napi::Persistent(port_handle);
   exports.Set("PortHandle", port_handle);
@@ -197,10 +203,43 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   return exports;
 }
 
+Addon::~Addon() {
+  if (close_events != nullptr) {
+    uv_close(reinterpret_cast<uv_handle_t*>(close_events),
+             [](uv_handle_t* handle) { delete reinterpret_cast<uv_idle_t*>(handle); });
+  }
+  if (drain_hold != nullptr) {
+    uv_close(reinterpret_cast<uv_handle_t*>(drain_hold),
+             [](uv_handle_t* handle) { delete reinterpret_cast<uv_async_t*>(handle); });
+  }
+}
+
 Addon* GetAddon(Napi::Env env) { return env.GetInstanceData<Addon>(); }
 
 bool CanCallJavaScript(Napi::Env env) {
-  return !GetAddon(env)->stopping && !v8::Isolate::GetCurrent()->IsExecutionTerminating();
+  if (GetAddon(env)->stopping || v8::Isolate::GetCurrent()->IsExecutionTerminating()) return false;
+  // Node refuses calls into JavaScript once its environment stops (a worker being terminated,
+  // after the termination itself has unwound): each Node-API function that may run JavaScript
+  // checks that first. napi_strict_equals is one of them, and runs none.
+  napi_value undefined;
+  bool same;
+  return napi_get_undefined(env, &undefined) == napi_ok &&
+         napi_strict_equals(env, undefined, undefined, &same) == napi_ok;
+}
+
+bool CallFromEventLoop(Napi::Env env, Napi::AsyncContext* context, Napi::Object recv,
+                       Napi::Function function, napi_value arg) {
+  if (!CanCallJavaScript(env)) return false;
+  // node::CallbackScope, whose TryCatch is verbose: an exception reaching it goes to Node's
+  // message listener (TriggerUncaughtException) before the call returns, and marks the scope
+  // failed (no 'after' hook, no tick processing), as for Node's timers. Called through V8
+  // rather than napi_call_function, whose own (silent) TryCatch would catch it first.
+  Napi::CallbackScope scope(env, *context);
+  v8::Isolate* isolate = v8::Isolate::GetCurrent();
+  v8::Local<v8::Value> argv[1] = {ToV8(arg)};
+  v8::MaybeLocal<v8::Value> result = ToV8(function).As<v8::Function>()->Call(
+      isolate->GetCurrentContext(), ToV8(recv), 1, argv);
+  return !result.IsEmpty();
 }
 
 void ThrowSystemError(Napi::Env env, int errnum, const char* syscall) {

@@ -4,6 +4,7 @@
 
 #include <napi.h>
 
+#include <deque>
 #include <set>
 #include <memory>
 #include <unordered_set>
@@ -42,6 +43,19 @@ struct Addon {
   // Every live PortHandle (see PortHandle::FlushBeforeExit).
   std::shared_ptr<std::unordered_set<PortHandle*>> live_ports =
       std::make_shared<std::unordered_set<PortHandle*>>();
+  // Ports whose peer ended, in order: their 'close' events are scheduled on the next loop turn
+  // by `close_events` (see PortHandle::QueueClose). Shared with the ports, like live_ports.
+  std::shared_ptr<std::deque<PortHandle*>> close_queue =
+      std::make_shared<std::deque<PortHandle*>>();
+  uv_idle_t* close_events = nullptr;
+  // Referenced while drain_waiters > 0: ports awaited for 'drain' (PortHandle::UpdateLoopHold).
+  uv_async_t* drain_hold = nullptr;
+  int drain_waiters = 0;
+
+  Addon() = default;
+  Addon(const Addon&) = delete;
+  Addon& operator=(const Addon&) = delete;
+  ~Addon();
 };
 
 // Default ring size per direction: large enough to pipeline many small messages, small enough
@@ -65,6 +79,16 @@ void RunFromEventLoop(Napi::Env env, Body&& body) {
     if (CanCallJavaScript(env)) napi_fatal_exception(env, error.Value());
   }
 }
+// Calls `function(arg)` with `recv` from the event loop as Node calls its own callbacks: inside a
+// callback scope of `context` (the listener runs in that async context; nextTicks and microtasks
+// run as the scope closes). An exception that escapes is reported the way Node reports one from its
+// own callbacks — 'uncaughtException' (or the error printed and exit code 1, or an abort with
+// --abort-on-uncaught-exception) — while the scope is still open: reporting it empties the async
+// id stack, so a nextTick that threw inside `function` and left its async context pushed cannot
+// make the scope's close fail (see InternalCallbackScope::Close and TriggerUncaughtException in
+// Node's src/). False when it threw or JavaScript cannot run.
+bool CallFromEventLoop(Napi::Env env, Napi::AsyncContext* context, Napi::Object recv,
+                       Napi::Function function, napi_value arg);
 Napi::Object Init(Napi::Env env, Napi::Object exports);
 
 // Throws an Error with a Node-style errno `code` and `syscall`.

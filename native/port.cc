@@ -59,6 +59,27 @@ constexpr int kExitStallMs = 2000;
 
 }  // namespace
 
+// While one lives, close() on the port waits (see PortHandle::Close); the port closes when the
+// last one goes.
+class PortHandle::DeferClose {
+ public:
+  explicit DeferClose(PortHandle* port) : port_(port) { port_->close_deferrals_++; }
+  ~DeferClose() {
+    if (--port_->close_deferrals_ > 0 || !port_->close_requested_) return;
+    port_->close_requested_ = false;
+    try {
+      port_->CloseNow();
+    } catch (const Napi::Error&) {
+      // Only when the environment is going: nobody is left to tell.
+    }
+  }
+  DeferClose(const DeferClose&) = delete;
+  DeferClose& operator=(const DeferClose&) = delete;
+
+ private:
+  PortHandle* port_;
+};
+
 Napi::Function PortHandle::Define(Napi::Env env) {
   return DefineClass(env, "PortHandle",
                      {
@@ -99,13 +120,13 @@ PortHandle::PortHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PortHa
   link_ = info[0].As<Napi::External<Link>>().Data();
   link_->set_client(this);
   poll_window_ns_ = GetAddon(env)->max_poll_window_ns / 4;
-  async_context_ = new Napi::AsyncContext(env, "crossport:MessagePort");
   idle_ = new uv_idle_t;
   uv_idle_init(GetAddon(env)->loop, idle_);
   idle_->data = this;
   uv_unref(reinterpret_cast<uv_handle_t*>(idle_));
   live_ = GetAddon(env)->live_ports;
   live_->insert(this);
+  close_queue_ = GetAddon(env)->close_queue;
   if (link_->broken()) {
     // No socket event will ever come (libuv refused the socket, or what came with a received
     // port was beyond repair): end the port on the next turn.
@@ -117,6 +138,15 @@ PortHandle::PortHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PortHa
 PortHandle::~PortHandle() {
   GetAddon(Env())->waiting_for_file_handles.erase(this);
   live_->erase(this);
+  close_queue_->erase(std::remove(close_queue_->begin(), close_queue_->end(), this),
+                      close_queue_->end());
+  if (close_event_ != nullptr) close_event_->data = nullptr;
+  if (holding_loop_) {
+    holding_loop_ = false;
+    if (--GetAddon(Env())->drain_waiters == 0) {
+      uv_unref(reinterpret_cast<uv_handle_t*>(GetAddon(Env())->drain_hold));
+    }
+  }
   DestroyLink();
   uv_idle_stop(idle_);
   uv_close(reinterpret_cast<uv_handle_t*>(idle_),
@@ -131,7 +161,14 @@ void PortHandle::DestroyLink() {
 }
 
 Napi::Value PortHandle::SetOwner(const Napi::CallbackInfo& info) {
-  owner_ = Napi::Weak(info[0].As<Napi::Object>());
+  Napi::Object owner = info[0].As<Napi::Object>();
+  owner_ = Napi::Weak(owner);
+  // The port is its callbacks' async resource, as Node's MessagePort is: listeners see it as
+  // executionAsyncResource(), and AsyncLocalStorage finds there the store current when the port
+  // was made. (The resource is held weakly: one of its own would be collected, taking the store.)
+  if (async_context_ == nullptr) {
+    async_context_ = new Napi::AsyncContext(info.Env(), "crossport:MessagePort", owner);
+  }
   UpdateOwnerHold();  // a received port may hold messages still to write
   return info.Env().Undefined();
 }
@@ -144,6 +181,7 @@ void PortHandle::UpdateOwnerHold() {
   bool writing = link_ != nullptr && link_->has_overflow();
   bool hold = pending_close_ || state_ == State::kClosing ||
               (state_ == State::kOpen && (started_ || watched_ || writing));
+  UpdateLoopHold(writing);
   if (hold == owner_held_ || owner_.IsEmpty()) return;
   owner_held_ = hold;
   if (hold) {
@@ -156,6 +194,10 @@ void PortHandle::UpdateOwnerHold() {
 Napi::Value PortHandle::Post(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Addon* addon = GetAddon(env);
+  // A post that starts after a deferred close() sends nothing; a close() from a getter that the
+  // serializer runs waits until this message is out, as in worker_threads.
+  bool accepted = !close_requested_;
+  DeferClose defer_own_close(this);
   SerializedMessage message;
   if (info.Length() == 1) {
     // Nothing to transfer: the common case, kept short.
@@ -163,7 +205,8 @@ Napi::Value PortHandle::Post(const Napi::CallbackInfo& info) {
     if (message.sections().empty()) {
       MessageHead head{0, 0, sizeof(MessageHead), 0, 0, 0, message.size()};
       return Napi::Boolean::New(
-          env, Send(env, reinterpret_cast<const uint8_t*>(&head), sizeof head, message, {}));
+          env, Send(env, accepted, reinterpret_cast<const uint8_t*>(&head), sizeof head, message,
+                    {}));
     }
     std::vector<Handle> no_handles;
     std::vector<int> no_buffers;
@@ -171,7 +214,7 @@ Napi::Value PortHandle::Post(const Napi::CallbackInfo& info) {
     std::vector<int> no_fds;
     std::vector<uint8_t> head = EncodeMessageHead(&no_handles, &no_buffers, &no_ports,
                                                   SectionSizes(message), message.size(), &no_fds);
-    return Napi::Boolean::New(env, Send(env, head.data(), head.size(), message, {}));
+    return Napi::Boolean::New(env, Send(env, accepted, head.data(), head.size(), message, {}));
   }
   // (value, transferables, port handles, [kind, fd, kind, fd, ...], ArrayBuffers to detach);
   // transferables are the host objects the value may hold: handle stand-ins, then ports.
@@ -191,6 +234,16 @@ Napi::Value PortHandle::Post(const Napi::CallbackInfo& info) {
   for (uint32_t i = 0; i < object_list.Length(); i++) {
     objects.push_back(object_list.Get(i).As<Napi::Object>());
   }
+  // The ports to transfer: a getter that closes one of them does not keep it from going (its
+  // close waits, and the transfer wins, as in worker_threads).
+  std::vector<PortHandle*> transferred;
+  std::vector<std::unique_ptr<DeferClose>> deferred_closes;
+  for (uint32_t i = 0; i < port_list.Length(); i++) {
+    PortHandle* handle = FromValue(port_list.Get(i));
+    transferred.push_back(handle);
+    if (handle != nullptr) deferred_closes.push_back(std::make_unique<DeferClose>(handle));
+  }
+  bool was_open = state_ == State::kOpen;
   // Transferred ArrayBuffers: the largest go out of band, each in a memory object of its own;
   // those of middle size become sections; V8 writes the smallest inline.
   std::vector<Napi::ArrayBuffer> large;
@@ -199,7 +252,8 @@ Napi::Value PortHandle::Post(const Napi::CallbackInfo& info) {
     Napi::Value value = buffer_list.Get(i);
     if (!value.IsArrayBuffer()) continue;
     Napi::ArrayBuffer buffer = value.As<Napi::ArrayBuffer>();
-    if (buffer.ByteLength() >= kOutOfBandTransferSize && large.size() < kMaxBuffersPerMessage) {
+    if (buffer.ByteLength() >= kOutOfBandTransferSize && large.size() < kMaxBuffersPerMessage &&
+        !IsResizable(buffer)) {
       large.push_back(buffer);
     } else if (buffer.ByteLength() >= kSectionMinSize) {
       carried.push_back(buffer);
@@ -207,6 +261,21 @@ Napi::Value PortHandle::Post(const Napi::CallbackInfo& info) {
   }
   if (!Serialize(&addon->clone, info[0], objects, large, carried, &message)) {
     return Napi::Value();  // the DataCloneError is pending; nothing was sent or detached
+  }
+  // A getter may have transferred a listed port elsewhere, or this port: then nothing is sent and
+  // nothing detached (a DataCloneError, as the spec's transfer step gives for a detached port),
+  // rather than a message that names fds nobody holds any more.
+  const char* moved = nullptr;
+  for (PortHandle* handle : transferred) {
+    if (handle == nullptr || handle->state_ != State::kOpen || handle->link_ == nullptr) {
+      moved = "MessagePort in transfer list is already detached";
+    }
+  }
+  if (was_open && state_ == State::kReleased) moved = "MessagePort was transferred while posting";
+  if (moved != nullptr) {
+    ThrowDataCloneError(&addon->clone,
+                        v8::String::NewFromUtf8(v8::Isolate::GetCurrent(), moved).ToLocalChecked());
+    return Napi::Value();
   }
   // The bytes of the large transferred buffers, each in its own sealed memory object.
   std::vector<int> buffers;
@@ -233,15 +302,12 @@ Napi::Value PortHandle::Post(const Napi::CallbackInfo& info) {
     }
     handles.push_back(Handle{kind, fd});
   }
-  std::vector<LinkState> states(port_list.Length());
-  for (uint32_t i = 0; i < port_list.Length(); i++) {
-    PortHandle* handle = FromValue(port_list.Get(i));
-    if (handle != nullptr) handle->ReleaseTo(&states[i]);
-  }
+  std::vector<LinkState> states(transferred.size());
+  for (size_t i = 0; i < transferred.size(); i++) transferred[i]->ReleaseTo(&states[i]);
   std::vector<int> fds;
   std::vector<uint8_t> head = EncodeMessageHead(&handles, &buffers, &states, SectionSizes(message),
                                                 message.size(), &fds);
-  bool sent = Send(env, head.data(), head.size(), message, std::move(fds));
+  bool sent = Send(env, accepted, head.data(), head.size(), message, std::move(fds));
   for (uint32_t i = 0; i < buffer_list.Length(); i++) {
     Napi::Value buffer = buffer_list.Get(i);
     if (buffer.IsArrayBuffer()) buffer.As<Napi::ArrayBuffer>().Detach();
@@ -249,9 +315,9 @@ Napi::Value PortHandle::Post(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, sent);
 }
 
-bool PortHandle::Send(Napi::Env env, const uint8_t* head, size_t head_size,
+bool PortHandle::Send(Napi::Env env, bool accepted, const uint8_t* head, size_t head_size,
                       const SerializedMessage& message, std::vector<int>&& fds) {
-  if (state_ != State::kOpen || link_ == nullptr) {
+  if (!accepted || state_ != State::kOpen || link_ == nullptr) {
     for (int fd : fds) os::Close(fd);
     return false;
   }
@@ -465,6 +531,7 @@ Napi::Value PortHandle::Stop(const Napi::CallbackInfo& info) {
 
 Napi::Value PortHandle::Watch(const Napi::CallbackInfo& info) {
   watched_ = info[0].ToBoolean();
+  drain_listened_ = info[1].ToBoolean();
   UpdateOwnerHold();
   return info.Env().Undefined();
 }
@@ -479,13 +546,66 @@ void PortHandle::SetStarted(bool started) {
   ScheduleIdle();
 }
 
-void PortHandle::End(State next, bool emit_close) {
+void PortHandle::End(State next, bool emit_close, bool by_peer) {
+  // What the port still held for its peer is gone with the channel (or moves with the port, or is
+  // written out while it closes), and bufferedAmount falls to 0: 'drain' tells a producer waiting
+  // for it (`await once(port, 'drain')`), just before 'close'.
+  if (state_ == State::kOpen && link_ != nullptr && link_->queued_bytes() > 0) drain_at_end_ = true;
   if (next != State::kClosing) DestroyLink();
   state_ = next;
   started_ = false;
-  pending_close_ = pending_close_ || emit_close;
+  if (emit_close) QueueClose(by_peer);
   UpdateOwnerHold();
-  if (emit_close) ScheduleIdle();
+}
+
+// 'close' events come as worker_threads' do, from the close phase of the event loop (a handle
+// closed for the purpose): after setImmediate callbacks, last closed first. A port learns that its
+// peer closed only in a later turn, as a worker_threads port learns it from its closing sibling.
+void PortHandle::QueueClose(bool by_peer) {
+  if (pending_close_ || close_emitted_) return;
+  pending_close_ = true;
+  if (!by_peer) return ScheduleCloseEvent();
+  close_queue_->push_back(this);
+  uv_idle_start(GetAddon(Env())->close_events, OnPeerEnded);
+}
+
+void PortHandle::OnPeerEnded(uv_idle_t* idle) {
+  auto* queue = static_cast<std::deque<PortHandle*>*>(idle->data);
+  uv_idle_stop(idle);
+  // (A port leaves the queue when it is destroyed, which cannot happen while its event is due:
+  // its owner is held.)
+  while (!queue->empty()) {
+    queue->front()->ScheduleCloseEvent();
+    queue->pop_front();
+  }
+}
+
+void PortHandle::ScheduleCloseEvent() {
+  // A closing handle also keeps the loop alive until its callback ran, as 'close' should.
+  close_event_ = new uv_idle_t;
+  uv_idle_init(GetAddon(Env())->loop, close_event_);
+  close_event_->data = this;
+  uv_close(reinterpret_cast<uv_handle_t*>(close_event_), [](uv_handle_t* handle) {
+    auto* port = static_cast<PortHandle*>(handle->data);
+    delete reinterpret_cast<uv_idle_t*>(handle);
+    if (port == nullptr) return;  // destroyed meanwhile (the environment is going)
+    port->close_event_ = nullptr;
+    port->EmitClose();
+  });
+}
+
+void PortHandle::EmitClose() {
+  Napi::Env env = Env();
+  if (!CanCallJavaScript(env)) return;  // the environment is going: no more JS
+  Napi::HandleScope scope(env);
+  pending_close_ = false;
+  close_emitted_ = true;
+  if (drain_at_end_) {
+    drain_at_end_ = false;
+    CallHook(GetAddon(env)->on_drain);
+  }
+  CallHook(GetAddon(env)->on_close);
+  UpdateOwnerHold();
 }
 
 Napi::Value PortHandle::Ref(const Napi::CallbackInfo& info) {
@@ -509,19 +629,31 @@ Napi::Value PortHandle::BufferedAmount(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value PortHandle::Close(const Napi::CallbackInfo& info) {
-  if (state_ == State::kOpen) {
-    os::SystemError error{0, nullptr};
-    // Queued behind every message posted before it, so the peer receives those first.
-    link_->Send(RecordType::kClose, nullptr, 0, 0, {}, &error);
-    if (link_->has_overflow() && !link_->peer_gone() && !link_->broken()) {
-      // Stay alive until the overflow is written (OnLinkEvent), then let go of the link.
-      link_->Ref();
-      End(State::kClosing, true);
-    } else {
-      End(State::kClosed, true);
-    }
+  if (state_ == State::kOpen && close_deferrals_ > 0) {
+    // From a listener of this port (or a nextTick between two of its messages): as in
+    // worker_threads, what is already queued is still delivered, and the port closes after the
+    // batch; from a getter run by a postMessage that sends or transfers it: after that message.
+    // It sends nothing more meanwhile; its 'close' is due from now, as if it had closed now.
+    close_requested_ = true;
+    QueueClose(false);
+  } else {
+    CloseNow();
   }
   return info.Env().Undefined();
+}
+
+void PortHandle::CloseNow() {
+  if (state_ != State::kOpen) return;
+  os::SystemError error{0, nullptr};
+  // Queued behind every message posted before it, so the peer receives those first.
+  link_->Send(RecordType::kClose, nullptr, 0, 0, {}, &error);
+  if (link_->has_overflow() && !link_->peer_gone() && !link_->broken()) {
+    // Stay alive until the overflow is written (OnLinkEvent), then let go of the link.
+    link_->Ref();
+    End(State::kClosing, true);
+  } else {
+    End(State::kClosed, true);
+  }
 }
 
 Napi::Value PortHandle::ExportFds(const Napi::CallbackInfo& info) {
@@ -543,7 +675,9 @@ Napi::Value PortHandle::ExportFds(const Napi::CallbackInfo& info) {
 
 Napi::Value PortHandle::HandOff(const Napi::CallbackInfo& info) {
   LinkState state;
-  if (!ReleaseTo(&state)) throw Napi::Error::New(info.Env(), "The port is closed");
+  if (close_requested_ || !ReleaseTo(&state)) {
+    throw Napi::Error::New(info.Env(), "The port is closed");
+  }
   return Napi::Number::New(info.Env(), static_cast<double>(DepositPort(&state)));
 }
 
@@ -562,11 +696,11 @@ void PortHandle::OnLinkEvent() {
     return;
   }
   if (state_ != State::kOpen) return;
-  UpdateOwnerHold();  // the queue may have been written out
   if (link_->TakeDrained()) {
     pending_drain_ = true;  // 'drain' on the next loop turn
     ScheduleIdle();
   }
+  UpdateOwnerHold();  // the queue may have been written out
   if (started_) {
     OnWake();
     RunFromEventLoop(Env(), [this] { Dispatch(); });
@@ -593,6 +727,11 @@ void PortHandle::CheckWhileStopped() {
 }
 
 void PortHandle::Dispatch() {
+  DeferClose defer_close(this);
+  DispatchBatch();
+}
+
+void PortHandle::DispatchBatch() {
   pending_dispatch_ = false;
   if (state_ != State::kOpen || link_ == nullptr) return;
   if (!started_) return CheckWhileStopped();
@@ -705,15 +844,13 @@ void PortHandle::Resume() {
 
 void PortHandle::Finish() {
   if (state_ == State::kClosed || state_ == State::kReleased) return;
-  End(State::kClosed, true);
+  End(State::kClosed, true, true);
 }
 
 void PortHandle::ScheduleIdle() {
   uv_idle_start(idle_, OnIdle);
-  // A pending 'close' keeps the loop alive until it is emitted; a pending dispatch only while
-  // the port itself is referenced.
-  bool keep_alive = pending_close_ || (link_ != nullptr && link_->HasRef());
-  if (keep_alive) {
+  // A pending dispatch keeps the loop alive only while the port itself is referenced.
+  if (link_ != nullptr && link_->HasRef()) {
     uv_ref(reinterpret_cast<uv_handle_t*>(idle_));
   } else {
     uv_unref(reinterpret_cast<uv_handle_t*>(idle_));
@@ -730,34 +867,31 @@ void PortHandle::OnIdle(uv_idle_t* idle) {
   if (self->pending_drain_) {
     self->pending_drain_ = false;
     if (self->state_ == State::kOpen) self->CallHook(GetAddon(self->Env())->on_drain);
-  }
-  if (self->pending_close_ && !self->pending_dispatch_) {
-    self->pending_close_ = false;
-    if (!self->close_emitted_) {
-      self->close_emitted_ = true;
-      self->CallHook(GetAddon(self->Env())->on_close);
-    }
     self->UpdateOwnerHold();
   }
 }
 
+void PortHandle::UpdateLoopHold(bool writing) {
+  // A producer awaiting 'drain' (`await once(port, 'drain')`) must not see its process exit in
+  // the meantime, as pending writes keep a socket's process alive: while this port holds queued
+  // messages, or owes the 'drain' event, and someone listens for it. (When the port ends, its
+  // 'close', with the 'drain' before it, holds the loop itself.)
+  bool hold = state_ == State::kOpen && drain_listened_ && (writing || pending_drain_);
+  if (hold == holding_loop_) return;
+  holding_loop_ = hold;
+  Addon* addon = GetAddon(Env());
+  addon->drain_waiters += hold ? 1 : -1;
+  if (addon->drain_waiters == (hold ? 1 : 0)) {
+    auto* handle = reinterpret_cast<uv_handle_t*>(addon->drain_hold);
+    hold ? uv_ref(handle) : uv_unref(handle);
+  }
+}
+
 bool PortHandle::CallHook(const Napi::FunctionReference& hook) {
-  Napi::Env env = Env();
-  if (!CanCallJavaScript(env) || owner_.IsEmpty()) return false;
+  if (owner_.IsEmpty() || async_context_ == nullptr) return false;
   Napi::Object owner = owner_.Value();
   if (owner.IsEmpty()) return false;  // the port object is gone: nobody can listen
-  napi_value argv[1] = {owner};
-  napi_value result;
-  napi_status status = napi_make_callback(env, static_cast<napi_async_context>(*async_context_),
-                                          owner, hook.Value(), 1, argv, &result);
-  if (status == napi_ok) return true;
-  // A listener threw: report it as Node reports errors thrown from its own callbacks (unless
-  // the environment is going, when nothing can be reported).
-  napi_value error;
-  if (napi_get_and_clear_last_exception(env, &error) == napi_ok && CanCallJavaScript(env)) {
-    napi_fatal_exception(env, error);
-  }
-  return false;
+  return CallFromEventLoop(Env(), async_context_, owner, hook.Value(), owner);
 }
 
 }  // namespace crossport

@@ -6,6 +6,7 @@
 #include <napi.h>
 #include <uv.h>
 
+#include <deque>
 #include <memory>
 #include <unordered_set>
 
@@ -55,27 +56,40 @@ class PortHandle : public Napi::ObjectWrap<PortHandle>, public LinkClient {
   Napi::Value Dispose(const Napi::CallbackInfo& info);
 
   // Sends a serialized message with its head and fds (closed if the port is closed).
-  bool Send(Napi::Env env, const uint8_t* head, size_t head_size, const SerializedMessage& message,
-            std::vector<int>&& fds);
+  // `accepted`: the post began before any close() (later ones send nothing).
+  bool Send(Napi::Env env, bool accepted, const uint8_t* head, size_t head_size,
+            const SerializedMessage& message, std::vector<int>&& fds);
   // Takes the link away for a transfer; the handle becomes inert.
   bool ReleaseTo(LinkState* state);
   // Closes a port nobody received (its message failed), without a 'close' event.
   void Abandon();
   void UpdateOwnerHold();
+  // Keeps the event loop alive while a 'drain' is awaited (`writing`: messages are queued).
+  void UpdateLoopHold(bool writing);
   void ScheduleIdle();
   static void OnIdle(uv_idle_t* idle);
-  // Reads and dispatches up to a batch of records; schedules the rest.
+  // Reads and dispatches up to a batch of records (DispatchBatch); schedules the rest. Then
+  // closes the port if a listener asked for it meanwhile.
   void Dispatch();
+  void DispatchBatch();
+  // Sends the close record and ends the port.
+  void CloseNow();
   // While nobody reads: ends the port if a close (or the peer's end) is all that waits.
   void CheckWhileStopped();
   enum class DecodeResult { kOk, kError, kWait };
   // Deserializes one record: kError with the error in *data when it cannot; kWait when it holds
   // a FileHandle and lib/ cannot make one yet (put the record back and wait for Resume()).
   DecodeResult Decode(IncomingRecord* record, Napi::Value* data, Napi::Value* ports);
+  // 'close' is due (once): from the loop's close phase; `by_peer`: a turn later (see port.cc).
+  void QueueClose(bool by_peer);
+  static void OnPeerEnded(uv_idle_t* idle);
+  void ScheduleCloseEvent();
+  void EmitClose();
   // Ends the port: 'close' is emitted asynchronously, once.
   void Finish();
-  // Moves to `next` (letting go of the link unless closing), optionally owing a 'close' event.
-  void End(State next, bool emit_close);
+  // Moves to `next` (letting go of the link unless closing), optionally owing a 'close' event
+  // (`by_peer`: the peer closed or left).
+  void End(State next, bool emit_close, bool by_peer = false);
   void SetStarted(bool started);
   // The ring is empty: true (and a look on the next loop turn scheduled) while inside the poll
   // window; false when the port should sleep.
@@ -91,6 +105,8 @@ class PortHandle : public Napi::ObjectWrap<PortHandle>, public LinkClient {
   State state_ = State::kOpen;
   bool started_ = false;
   bool watched_ = false;
+  bool drain_listened_ = false;
+  bool holding_loop_ = false;  // counted in Addon::drain_waiters
   bool close_emitted_ = false;
   Napi::ObjectReference owner_;  // the JS MessagePort (weak unless UpdateOwnerHold holds it)
   bool owner_held_ = false;
@@ -99,6 +115,12 @@ class PortHandle : public Napi::ObjectWrap<PortHandle>, public LinkClient {
   bool pending_dispatch_ = false;
   bool pending_close_ = false;
   bool pending_drain_ = false;
+  bool drain_at_end_ = false;  // the port ended holding queued messages: 'drain' before 'close'
+  // close() waits while a DeferClose lives: during Dispatch() (a listener's close() lets the
+  // batch finish) and while a postMessage sends or transfers the port (a getter's close()).
+  class DeferClose;
+  int close_deferrals_ = 0;
+  bool close_requested_ = false;
   // How the current batch ended (set by Next()).
   enum class BatchEnd { kMore, kEmpty, kWait };
   BatchEnd batch_end_ = BatchEnd::kMore;
@@ -112,6 +134,8 @@ class PortHandle : public Napi::ObjectWrap<PortHandle>, public LinkClient {
   // Every live handle of this environment, for FlushBeforeExit (shared with Addon, so that
   // either may be destroyed first).
   std::shared_ptr<std::unordered_set<PortHandle*>> live_;
+  std::shared_ptr<std::deque<PortHandle*>> close_queue_;  // Addon::close_queue
+  uv_idle_t* close_event_ = nullptr;  // closing, to emit 'close' from its close callback
 };
 
 }  // namespace crossport

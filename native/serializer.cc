@@ -13,14 +13,6 @@ namespace crossport {
 
 namespace {
 
-// The other direction of ToNapi (serializer.h).
-v8::Local<v8::Value> ToV8(napi_value value) {
-  v8::Local<v8::Value> local;
-  static_assert(sizeof local == sizeof value, "napi_value is a Local");
-  memcpy(static_cast<void*>(&local), &value, sizeof value);
-  return local;
-}
-
 napi_value FromV8(v8::Local<v8::Value> local) { return ToNapi(local); }
 
 // The tag in a port object's single internal field (its address is what counts).
@@ -420,6 +412,10 @@ Napi::Object NewPortObject(Napi::Env env, v8::Global<v8::ObjectTemplate>* port_t
       port_template->Get(isolate)->NewInstance(context).ToLocalChecked();
   SetPortTag(object);
   return Napi::Object(env, FromV8(object));
+}
+
+bool IsResizable(Napi::ArrayBuffer buffer) {
+  return ToV8(buffer).As<v8::ArrayBuffer>()->GetBackingStore()->IsResizableByUserJavaScript();
 }
 
 bool IsPortObject(Napi::Value value) {

@@ -9,6 +9,7 @@
 #include <v8.h>
 
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <vector>
 
@@ -17,6 +18,12 @@ namespace crossport {
 // napi_value and v8::Local<v8::Value> are the same pointer in Node (see Node's
 // js_native_api_v8.h: V8LocalValueFromJsValue / JsValueFromV8LocalValue).
 inline napi_value ToNapi(v8::Local<v8::Value> local) { return reinterpret_cast<napi_value>(*local); }
+inline v8::Local<v8::Value> ToV8(napi_value value) {
+  v8::Local<v8::Value> local;
+  static_assert(sizeof local == sizeof value, "napi_value is a Local");
+  memcpy(static_cast<void*>(&local), &value, sizeof value);
+  return local;
+}
 
 // What the serializer needs from its environment.
 struct CloneEnvironment {
@@ -90,6 +97,10 @@ Napi::Value Deserialize(CloneEnvironment* environment, Napi::Env env, const uint
 // is unmapped when the buffer is collected.
 Napi::ArrayBuffer NewMappedArrayBuffer(Napi::Env env, void* data, size_t length,
                                        size_t mapped_length);
+
+// A resizable ArrayBuffer (new ArrayBuffer(n, { maxByteLength })): it must arrive resizable,
+// which only V8's own encoding keeps.
+bool IsResizable(Napi::ArrayBuffer buffer);
 
 // Throws `new DOMException(message, 'DataCloneError')`.
 void ThrowDataCloneError(CloneEnvironment* environment, v8::Local<v8::String> message);
