@@ -80,10 +80,7 @@ describe('Worker: worker_threads and crossport observed alike', () => {
     expect(crossport.before).toEqual({ idle: 0, active: 0, utilization: 0 });
   });
 
-  // A parentPort listener that throws dies of issue 15's bug in any crossport process today (the
-  // process ends with "async hook stack has become corrupted" before the exception is reported).
-  // Enable once that fix is merged: the worker must report it as a thread does.
-  test.skip("an exception thrown by the worker's parentPort listener: 'error', then 'exit' 1 (needs issue 15)", async () => {
+  test("an exception thrown by the worker's parentPort listener: 'error', then 'exit' 1", async () => {
     const { threads, crossport } = await both('throwInListener');
     expect(crossport).toEqual(threads);
     expect(crossport.last.map((event: any) => Object.keys(event)[0])).toEqual(['error', 'exit']);
