@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <memory>
 
+#include "clone.h"
 #include "handoff.h"
 #include "link.h"
 #include "message.h"
@@ -150,6 +151,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("takeOver", Napi::Function::New(env, TakeOver, "takeOver"));
   exports.Set("newPortObject", Napi::Function::New(env, NewPort, "newPortObject"));
   DefineRendezvous(env, exports);
+  DefineClone(env, exports);
   return exports;
 }
 
