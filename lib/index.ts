@@ -2,4 +2,5 @@ export { MessageChannel, MessagePort, receiveMessageOnPort, type TransferItem } 
 export { FileDescriptor } from './handles';
 export { exportPort, importPort, type PortToken } from './handoff';
 export { connect, listen, Server, type ListenOptions, type Peer } from './rendezvous';
+export type { NatsOptions, NatsPeer, NatsServer } from './nats';
 export { fork, parentPort, type CrossportChildProcess } from './process';

@@ -1,0 +1,237 @@
+// One NATS connection as crossport uses it: the endpoints (remote ports) and listeners on it,
+// one timer that sends heartbeats and watches liveness for all of them, and whether the process
+// must stay alive for them (the connection itself never keeps it alive: see unrefTransport).
+import { randomBytes } from 'node:crypto';
+
+import { nodeError } from '../errors';
+import { natsClient, type NatsConnection, type NatsSubscription } from './client';
+
+export interface Settings {
+  /** A heartbeat goes out on a port that sent nothing for this long (ms). */
+  heartbeatMs: number;
+  /** A port that heard nothing from its peer for this long closes (ms). */
+  timeoutMs: number;
+  /** The largest message a port accepts from the network (bytes). */
+  maxMessageSize: number;
+  /** How long connect() waits for the listener's answer (ms). */
+  connectTimeoutMs: number;
+}
+
+export const kDefaultSettings: Settings = {
+  heartbeatMs: 1000,
+  timeoutMs: 5000,
+  maxMessageSize: 1024 * 1024 * 1024,
+  connectTimeoutMs: 5000,
+};
+
+/** What the session asks of the endpoints it ticks. */
+export interface Ticked {
+  tick(now: number): void;
+  /** The connection closed for good. */
+  connectionClosed(): void;
+}
+
+/** 128 random bits as a subject token. */
+export function newToken(): string {
+  return randomBytes(16).toString('base64url');
+}
+
+export class Session {
+  readonly nc: NatsConnection;
+  readonly settings: Settings;
+  readonly #owned: boolean;
+  readonly #ticked = new Set<Ticked>();
+  #users = 0;
+  #refs = 0;
+  #timer: NodeJS.Timeout;
+  // bufferedAmount: bytes each endpoint published that the server has not yet confirmed (a flush,
+  // PING/PONG, resolves once the server processed everything published before it).
+  readonly #unconfirmed = new Map<{ confirmed(bytes: number): void }, number>();
+  #flushing = false;
+
+  constructor(nc: NatsConnection, settings: Settings, owned: boolean) {
+    this.nc = nc;
+    this.settings = settings;
+    this.#owned = owned;
+    this.#timer = setInterval(() => this.#tick(), Math.max(10, Math.min(settings.heartbeatMs, settings.timeoutMs / 4)));
+    this.#timer.unref();
+    if (owned) unrefTransport(nc);
+    void this.#watch();
+  }
+
+  /** The largest payload the server takes. */
+  get maxPayload(): number {
+    return this.nc.info?.max_payload ?? 1024 * 1024;
+  }
+
+  /** An endpoint or listener starts using the session (and release() when done). */
+  retain(ticked?: Ticked): void {
+    this.#users++;
+    if (ticked) this.#ticked.add(ticked);
+  }
+
+  release(ticked?: Ticked): void {
+    if (ticked) this.#ticked.delete(ticked);
+    if (--this.#users === 0 && this.#owned) {
+      clearInterval(this.#timer);
+      // Publishes still buffered go out first.
+      this.nc.close().catch(() => {});
+    }
+  }
+
+  /** Something on this session keeps the process alive (ports listening, listeners, connects). */
+  ref(): void {
+    if (this.#refs++ === 0) this.#timer.ref();
+  }
+
+  unref(): void {
+    if (--this.#refs === 0) this.#timer.unref();
+  }
+
+  subscribe(subject: string, onData: (data: Uint8Array) => void): NatsSubscription {
+    return this.nc.subscribe(subject, {
+      callback: (error, msg) => {
+        if (error === null) onData(msg.data);
+      },
+    });
+  }
+
+  /** Publishes, counting the bytes against `owner` until the server confirms them. */
+  publish(subject: string, data: Uint8Array, owner?: { confirmed(bytes: number): void }): void {
+    if (this.nc.isClosed()) return;
+    try {
+      this.nc.publish(subject, data);
+    } catch {
+      return;  // closing: the port learns it from connectionClosed()
+    }
+    if (owner === undefined) return;
+    this.#unconfirmed.set(owner, (this.#unconfirmed.get(owner) ?? 0) + data.byteLength);
+    if (!this.#flushing) this.#confirm();
+  }
+
+  #confirm(): void {
+    const waiting = new Map(this.#unconfirmed);
+    this.#unconfirmed.clear();
+    this.#flushing = true;
+    this.nc.flush().then(
+      () => {
+        this.#flushing = false;
+        for (const [owner, bytes] of waiting) owner.confirmed(bytes);
+        if (this.#unconfirmed.size > 0) this.#confirm();
+      },
+      () => {
+        // The connection closed: its ports close too.
+        this.#flushing = false;
+      },
+    );
+  }
+
+  #tick(): void {
+    const now = Date.now();
+    for (const ticked of [...this.#ticked]) ticked.tick(now);
+  }
+
+  async #watch(): Promise<void> {
+    try {
+      for await (const status of this.nc.status()) {
+        if (status.type === 'reconnect' && this.#owned) unrefTransport(this.nc);
+      }
+    } catch {
+      // the iterator ends with the connection
+    }
+  }
+
+  /** Called once the connection closed for good. */
+  closed(): void {
+    clearInterval(this.#timer);
+    for (const ticked of [...this.#ticked]) ticked.connectionClosed();
+  }
+}
+
+/**
+ * The connection's socket and its ping timer must not keep the process alive by themselves (the
+ * session's timer does, while a port or listener wants it): the client exposes no unref(), so
+ * this reaches into its transport. Without those internals the connection keeps the process
+ * alive until its last port closes, as before.
+ */
+function unrefTransport(nc: NatsConnection): void {
+  const protocol = (nc as unknown as { protocol?: any }).protocol;
+  protocol?.transport?.socket?.unref?.();
+  const heartbeats = protocol?.heartbeats;
+  if (heartbeats === undefined || heartbeats.crossportUnref) return;
+  heartbeats.crossportUnref = true;
+  const schedule = heartbeats._schedule;
+  if (typeof schedule !== 'function') return;
+  heartbeats._schedule = function (this: { timer?: NodeJS.Timeout }) {
+    schedule.call(this);
+    this.timer?.unref?.();
+  };
+  heartbeats.timer?.unref?.();
+}
+
+// ------------------------------------------------------------------------------------------
+// Addresses and options
+
+/** The crossport options beside the NATS client's own (auth, TLS, name, reconnect...). */
+export interface NatsOptions extends Partial<Settings> {
+  /** A connection of your own to use (crossport never closes it); the address's host is then ignored. */
+  connection?: NatsConnection;
+  [natsOption: string]: unknown;
+}
+
+export interface NatsAddress {
+  /** For the client's `servers` option. */
+  server: string;
+  subject: string;
+}
+
+/** `nats://[user:pass@]host:port/subject.prefix` (or tls://). */
+export function parseAddress(address: string): NatsAddress {
+  let url: URL;
+  try {
+    url = new URL(address);
+  } catch {
+    url = undefined as never;
+  }
+  const subject = url ? decodeURIComponent(url.pathname.replace(/^\//, '')) : '';
+  if (!url || (url.protocol !== 'nats:' && url.protocol !== 'tls:') || !url.host ||
+      !/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(subject)) {
+    throw nodeError(TypeError, 'ERR_INVALID_URL',
+      `Invalid NATS address: ${address} (expected nats://host:port/subject.prefix; the subject ` +
+        `is made of tokens of letters, digits, - and _, separated by dots)`);
+  }
+  const auth = url.username ? `${url.username}${url.password ? `:${url.password}` : ''}@` : '';
+  return { server: `${url.protocol}//${auth}${url.host}`, subject };
+}
+
+function settingsOf(options: NatsOptions): Settings {
+  const settings = { ...kDefaultSettings };
+  for (const key of Object.keys(kDefaultSettings) as (keyof Settings)[]) {
+    const value = options[key];
+    if (value === undefined) continue;
+    if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
+      throw nodeError(RangeError, 'ERR_OUT_OF_RANGE', `The value of "options.${key}" is out of range. It must be a positive number. Received ${String(value)}`);
+    }
+    settings[key] = value;
+  }
+  if (settings.timeoutMs <= settings.heartbeatMs) {
+    throw nodeError(RangeError, 'ERR_OUT_OF_RANGE', `options.timeoutMs (${settings.timeoutMs}) must be longer than options.heartbeatMs (${settings.heartbeatMs})`);
+  }
+  return settings;
+}
+
+/** A session for `address` with `options`: a new connection, or the caller's own. */
+export async function openSession(address: NatsAddress, options: NatsOptions): Promise<Session> {
+  const settings = settingsOf(options);
+  const { connection, ...natsOptions } = options;
+  for (const key of Object.keys(kDefaultSettings)) delete natsOptions[key];
+  if (connection !== undefined) return sessionOf(connection, settings, false);
+  const nc = await natsClient().connect({ ...natsOptions, servers: address.server });
+  return sessionOf(nc, settings, true);
+}
+
+function sessionOf(nc: NatsConnection, settings: Settings, owned: boolean): Session {
+  const session = new Session(nc, settings, owned);
+  nc.closed().then(() => session.closed(), () => session.closed());
+  return session;
+}
