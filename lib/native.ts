@@ -113,9 +113,9 @@ export interface Native {
    * the buffers of `detach` once the value is serialized.
    */
   serializeToBytes(value: unknown, objects: object[], carried: ArrayBuffer[], detach: ArrayBuffer[],
-    headroom: number): Buffer[];
+    headroom: number, slab?: Uint8Array, offset?: number): Buffer[] | number;
   /** The value back; host objects are `objects`, sections `sections`. Throws the DataCloneError. */
-  deserializeFromBytes(bytes: Uint8Array, objects: object[], sections: ArrayBuffer[]): unknown;
+  deserializeFromBytes(bytes: Uint8Array, objects: object[], sections: ArrayBuffer[], offset?: number): unknown;
 }
 
 function load(): Native {

@@ -64,7 +64,9 @@ async function startNatsServer(args = []) {
   const port = await freePort();
   let child;
   const start = async () => {
-    child = spawn(binary, ['-a', '127.0.0.1', '-p', String(port), ...args], { stdio: 'ignore' });
+    // Not the sanitizer runtime that test:asan preloads into everything it starts.
+    const { LD_PRELOAD, ...env } = process.env;
+    child = spawn(binary, ['-a', '127.0.0.1', '-p', String(port), ...args], { stdio: 'ignore', env });
     live.add(child);
     child.once('exit', () => live.delete(child));
     await waitForPort(port);
@@ -77,6 +79,9 @@ async function startNatsServer(args = []) {
   await start();
   return {
     port,
+    get pid() {
+      return child.pid;
+    },
     url: (subject) => `nats://127.0.0.1:${port}/${subject}`,
     stop,
     async restart() {

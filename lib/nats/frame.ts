@@ -48,6 +48,8 @@ const kKnown = new Set<number>([...kOrdered, FrameType.Heartbeat, FrameType.Read
 const kHighLimit = 2 ** 21;
 
 export interface Frame {
+  /** A single-frame message is its own entry in a port's queue (handle.ts, Entry). */
+  kind: 'frame';
   type: FrameType;
   flags: number;
   seq: number;
@@ -55,55 +57,76 @@ export interface Frame {
   chunks: number;
   /** A First frame's total message length. */
   total: number;
-  /** The frame's payload (a view of `raw`). */
-  body: Uint8Array;
+  /** Where the payload starts in `raw`. */
+  offset: number;
   /** The whole frame as received (a forwarder passes it on unchanged). */
   raw: Uint8Array;
+}
+
+export function bodyOf(frame: Frame): Uint8Array {
+  return frame.raw.subarray(frame.offset);
+}
+
+export function bodyLength(frame: Frame): number {
+  return frame.raw.byteLength - frame.offset;
+}
+
+export function bodyText(frame: Frame): string {
+  return Buffer.from(frame.raw.buffer, frame.raw.byteOffset + frame.offset, bodyLength(frame)).toString('utf8');
 }
 
 export function isOrdered(type: FrameType): boolean {
   return kOrdered.has(type);
 }
 
+function u32(bytes: Uint8Array, at: number): number {
+  return (bytes[at] | (bytes[at + 1] << 8) | (bytes[at + 2] << 16)) + bytes[at + 3] * 0x1000000;
+}
+
 /** The frame in `raw`, or undefined when it is not one (junk is ignored by the caller). */
 export function parseFrame(raw: Uint8Array): Frame | undefined {
-  if (raw.byteLength < kHeaderSize) return undefined;
-  const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
-  if (view.getUint8(0) !== kVersion) return undefined;
-  const type = view.getUint8(1);
+  if (raw.byteLength < kHeaderSize || raw[0] !== kVersion) return undefined;
+  const type = raw[1];
   if (!kKnown.has(type)) return undefined;
-  const high = view.getUint32(8, true);
+  const high = u32(raw, 8);
   if (high >= kHighLimit) return undefined;
-  const seq = high * 2 ** 32 + view.getUint32(4, true);
-  const flags = view.getUint16(2, true);
+  const seq = high * 2 ** 32 + u32(raw, 4);
+  const flags = raw[2] | (raw[3] << 8);
   let chunks = 0;
   let total = 0;
   let offset = kHeaderSize;
   if (type === FrameType.First) {
     if (raw.byteLength < kFirstHeaderSize) return undefined;
-    chunks = view.getUint32(12, true);
-    const totalHigh = view.getUint32(20, true);
+    chunks = u32(raw, 12);
+    const totalHigh = u32(raw, 20);
     if (totalHigh >= kHighLimit) return undefined;
-    total = totalHigh * 2 ** 32 + view.getUint32(16, true);
+    total = totalHigh * 2 ** 32 + u32(raw, 16);
     offset = kFirstHeaderSize;
   }
   if (isOrdered(type) && seq === 0) return undefined;
-  return { type, flags, seq, chunks, total, body: raw.subarray(offset), raw };
+  return { kind: 'frame', type, flags, seq, chunks, total, offset, raw };
 }
 
 /** Writes a header at the start of `into` (which has room for it). */
 export function writeHeader(into: Uint8Array, type: FrameType, seq: number, flags = 0, chunks = 0, total = 0): void {
-  const view = new DataView(into.buffer, into.byteOffset, into.byteLength);
-  view.setUint8(0, kVersion);
-  view.setUint8(1, type);
-  view.setUint16(2, flags, true);
-  view.setUint32(4, seq >>> 0, true);
-  view.setUint32(8, Math.floor(seq / 2 ** 32), true);
-  view.setUint32(12, chunks, true);
+  into[0] = kVersion;
+  into[1] = type;
+  into[2] = flags;
+  into[3] = flags >>> 8;
+  putU32(into, 4, seq >>> 0);
+  putU32(into, 8, Math.floor(seq / 2 ** 32));
+  putU32(into, 12, chunks);
   if (type === FrameType.First) {
-    view.setUint32(16, total >>> 0, true);
-    view.setUint32(20, Math.floor(total / 2 ** 32), true);
+    putU32(into, 16, total >>> 0);
+    putU32(into, 20, Math.floor(total / 2 ** 32));
   }
+}
+
+function putU32(into: Uint8Array, at: number, value: number): void {
+  into[at] = value;
+  into[at + 1] = value >>> 8;
+  into[at + 2] = value >>> 16;
+  into[at + 3] = value >>> 24;
 }
 
 /** A frame with a small payload (control frames). */

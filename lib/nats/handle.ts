@@ -20,8 +20,8 @@ import { dataCloneError, nodeError } from '../errors';
 import { native, type PortHandle } from '../native';
 import { createPort, portHooks } from '../port';
 import {
-  controlFrame, FrameType, isOrdered, kFirstHeaderSize, kHasExtras, kHeaderSize, parseFrame,
-  writeHeader, type Frame,
+  bodyLength, bodyOf, bodyText, controlFrame, FrameType, isOrdered, kFirstHeaderSize, kHasExtras, kHeaderSize,
+  parseFrame, writeHeader, type Frame,
 } from './frame';
 import { decodeMessage, encodeExtras, type PortDescriptor } from './message';
 import { newToken, type Session, type Ticked } from './session';
@@ -36,6 +36,7 @@ const enum State {
 }
 
 type Entry =
+  | Frame  // a message in one frame
   | { kind: 'message'; frames: Frame[]; total: number }
   | { kind: 'close'; frame?: Frame }
   | { kind: 'error'; error: unknown; frames: Frame[] };
@@ -45,6 +46,54 @@ const kDispatchBatch = 1000;
 // How far ahead of the next expected frame a frame may be and still wait for the ones before it.
 const kReorderWindow = 1 << 16;
 const kMaxReorderBytes = 64 * 1024 * 1024;
+
+function forged(): Error {
+  return nodeError(Error, 'ERR_CROSSPORT_NATS_FORGED',
+    'A frame in the peer\'s name did not come from the peer (two different frames with one sequence number); the port is closed');
+}
+
+/**
+ * Fingerprints of the last frames taken (length and FNV-1a of the first 256 bytes), to tell a
+ * replay (the same frame again: ignored) from a forgery (another frame under a number taken).
+ */
+class RecentFrames {
+  static readonly kSize = 1024;
+  readonly #seqs = new Float64Array(RecentFrames.kSize);
+  readonly #prints = new Uint32Array(RecentFrames.kSize);
+  readonly #lengths = new Float64Array(RecentFrames.kSize);
+
+  note(frame: Frame): void {
+    const slot = frame.seq % RecentFrames.kSize;
+    this.#seqs[slot] = frame.seq;
+    this.#prints[slot] = fingerprint(frame.raw);
+    this.#lengths[slot] = frame.raw.byteLength;
+  }
+
+  differs(frame: Frame): boolean {
+    const slot = frame.seq % RecentFrames.kSize;
+    if (this.#seqs[slot] !== frame.seq) return false;  // too old to tell: ignored
+    return this.#lengths[slot] !== frame.raw.byteLength || this.#prints[slot] !== fingerprint(frame.raw);
+  }
+}
+
+function fingerprint(bytes: Uint8Array): number {
+  let hash = 0x811c9dc5;
+  const end = Math.min(bytes.byteLength, 256);
+  for (let i = 0; i < end; i++) hash = Math.imul(hash ^ bytes[i], 0x01000193);
+  return hash >>> 0;
+}
+
+const kNone: never[] = [];
+
+// Small messages are serialized into slabs of this size, each used once, one after the other.
+const kSlabSize = 64 * 1024;
+const kSlabMin = 4096;
+let slab = Buffer.allocUnsafeSlow(0);
+let slabUsed = 0;
+function newSlab(): void {
+  slab = Buffer.allocUnsafeSlow(kSlabSize);
+  slabUsed = 0;
+}
 
 const ownerRegistry = new FinalizationRegistry<NatsPortHandle>((handle) => handle.collected());
 
@@ -79,6 +128,7 @@ export class NatsPortHandle implements PortHandle, Ticked {
   #head = 0;
   #reorder = new Map<number, Frame>();
   #reorderBytes = 0;
+  #recent = new RecentFrames();
   #assembling: { frames: Frame[]; got: number; total: number; chunks: number } | undefined;
   #discarding = false;  // dropping the rest of a message that failed
   #inputEnded = false;
@@ -96,7 +146,9 @@ export class NatsPortHandle implements PortHandle, Ticked {
   #pendingDrain = false;
   #immediate: NodeJS.Immediate | undefined;
   #budget = 0;
-  #buffered = 0;
+  /** What this end published in the session's current epoch (Session.publish keeps them). */
+  epoch = -1;
+  held = 0;
   // While moving / forwarding.
   #movedTo = '';
   #movedSeq = 0;
@@ -129,7 +181,10 @@ export class NatsPortHandle implements PortHandle, Ticked {
   // --- PortHandle -----------------------------------------------------------------------------
 
   setOwner(port: object): void {
+    // A new owner (a bridge's relay takes over a port) is held, or not, afresh.
+    if (this.#owner !== undefined) ownerRegistry.unregister(this);
     this.#owner = new WeakRef(port);
+    this.#heldOwner = undefined;
     ownerRegistry.register(port, this, this);
     this.#updateHold();
   }
@@ -139,12 +194,25 @@ export class NatsPortHandle implements PortHandle, Ticked {
     if (handles !== undefined && handles.length > 0) {
       throw dataCloneError('An OS handle cannot be sent to another host');
     }
-    const moved = (ports ?? []) as NatsPortHandle[];
-    const [bytes, ...sections] = native.serializeToBytes(value, objects ?? [], detach ?? [], detach ?? [], kHeaderSize);
-    if (moved.length === 0 && sections.length === 0) {
-      this.#sendMessage(bytes, 0);
-      return true;
+    const moved = (ports ?? kNone) as NatsPortHandle[];
+    if (slab.byteLength - slabUsed < kSlabMin) newSlab();
+    const serialized = native.serializeToBytes(value, objects ?? kNone, detach ?? kNone, detach ?? kNone, kHeaderSize,
+      slab, slabUsed);
+    if (typeof serialized === 'number') {
+      // Small and without sections: written into the slab (the client keeps a view of it until
+      // it has written it out, so a slab is never reused).
+      const bytes = slab.subarray(slabUsed, slabUsed + serialized);
+      slabUsed += (serialized + 7) & ~7;
+      if (moved.length === 0) {
+        this.#sendMessage(bytes, 0);
+        return true;
+      }
+      return this.#sendWithExtras([bytes], moved);
     }
+    return this.#sendWithExtras(serialized, moved);
+  }
+
+  #sendWithExtras([bytes, ...sections]: Buffer[], moved: NatsPortHandle[]): true {
     // Nothing can fail from here: the serializer accepted the value and detached the buffers.
     const extras = encodeExtras({
       ports: moved.map((handle) => handle.moveOut()),
@@ -183,6 +251,15 @@ export class NatsPortHandle implements PortHandle, Ticked {
     if (entry.kind === 'error') {
       if (owner !== undefined) portHooks.messageerror(owner, entry.error);
       return portHooks.handled;
+    }
+    if (entry.kind === 'frame' && (entry.flags & kHasExtras) === 0) {
+      // The common case: a message in one frame, with no ports or sections.
+      try {
+        return native.deserializeFromBytes(entry.raw, kNone, kNone, entry.offset);
+      } catch (error) {
+        if (owner !== undefined) portHooks.messageerror(owner, error);
+        return portHooks.handled;
+      }
     }
     const { data, ports, error } = this.#decode(entry);
     if (error !== undefined) {
@@ -224,7 +301,7 @@ export class NatsPortHandle implements PortHandle, Ticked {
   }
 
   bufferedAmount(): number {
-    return this.#state === State.Open ? this.#buffered : 0;
+    return this.#state === State.Open ? this.session.heldBy(this) : 0;
   }
 
   close(): void {
@@ -246,10 +323,14 @@ export class NatsPortHandle implements PortHandle, Ticked {
     throw nodeError(Error, 'ERR_CROSSPORT_REMOTE_PORT', 'A remote port cannot be handed to another thread; post it on a crossport port instead');
   }
 
-  // A remote port moves over this carrier when both use the same NATS connection; others are
-  // bridged (lib/bridge.ts).
+  // A remote port moves over this carrier when its new owner can reach its subjects: both use
+  // one connection, or connections to one server (the same account assumed: see docs/nats.md).
+  // Others are bridged (lib/bridge.ts).
   canCarry(handle: PortHandle): boolean {
-    return handle instanceof NatsPortHandle && handle.session === this.session;
+    if (!(handle instanceof NatsPortHandle)) return false;
+    if (handle.session === this.session) return true;
+    const mine = this.session.nc.info?.server_id;
+    return mine !== undefined && mine === handle.session.nc.info?.server_id;
   }
 
   createChannel(): [PortHandle, PortHandle] {
@@ -303,7 +384,6 @@ export class NatsPortHandle implements PortHandle, Ticked {
 
   #publish(frame: Uint8Array): void {
     this.#lastSent = Date.now();
-    this.#buffered += frame.byteLength;
     if (this.#peer === null) {
       this.#waiting.push(frame);
     } else {
@@ -311,10 +391,13 @@ export class NatsPortHandle implements PortHandle, Ticked {
     }
   }
 
-  /** Called by the session: the server has `bytes` more of what this port published. */
-  confirmed(bytes: number): void {
-    this.#buffered = Math.max(0, this.#buffered - bytes);
-    if (this.#buffered === 0 && this.#state === State.Open && this.#watched) {
+  wantsDrain(): boolean {
+    return this.#watched;
+  }
+
+  /** Called by the session: the client holds nothing this port published any more. */
+  drained(): void {
+    if (this.#state === State.Open && this.#watched) {
       this.#pendingDrain = true;
       this.#schedule();
     }
@@ -333,18 +416,27 @@ export class NatsPortHandle implements PortHandle, Ticked {
       if (frame.seq < this.#nextIn + kReorderWindow) this.#peerLastSent = Math.max(this.#peerLastSent, frame.seq);
       return;
     }
-    if (frame.seq < this.#nextIn || this.#reorder.has(frame.seq)) return;  // a duplicate or a replay
+    if (frame.seq < this.#nextIn) {
+      // A replay, or a frame taken before: ignored. A different frame under a number already
+      // taken means someone else used the peer's numbers (a publisher that is not the peer):
+      // what we delivered cannot be trusted, and the peer's frames would be dropped from here.
+      if (this.#recent.differs(frame)) this.#endInput(forged());
+      return;
+    }
+    if (this.#reorder.has(frame.seq)) return;
     if (frame.seq > this.#nextIn) {
       if (frame.seq - this.#nextIn >= kReorderWindow || this.#reorderBytes + data.byteLength > kMaxReorderBytes) return;
       this.#reorder.set(frame.seq, frame);
       this.#reorderBytes += data.byteLength;
       return;
     }
+    this.#recent.note(frame);
     this.#accept(frame);
     this.#nextIn++;
     for (let next = this.#reorder.get(this.#nextIn); next !== undefined; next = this.#reorder.get(this.#nextIn)) {
       this.#reorder.delete(this.#nextIn);
       this.#reorderBytes -= next.raw.byteLength;
+      this.#recent.note(next);
       this.#accept(next);
       this.#nextIn++;
     }
@@ -363,17 +455,17 @@ export class NatsPortHandle implements PortHandle, Ticked {
     }
     switch (type) {
       case FrameType.Data:
-        this.#push({ kind: 'message', frames: [frame], total: frame.body.byteLength });
+        this.#push(frame);
         return;
       case FrameType.First: {
         const { chunks, total } = frame;
         if (total > this.session.settings.maxMessageSize || chunks < 2 || chunks > total ||
-            frame.body.byteLength > total) {
+            bodyLength(frame) > total) {
           this.#push({ kind: 'error', error: unreadable(), frames: [frame] });
           this.#discarding = true;
           return;
         }
-        this.#assembling = { frames: [frame], got: frame.body.byteLength, total, chunks };
+        this.#assembling = { frames: [frame], got: bodyLength(frame), total, chunks };
         return;
       }
       case FrameType.More: {
@@ -384,7 +476,7 @@ export class NatsPortHandle implements PortHandle, Ticked {
           return;
         }
         assembling.frames.push(frame);
-        assembling.got += frame.body.byteLength;
+        assembling.got += bodyLength(frame);
         const complete = assembling.frames.length === assembling.chunks;
         if (assembling.got > assembling.total || (complete && assembling.got !== assembling.total)) {
           this.#push({ kind: 'error', error: unreadable(), frames: assembling.frames });
@@ -400,18 +492,19 @@ export class NatsPortHandle implements PortHandle, Ticked {
         this.#push({ kind: 'close', frame });
         this.#inputEnded = true;
         this.#unsubscribe();
+        // Answered, so that a close forged in the peer's name ends the peer's end too.
+        if (this.#peer !== null) this.session.publish(this.#peer, controlFrame(FrameType.Close, this.#nextOut++));
         return;
       case FrameType.Undeliverable:
         this.#push({ kind: 'error', error: unreadable(), frames: [frame] });
         return;
       case FrameType.Moved: {
-        const to = Buffer.from(frame.body).toString('utf8');
+        const to = bodyText(frame);
         if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(to) || this.#peer === null) return;
         const from = this.#peer;
         this.#peer = to;
         // Nothing more goes to the old subject: its forwarder may stop after this.
         this.session.publish(from, controlFrame(FrameType.MoveAck, this.#nextOut++, from), this);
-        this.#buffered += kHeaderSize + from.length;
         return;
       }
       case FrameType.MoveAck:
@@ -443,12 +536,19 @@ export class NatsPortHandle implements PortHandle, Ticked {
     if (this.#peek() !== undefined) this.#schedule();
   }
 
-  #decode(entry: { frames: Frame[]; total: number }): { data?: unknown; ports?: object[]; error?: unknown } {
-    const { frames } = entry;
-    const bytes = frames.length === 1 ? frames[0].body : Buffer.concat(frames.map((f) => f.body), entry.total);
-    if ((frames[0].flags & kHasExtras) === 0) {
+  #decode(entry: Frame | { frames: Frame[]; total: number }): { data?: unknown; ports?: object[]; error?: unknown } {
+    const first = 'frames' in entry ? entry.frames[0] : entry;
+    if ((first.flags & kHasExtras) === 0 && first === entry) {
       try {
-        return { data: native.deserializeFromBytes(bytes, [], []) };
+        return { data: native.deserializeFromBytes(first.raw, kNone, kNone, first.offset) };
+      } catch (error) {
+        return { error };
+      }
+    }
+    const bytes = 'frames' in entry ? Buffer.concat(entry.frames.map(bodyOf), entry.total) : bodyOf(entry);
+    if ((first.flags & kHasExtras) === 0) {
+      try {
+        return { data: native.deserializeFromBytes(bytes, kNone, kNone) };
       } catch (error) {
         return { error };
       }
@@ -484,7 +584,9 @@ export class NatsPortHandle implements PortHandle, Ticked {
     const queued: string[] = [];
     for (let i = this.#head; i < this.#queue.length; i++) {
       const entry = this.#queue[i];
-      if (entry.kind === 'close') {
+      if (entry.kind === 'frame') {
+        queued.push(Buffer.from(entry.raw).toString('base64'));
+      } else if (entry.kind === 'close') {
         if (entry.frame) queued.push(Buffer.from(entry.frame.raw).toString('base64'));
       } else {
         for (const frame of entry.frames) queued.push(Buffer.from(frame.raw).toString('base64'));
@@ -514,7 +616,7 @@ export class NatsPortHandle implements PortHandle, Ticked {
   #forward(frame: Frame): void {
     this.#lastHeard = Date.now();
     if (this.#state === State.Moving) {
-      if (frame.type === FrameType.Ready && Buffer.from(frame.body).toString('utf8') === this.#movedTo) {
+      if (frame.type === FrameType.Ready && bodyText(frame) === this.#movedTo) {
         // The new owner listens: tell the peer, and pass on what waited.
         this.session.publish(this.#peer!, controlFrame(FrameType.Moved, this.#movedSeq, this.#movedTo));
         this.#state = State.Forwarding;
@@ -527,7 +629,7 @@ export class NatsPortHandle implements PortHandle, Ticked {
     }
     if (frame.type === FrameType.Ready) return;
     this.session.publish(this.#movedTo, frame.raw);
-    if (frame.type === FrameType.MoveAck && Buffer.from(frame.body).toString('utf8') === this.#inbox) {
+    if (frame.type === FrameType.MoveAck && bodyText(frame) === this.#inbox) {
       this.#release();  // the peer sends nothing more here
     }
   }
@@ -605,12 +707,19 @@ export class NatsPortHandle implements PortHandle, Ticked {
   }
 
   #schedule(): void {
-    if (this.#immediate === undefined) this.#immediate = setImmediate(() => this.#run());
     // A pending 'close' keeps the process alive until it is emitted; a dispatch only while the
     // port itself is referenced.
-    if (this.#pendingClose || this.#refed) this.#immediate.ref();
-    else this.#immediate.unref();
+    const keepAlive = this.#pendingClose || this.#refed;
+    if (this.#immediate === undefined) {
+      this.#immediate = setImmediate(this.#runBound);
+      if (!keepAlive) this.#immediate.unref();
+    } else if (keepAlive !== this.#immediate.hasRef()) {
+      if (keepAlive) this.#immediate.ref();
+      else this.#immediate.unref();
+    }
   }
+
+  readonly #runBound = () => this.#run();
 
   #run(): void {
     this.#immediate = undefined;

@@ -24,6 +24,16 @@ export const kDefaultSettings: Settings = {
   connectTimeoutMs: 5000,
 };
 
+/** An endpoint that publishes: what it published in the session's current epoch (see publish). */
+export interface Publisher {
+  epoch: number;
+  held: number;
+  /** It listens for 'drain'. */
+  wantsDrain(): boolean;
+  /** The client holds none of its bytes any more. */
+  drained(): void;
+}
+
 /** What the session asks of the endpoints it ticks. */
 export interface Ticked {
   tick(now: number): void;
@@ -44,10 +54,13 @@ export class Session {
   #users = 0;
   #refs = 0;
   #timer: NodeJS.Timeout;
-  // bufferedAmount: bytes each endpoint published that the server has not yet confirmed (a flush,
-  // PING/PONG, resolves once the server processed everything published before it).
-  readonly #unconfirmed = new Map<{ confirmed(bytes: number): void }, number>();
-  #flushing = false;
+  // bufferedAmount: what the NATS client still holds (its outbound buffer and its socket's write
+  // queue, see held()). Each endpoint counts what it published since the client last held
+  // nothing (an epoch: a new one starts at each publish that finds the client empty).
+  #epoch = 0;
+  // Endpoints with 'drain' listeners that have bytes held, and the timer that looks for the end.
+  readonly #draining = new Set<Publisher>();
+  #drainCheck: NodeJS.Timeout | undefined;
 
   constructor(nc: NatsConnection, settings: Settings, owned: boolean) {
     this.nc = nc;
@@ -96,34 +109,69 @@ export class Session {
     });
   }
 
-  /** Publishes, counting the bytes against `owner` until the server confirms them. */
-  publish(subject: string, data: Uint8Array, owner?: { confirmed(bytes: number): void }): void {
-    if (this.nc.isClosed()) return;
+  /** Publishes, counting the bytes against `owner` while the client holds them. */
+  publish(subject: string, data: Uint8Array, owner?: Publisher): void {
+    if (owner !== undefined) {
+      if (this.held() === 0) this.#epoch++;
+      if (owner.epoch !== this.#epoch) {
+        owner.epoch = this.#epoch;
+        owner.held = 0;
+      }
+      owner.held += data.byteLength;
+    }
     try {
       this.nc.publish(subject, data);
     } catch {
-      return;  // closing: the port learns it from connectionClosed()
+      return;  // closed or closing: the port learns it from connectionClosed()
     }
-    if (owner === undefined) return;
-    this.#unconfirmed.set(owner, (this.#unconfirmed.get(owner) ?? 0) + data.byteLength);
-    if (!this.#flushing) this.#confirm();
+    if (owner?.wantsDrain()) {
+      this.#draining.add(owner);
+      this.#drainCheck ??= setTimeout(() => this.#checkDrain(), 0).unref();
+    }
   }
 
-  #confirm(): void {
-    const waiting = new Map(this.#unconfirmed);
-    this.#unconfirmed.clear();
-    this.#flushing = true;
-    this.nc.flush().then(
-      () => {
-        this.#flushing = false;
-        for (const [owner, bytes] of waiting) owner.confirmed(bytes);
-        if (this.#unconfirmed.size > 0) this.#confirm();
-      },
-      () => {
-        // The connection closed: its ports close too.
-        this.#flushing = false;
-      },
-    );
+  /** What `owner` published that the client still holds. */
+  heldBy(owner: Publisher): number {
+    if (owner.epoch !== this.#epoch) return 0;
+    const held = this.held();
+    return held === undefined ? owner.held : Math.min(owner.held, held);
+  }
+
+  /**
+   * Bytes the client holds: its outbound buffer and what its socket has not written yet. The
+   * client exposes no such measure, so this reads its internals; undefined when they are not
+   * what we know (then each endpoint reports what it published since the client was last seen
+   * empty, and 'drain' comes from a flush: PING/PONG).
+   */
+  held(): number | undefined {
+    const protocol = (this.nc as unknown as { protocol?: any }).protocol;
+    const outbound = protocol?.outbound?.size?.();
+    if (typeof outbound !== 'number') return undefined;
+    const socket = protocol.transport?.socket;
+    return outbound + (typeof socket?.writableLength === 'number' ? socket.writableLength : 0);
+  }
+
+  #checkDrain(): void {
+    this.#drainCheck = undefined;
+    const held = this.held();
+    if (held === undefined) {
+      const waiting = [...this.#draining];
+      this.#draining.clear();
+      this.nc.flush().then(() => {
+        this.#epoch++;
+        for (const owner of waiting) owner.drained();
+      }, () => {});
+      return;
+    }
+    if (held > 0) {
+      // Still writing (or disconnected, holding it for the reconnection): look again soon.
+      this.#drainCheck = setTimeout(() => this.#checkDrain(), 5).unref();
+      return;
+    }
+    this.#epoch++;
+    const drained = [...this.#draining];
+    this.#draining.clear();
+    for (const owner of drained) owner.drained();
   }
 
   #tick(): void {
