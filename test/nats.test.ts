@@ -1,5 +1,9 @@
 // Remote ports over NATS, against a real nats-server that the tests start on 127.0.0.1 (Debian's
 // nats-server package; CI installs it: a missing server fails there, and is skipped elsewhere).
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
 import { report, runFixture } from './helpers';
 import { startFixture } from './live-fixture';
 
@@ -187,6 +191,36 @@ describeNats('remote ports over NATS', () => {
       const result = await hostile('close');
       expect(result.victimSeen).toEqual([{ message: 'legit-1' }]);
     });
+  });
+
+  test('the subject permissions of docs/nats.md are enough, and keep others out', async () => {
+    const config = path.join(os.tmpdir(), `crossport-nats-${process.pid}.conf`);
+    fs.writeFileSync(config, `authorization {
+  users = [
+    { user: orders, password: "orders-secret", permissions: {
+        subscribe: { allow: ["orders.rpc", "orders.rpc.*"] },
+        publish:   { allow: ["orders.rpc.*"] },
+        allow_responses: true } }
+    { user: client, password: "client-secret", permissions: {
+        subscribe: { allow: ["orders.rpc.*", "_INBOX.>"] },
+        publish:   { allow: ["orders.rpc", "orders.rpc.*"] } } }
+    { user: outsider, password: "outsider-secret", permissions: {
+        subscribe: { allow: ["_INBOX.>"] },
+        publish:   { allow: ["elsewhere.>"] } } }
+  ]
+}
+`);
+    const secured: NatsServer = await startNatsServer(['-c', config]);
+    try {
+      const host = new URL(secured.url('x')).host;
+      const result = report(await runFixture('nats-permissions.js', [host]), 'result');
+      expect(result.received).toEqual(['hello']);
+      expect(result.answer).toBe('re: hello');
+      expect(result.outsider).toBe('EACCES');
+    } finally {
+      await secured.stop();
+      fs.unlinkSync(config);
+    }
   });
 
   describe('a NATS server restart', () => {

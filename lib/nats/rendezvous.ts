@@ -161,8 +161,9 @@ export interface NatsServer {
 }
 
 export async function listenNats(address: string, options: NatsOptions = {}): Promise<NatsServer> {
-  const { server, subject } = parseAddress(address);
-  const session = await openSession({ server, subject }, options);
+  const parsed = parseAddress(address);
+  const { subject } = parsed;
+  const session = await openSession(parsed, options);
   const listener = new NatsServer(session, subject, address, options);
   // Subscribed at the server before anyone is told we listen.
   await session.nc.flush();
@@ -170,8 +171,9 @@ export async function listenNats(address: string, options: NatsOptions = {}): Pr
 }
 
 export async function connectNats(address: string, options: NatsOptions = {}): Promise<MessagePort> {
-  const { server, subject } = parseAddress(address);
-  const session = await openSession({ server, subject }, options);
+  const parsed = parseAddress(address);
+  const { subject } = parsed;
+  const session = await openSession(parsed, options);
   const handle = new NatsPortHandle(session, { inbox: `${subject}.${newToken()}`, peer: null, nextOut: 1, nextIn: 1 });
   session.ref();  // the handshake keeps the process alive
   try {
@@ -191,6 +193,9 @@ export async function connectNats(address: string, options: NatsOptions = {}): P
     if (name === 'NoRespondersError' || /no responders/i.test(message)) {
       throw Object.assign(nodeError(Error, 'ECONNREFUSED', `connect ECONNREFUSED ${address} (nobody listens on the subject)`),
         { address });
+    }
+    if (/permissions? violation/i.test(message) || (error as { cause?: Error })?.cause?.name === 'PermissionViolationError') {
+      throw Object.assign(nodeError(Error, 'EACCES', `connect EACCES ${address} (${message})`), { address });
     }
     if (name === 'TimeoutError' || /timeout/i.test(message)) {
       throw Object.assign(nodeError(Error, 'ETIMEDOUT', `connect ETIMEDOUT ${address} (no answer in ${session.settings.connectTimeoutMs} ms)`),

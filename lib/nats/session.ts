@@ -231,6 +231,9 @@ export interface NatsAddress {
   /** For the client's `servers` option. */
   server: string;
   subject: string;
+  /** From the address's user:password@ part, if any. */
+  user?: string;
+  pass?: string;
 }
 
 /** `nats://[user:pass@]host:port/subject.prefix` (or tls://). */
@@ -248,8 +251,10 @@ export function parseAddress(address: string): NatsAddress {
       `Invalid NATS address: ${address} (expected nats://host:port/subject.prefix; the subject ` +
         `is made of tokens of letters, digits, - and _, separated by dots)`);
   }
-  const auth = url.username ? `${url.username}${url.password ? `:${url.password}` : ''}@` : '';
-  return { server: `${url.protocol}//${auth}${url.host}`, subject };
+  const parsed: NatsAddress = { server: `${url.protocol}//${url.host}`, subject };
+  if (url.username) parsed.user = decodeURIComponent(url.username);
+  if (url.password) parsed.pass = decodeURIComponent(url.password);
+  return parsed;
 }
 
 function settingsOf(options: NatsOptions): Settings {
@@ -274,7 +279,9 @@ export async function openSession(address: NatsAddress, options: NatsOptions): P
   const { connection, ...natsOptions } = options;
   for (const key of Object.keys(kDefaultSettings)) delete natsOptions[key];
   if (connection !== undefined) return sessionOf(connection, settings, false);
-  const nc = await natsClient().connect({ ...natsOptions, servers: address.server });
+  // Credentials in the address, unless the options give their own.
+  const credentials = address.user === undefined ? {} : { user: address.user, pass: address.pass };
+  const nc = await natsClient().connect({ ...credentials, ...natsOptions, servers: address.server });
   return sessionOf(nc, settings, true);
 }
 
