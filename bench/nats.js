@@ -24,12 +24,12 @@ const CASES = [
     'serverSubscriptionsPerChannel', 'idleMsgsPerSecAtServer', 'roundTripsPerSec'] },
 ];
 
-function runOne(server, kase, transport, index) {
+function runOne(server, monitorPort, kase, transport, index) {
   return new Promise((resolve) => {
     const address = server.url(`bench.${kase.name}.${transport}.${index}`);
     const child = spawn(process.execPath, ['--expose-gc', path.join(__dirname, 'nats-case.js'), transport, kase.name, String(kase.count), address], {
       stdio: ['ignore', 'pipe', 'inherit'],
-      env: { ...process.env, NATS_MONITOR_PORT: String(server.monitorPort), NATS_SERVER_PID: String(server.pid) },
+      env: { ...process.env, NATS_MONITOR_PORT: String(monitorPort), NATS_SERVER_PID: String(server.pid) },
       detached: true,
     });
     let stdout = '';
@@ -67,24 +67,13 @@ async function main() {
     });
   });
   const server = await startNatsServer(['-m', String(monitorPort)]);
-  server.monitorPort = monitorPort;
-  server.pid = 0;
-  // The server's pid, for its memory (the helper does not expose it: find the process by its port).
-  for (const entry of fs.readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
-    try {
-      const command = fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
-      if (command[0].endsWith('nats-server') && command.includes(String(server.port))) server.pid = Number(entry);
-    } catch {
-      // gone
-    }
-  }
   const summary = {};
   try {
     for (let repeat = 0; repeat < REPEATS; repeat++) {
       for (const kase of CASES) {
         const order = repeat % 2 ? [...kase.transports].reverse() : kase.transports;
         for (const transport of order) {
-          const result = await runOne(server, kase, transport, repeat);
+          const result = await runOne(server, monitorPort, kase, transport, repeat);
           const runs = ((summary[kase.name] ??= {})[transport] ??= []);
           runs.push(result);
           process.stderr.write(`${kase.name} ${transport}: ${result.ok ? kase.metrics.map((m) => `${m} ${format(result[m])}`).join(', ') : `FAILED ${result.error}`}\n`);

@@ -150,6 +150,17 @@ describeNats('remote ports over NATS', () => {
     expect(await listener.exited).toEqual([0, null]);
   });
 
+  test("a peer whose process ends with its port open: 'close' at once, not after timeoutMs", async () => {
+    const url = address('leave');
+    const listener = startFixture('nats-kill.js', ['listener', url, '600000']);
+    await listener.next('listening');
+    const leaver = startFixture('nats-kill.js', ['leaver', url, '600000']);
+    await listener.next('connected');
+    expect(await leaver.exited).toEqual([0, null]);
+    await listener.next('closed');
+    expect(await listener.exited).toEqual([0, null]);
+  });
+
   describe('a hostile publisher on the channel subjects', () => {
     async function hostile(scenario: string) {
       return report(await runFixture('nats-hostile.js', [address(`hostile-${scenario}`), scenario]), 'result');

@@ -678,6 +678,12 @@ export class NatsPortHandle implements PortHandle, Ticked {
     }
   }
 
+  farewell(): void {
+    if (this.#state === State.Open && !this.#inputEnded && this.#peer !== null) {
+      this.session.publish(this.#peer, controlFrame(FrameType.Close, this.#nextOut++));
+    }
+  }
+
   connectionClosed(): void {
     if (this.#state === State.Open) {
       this.#endInput(undefined);

@@ -81,6 +81,7 @@ export class NatsServer extends EventEmitter {
   readonly #address: string;
   #subscription: { unsubscribe(): void } | undefined;
   #refed = true;
+  readonly #ticked = { tick() {}, connectionClosed: () => this.close() };
 
   /** @internal use listen() */
   constructor(session: Session, subject: string, address: string, options: NatsOptions) {
@@ -88,7 +89,8 @@ export class NatsServer extends EventEmitter {
     this.#session = session;
     this.#subject = subject;
     this.#address = address;
-    session.retain();
+    // The connection closing for good ends the listener too.
+    session.retain(this.#ticked);
     session.ref();
     const me = identity(session, options);
     this.#subscription = session.nc.subscribe(subject, {
@@ -124,10 +126,14 @@ export class NatsServer extends EventEmitter {
       if (callback) process.nextTick(callback, nodeError(Error, 'ERR_SERVER_NOT_RUNNING', 'Server is not running.'));
       return this;
     }
-    this.#subscription.unsubscribe();
+    try {
+      this.#subscription.unsubscribe();
+    } catch {
+      // the connection is gone already
+    }
     this.#subscription = undefined;
     this.unref();
-    this.#session.release();
+    this.#session.release(this.#ticked);
     if (callback) this.once('close', callback);
     process.nextTick(() => this.emit('close'));
     return this;

@@ -39,7 +39,20 @@ export interface Ticked {
   tick(now: number): void;
   /** The connection closed for good. */
   connectionClosed(): void;
+  /** The process is about to exit: tell the peer, if any, that this end is gone. */
+  farewell?(): void;
 }
+
+// Sessions with users. When the event loop empties (a natural exit), their open ports tell their
+// peers they are gone, as a local port's peer learns it when the process's sockets close; the
+// peers would otherwise learn it only after their timeout.
+const liveSessions = new Set<Session>();
+let farewellSaid = false;
+process.on('beforeExit', () => {
+  if (farewellSaid || liveSessions.size === 0) return;
+  farewellSaid = true;
+  for (const session of liveSessions) session.farewell();
+});
 
 /** 128 random bits as a subject token. */
 export function newToken(): string {
@@ -80,16 +93,23 @@ export class Session {
   /** An endpoint or listener starts using the session (and release() when done). */
   retain(ticked?: Ticked): void {
     this.#users++;
+    liveSessions.add(this);
     if (ticked) this.#ticked.add(ticked);
   }
 
   release(ticked?: Ticked): void {
     if (ticked) this.#ticked.delete(ticked);
-    if (--this.#users === 0 && this.#owned) {
-      clearInterval(this.#timer);
-      // Publishes still buffered go out first.
-      this.nc.close().catch(() => {});
-    }
+    if (--this.#users > 0) return;
+    liveSessions.delete(this);
+    clearInterval(this.#timer);
+    // Publishes still buffered go out first.
+    if (this.#owned) this.nc.close().catch(() => {});
+  }
+
+  /** The process is exiting: every open port says goodbye, and what is buffered goes out. */
+  farewell(): void {
+    for (const ticked of this.#ticked) ticked.farewell?.();
+    if (this.#owned) this.nc.close().catch(() => {});
   }
 
   /** Something on this session keeps the process alive (ports listening, listeners, connects). */
@@ -192,6 +212,7 @@ export class Session {
   /** Called once the connection closed for good. */
   closed(): void {
     clearInterval(this.#timer);
+    liveSessions.delete(this);
     for (const ticked of [...this.#ticked]) ticked.connectionClosed();
   }
 }
