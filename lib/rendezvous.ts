@@ -216,6 +216,10 @@ export function listen(path: string, options: ListenOptions | import('./nats').N
  * Connects to a listener at `path`, resolving to a port entangled with the one its
  * `'connection'` event gets. Rejects with the errno code: ENOENT, ECONNREFUSED, EACCES (refused
  * by the listener's options), ECONNRESET (the listener went without answering).
+ *
+ * With a `nats://host:port/subject.prefix` address, connects through NATS to a listener on that
+ * subject (`options` as for listen()): ECONNREFUSED when nobody listens there, EACCES when NATS
+ * forbids it, ETIMEDOUT without an answer in `connectTimeoutMs` (see docs/nats.md).
  */
 export function connect(path: string, options?: import('./nats').NatsOptions): Promise<MessagePort> {
   checkPath(path);
