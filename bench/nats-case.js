@@ -55,25 +55,24 @@ async function remoteEndpoint(isPeer) {
     port = await new Promise((resolve) => server.once('connection', resolve));
     server.close();
   }
-  let handler = () => {};
-  port.on('message', (m) => handler(m));
+  const inbox = messageInbox();
+  port.on('message', inbox.deliver);
   const pending = new Map();
+  let handler;
   return {
     post: (value) => port.postMessage(value),
-    onMessage(fn) {
-      handler = fn;
-    },
+    onMessage: inbox.onMessage,
     serve(answer) {
-      handler = (m) => port.postMessage(answer(m));
+      inbox.onMessage((m) => port.postMessage(answer(m)));
     },
     request(value) {
       return new Promise((resolve) => {
         pending.set(value.id, resolve);
-        handler = (m) => {
+        handler ??= inbox.onMessage((m) => {
           const done = pending.get(m.id);
           pending.delete(m.id);
           done(m);
-        };
+        });
         port.postMessage(value);
       });
     },
@@ -89,11 +88,11 @@ async function jsonEndpoint(isPeer) {
   const mine = `${subject}.${isPeer ? 'peer' : 'sender'}`;
   const theirs = `${subject}.${isPeer ? 'sender' : 'peer'}`;
   const rpc = `${subject}.rpc`;
-  let handler = () => {};
-  nc.subscribe(mine, { callback: (error, msg) => handler(JSON.parse(Buffer.from(msg.data).toString())) });
+  const inbox = messageInbox();
+  nc.subscribe(mine, { callback: (error, msg) => inbox.deliver(JSON.parse(Buffer.from(msg.data).toString())) });
   await nc.flush();
   if (!isPeer) {
-    const ready = new Promise((resolve) => (handler = resolve));
+    const ready = inbox.next();
     startPeer();
     await ready;
   } else {
@@ -101,9 +100,7 @@ async function jsonEndpoint(isPeer) {
   }
   return {
     post: (value) => nc.publish(theirs, Buffer.from(JSON.stringify(value))),
-    onMessage(fn) {
-      handler = fn;
-    },
+    onMessage: inbox.onMessage,
     async serve(answer) {
       nc.subscribe(rpc, { callback: (error, msg) => msg.respond(Buffer.from(JSON.stringify(answer(JSON.parse(Buffer.from(msg.data).toString()))))) });
       await nc.flush();
@@ -115,6 +112,30 @@ async function jsonEndpoint(isPeer) {
     },
     async close() {
       await nc.close();
+    },
+  };
+}
+
+/** Messages that arrive before a handler is set wait for it (no message is lost to a race). */
+function messageInbox() {
+  let handler;
+  const early = [];
+  return {
+    deliver(message) {
+      if (handler === undefined) early.push(message);
+      else handler(message);
+    },
+    onMessage(fn) {
+      handler = fn;
+      while (early.length > 0 && handler === fn) fn(early.shift());
+      return fn;
+    },
+    /** The next message (and no handler after it). */
+    next() {
+      return new Promise((resolve) => this.onMessage((message) => {
+        handler = undefined;
+        resolve(message);
+      }));
     },
   };
 }

@@ -132,9 +132,6 @@ void PortHandle::DestroyLink() {
 
 Napi::Value PortHandle::SetOwner(const Napi::CallbackInfo& info) {
   owner_ = Napi::Weak(info[0].As<Napi::Object>());
-  // A new owner (a port bridged to another transport is re-owned by its relay) starts weak;
-  // the hold is taken again for it if it applies.
-  owner_held_ = false;
   UpdateOwnerHold();  // a received port may hold messages still to write
   return info.Env().Undefined();
 }
