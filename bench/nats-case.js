@@ -57,6 +57,8 @@ async function remoteEndpoint(isPeer) {
   }
   const inbox = messageInbox();
   port.on('message', inbox.deliver);
+  // The peer ends with its port (its connection would keep it alive).
+  if (isPeer) port.on('close', () => nc.close().then(() => process.exit(0)));
   const pending = new Map();
   let handler;
   return {
@@ -153,7 +155,11 @@ async function peer() {
   if (kase === 'small') {
     let next = 0;
     let cpuStart = 0;
-    endpoint.onMessage((m) => {
+    endpoint.onMessage(async (m) => {
+      if (m === 'stop') {
+        await endpoint.close();
+        process.exit(0);
+      }
       if (!isSmall(m, next)) fail(new Error(`message ${next} wrong: ${JSON.stringify(m)}`));
       next++;
       if (next === WARMUP) cpuStart = cpuMicros();
@@ -205,6 +211,7 @@ async function sender() {
     const senderCpu = cpuMicros() - cpuStart;
     result = { msgsPerSec: count / seconds, cpuSenderPerMsg: senderCpu / count, cpuPeerPerMsg: peerCpu / count,
       cpuTotalPerMsg: (senderCpu + peerCpu) / count };
+    endpoint.post('stop');
   } else {
     await new Promise((resolve) => endpoint.onMessage((m) => m === 'serving' && resolve()));
     if (kase === 'pingpong') {
@@ -242,7 +249,11 @@ async function channelsPeer() {
   const nc = await natsConnect({ servers: host });
   const ports = [];
   for (let i = 0; i < count; i++) ports.push(await crossport.connect(address, { connection: nc }));
-  for (const port of ports) port.on('message', (m) => port.postMessage(m));
+  let open = count;
+  for (const port of ports) {
+    port.on('message', (m) => port.postMessage(m));
+    port.on('close', () => --open === 0 && nc.close().then(() => process.exit(0)));
+  }
 }
 
 async function channelsSender() {

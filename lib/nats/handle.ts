@@ -57,22 +57,21 @@ function forged(): Error {
  * replay (the same frame again: ignored) from a forgery (another frame under a number taken).
  */
 class RecentFrames {
-  static readonly kSize = 1024;
-  readonly #seqs = new Float64Array(RecentFrames.kSize);
-  readonly #prints = new Uint32Array(RecentFrames.kSize);
-  readonly #lengths = new Float64Array(RecentFrames.kSize);
+  static readonly kSize = 256;
+  // Per slot: the sequence number, the length, the fingerprint (6 KiB per port).
+  readonly #slots = new Float64Array(RecentFrames.kSize * 3);
 
   note(frame: Frame): void {
-    const slot = frame.seq % RecentFrames.kSize;
-    this.#seqs[slot] = frame.seq;
-    this.#prints[slot] = fingerprint(frame.raw);
-    this.#lengths[slot] = frame.raw.byteLength;
+    const at = (frame.seq % RecentFrames.kSize) * 3;
+    this.#slots[at] = frame.seq;
+    this.#slots[at + 1] = frame.raw.byteLength;
+    this.#slots[at + 2] = fingerprint(frame.raw);
   }
 
   differs(frame: Frame): boolean {
-    const slot = frame.seq % RecentFrames.kSize;
-    if (this.#seqs[slot] !== frame.seq) return false;  // too old to tell: ignored
-    return this.#lengths[slot] !== frame.raw.byteLength || this.#prints[slot] !== fingerprint(frame.raw);
+    const at = (frame.seq % RecentFrames.kSize) * 3;
+    if (this.#slots[at] !== frame.seq) return false;  // too old to tell: ignored
+    return this.#slots[at + 1] !== frame.raw.byteLength || this.#slots[at + 2] !== fingerprint(frame.raw);
   }
 }
 
