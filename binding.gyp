@@ -4,6 +4,7 @@
       "target_name": "crossport",
       "sources": [
         "native/addon.cc",
+        "native/clone.cc",
         "native/handoff.cc",
         "native/link.cc",
         "native/message.cc",

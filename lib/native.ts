@@ -36,6 +36,14 @@ export interface PortHandle {
   dispose(): void;
   /** Neuters the port and deposits its channel end for another thread: its number. */
   handOff(): number;
+  // Transports other than the addon's shared memory (lib/nats) also implement these; the
+  // addon's handle does not (lib/port.ts then uses the addon's own rules).
+  /** A port with `handle` can move over this port as it is (otherwise it is bridged). */
+  canCarry?(handle: PortHandle): boolean;
+  /** Two entangled handles of this transport (a bridge's far end travels as one of them). */
+  createChannel?(): [PortHandle, PortHandle];
+  /** A relay could not read a message for this port's peer: the peer gets 'messageerror'. */
+  postUndeliverable?(): void;
 }
 
 /** Calls back each time an fd is readable (native/rendezvous.h). */
@@ -76,6 +84,8 @@ export interface Hooks {
 
 export interface Native {
   setup(hooks: Hooks): void;
+  /** The addon's PortHandle class (for instanceof). */
+  PortHandle: abstract new (...args: never[]) => PortHandle;
   /**
    * The environment is exiting: deliver nothing more, and write out what ports still queue
    * (blocking while their readers make room; giving up on a reader that stalls for 2 s).
@@ -128,6 +138,15 @@ export interface Native {
   setStackSize(kib: number): number;
   /** Asks for `signal` when the parent process ends; false where the system cannot. */
   setParentDeathSignal(signal: number): boolean;
+  /**
+   * Structured clone to bytes, for transports that are not a link: [kHeaderSize bytes of room
+   * (`headroom`) then V8's bytes, ...copies of the sections]. Throws the DataCloneError; detaches
+   * the buffers of `detach` once the value is serialized.
+   */
+  serializeToBytes(value: unknown, objects: object[], carried: ArrayBuffer[], detach: ArrayBuffer[],
+    headroom: number, slab?: Uint8Array, offset?: number): Buffer[] | number;
+  /** The value back; host objects are `objects`, sections `sections`. Throws the DataCloneError. */
+  deserializeFromBytes(bytes: Uint8Array, objects: object[], sections: ArrayBuffer[], offset?: number): unknown;
 }
 
 /** node-gyp-build: the binary for this Node (its ABI, platform, arch and libc) or the local build. */

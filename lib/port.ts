@@ -19,6 +19,7 @@ import {
   loadFileHandles,
   replaceHandles,
 } from './handles';
+import { bridge } from './bridge';
 import { native, type PortHandle } from './native';
 
 type Listener = (...args: any[]) => void;
@@ -86,6 +87,49 @@ export function handleOf(port: MessagePort): PortHandle {
   return stateOf(port).handle;
 }
 
+/** Whether a port with `handle` can travel over `carrier` as it is. */
+function carries(carrier: PortHandle, handle: PortHandle): boolean {
+  if (carrier.canCarry !== undefined) return carrier.canCarry(handle);
+  return handle instanceof native.PortHandle;
+}
+
+/** A handle that no longer owns anything: what a port bridged elsewhere keeps. */
+const kDetachedHandle: PortHandle = {
+  setOwner() {},
+  post: () => false,
+  receive: () => EMPTY,
+  next: () => EMPTY,
+  start() {},
+  watch() {},
+  stop() {},
+  ref() {},
+  unref() {},
+  hasRef: () => false,
+  bufferedAmount: () => 0,
+  close() {},
+  exportFds() {
+    throw new Error('The port is closed');
+  },
+  dispose() {},
+  handOff() {
+    throw new Error('The port is closed');
+  },
+};
+
+/** Takes `port`'s channel end away (for a bridge); the port keeps an inert handle and gets 'close'. */
+function takeHandle(port: MessagePort): PortHandle {
+  const state = stateOf(port);
+  const { handle } = state;
+  state.handle = kDetachedHandle;
+  state.detached = true;
+  handle.stop();
+  handle.unref();
+  handle.watch(false, false);
+  // Like a port transferred away, the old object still gets 'close'.
+  setImmediate(() => port.dispatchEvent(new Event('close')));
+  return handle;
+}
+
 /** The port no longer owns a channel end (it moved elsewhere). */
 export function markDetached(port: MessagePort): void {
   stateOf(port).detached = true;
@@ -149,7 +193,27 @@ export class MessagePort extends NodeEventTarget {
       objects = [...standIns.values(), ...ports];
     }
     const detach = buffers.filter((buffer) => !isBufferPool(buffer));
-    const sent = state.handle.post(value, objects, ports.map(handleOf), handleFds, detach);
+    // A port of another transport (a remote port on a local link, a local port on a remote one)
+    // travels as the far end of a new channel of this port's kind, bridged to it here.
+    const carried = ports.map(handleOf);
+    const bridges: [MessagePort, PortHandle, PortHandle][] = [];
+    for (let i = 0; i < carried.length; i++) {
+      if (carries(state.handle, carried[i])) continue;
+      const [near, far] = state.handle.createChannel?.() ?? native.createChannel();
+      bridges.push([ports[i], near, far]);
+      carried[i] = far;
+    }
+    let sent: boolean;
+    try {
+      sent = state.handle.post(value, objects, carried, handleFds, detach);
+    } catch (error) {
+      for (const [, near, far] of bridges) {
+        near.close();
+        far.close();
+      }
+      throw error;
+    }
+    for (const [port, near] of bridges) bridge(createPort(takeHandle(port)), createPort(near));
     for (const port of ports) markDetached(port);
     // The receiver has its own copies now (or, on a closed port, nobody does).
     for (const handle of handles) closeHandle(handle);
@@ -375,8 +439,9 @@ const { allocUnsafeSlow } = Buffer;
 // Runs queued microtasks, then nextTicks: what Node's timers call between two callbacks.
 const runNextTicks = (process as unknown as { _tickCallback?: () => void })._tickCallback;
 
-native.setup({
-  deliver(port) {
+/** What the addon calls back, and other transports' handles call too (lib/nats/handle.ts). */
+export const portHooks = {
+  deliver(port: object): void {
     const { handle } = stateOf(port as MessagePort);
     if (runNextTicks === undefined) {
       // One message per call: the addon calls again, each call followed by the ticks.
@@ -398,7 +463,7 @@ native.setup({
       if (executionAsyncId() !== asyncId) return;
     }
   },
-  message(port, data, ports) {
+  message(port: object, data: unknown, ports: object[] | undefined): void {
     const state = stateOf(port as MessagePort);
     state.receivingPorts = ports as MessagePort[] | undefined;
     try {
@@ -407,23 +472,27 @@ native.setup({
       state.receivingPorts = undefined;
     }
   },
-  messageerror(port, error) {
+  messageerror(port: object, error: unknown): void {
     (port as any)[kHybridDispatch](error, 'messageerror', undefined);
   },
-  close(port) {
+  close(port: object): void {
     stateOf(port as MessagePort).detached = true;
     (port as MessagePort).dispatchEvent(new Event('close'));
   },
-  drain(port) {
+  drain(port: object): void {
     (port as MessagePort).dispatchEvent(new Event('drain'));
   },
+  empty: EMPTY,
+  handled: HANDLED,
+};
+
+native.setup({
+  ...portHooks,
   createPort: createPort as (handle: PortHandle) => object,
   createHandles,
   discardHandles,
   loadFileHandles,
   allocate: (size) => allocUnsafeSlow(size).buffer as ArrayBuffer,
-  empty: EMPTY,
-  handled: HANDLED,
   DOMException,
   missingTransferable,
 });

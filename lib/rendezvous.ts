@@ -312,14 +312,34 @@ export interface Server {
   once(event: 'error', listener: (error: Error) => void): this;
 }
 
+// nats:// (or tls://) addresses: remote ports (lib/nats, loaded only when such an address is used).
+type NatsAddress = `nats://${string}` | `tls://${string}`;
+type Nats = typeof import('./nats');
+
+function isNatsAddress(path: string): boolean {
+  return path.startsWith('nats://') || path.startsWith('tls://');
+}
+
+function nats(): Nats {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require('./nats') as Nats;
+}
+
 /**
  * Listens at a unix socket `path` (a string starting with `'\0'` is a Linux abstract name).
  * Throws as bind() fails: EADDRINUSE when a live listener is there (a stale socket file left by
  * a dead one is replaced).
+ *
+ * With a `nats://host:port/subject.prefix` address, listens on that NATS subject instead and
+ * resolves once subscribed; `options` are the NATS client's (auth, TLS...) and crossport's
+ * (heartbeatMs, timeoutMs, maxMessageSize, connectTimeoutMs, connection).
  */
-export function listen(path: string, options: ListenOptions = {}): Server {
+export function listen(address: NatsAddress, options?: import('./nats').NatsOptions): Promise<import('./nats').NatsServer>;
+export function listen(path: string, options?: ListenOptions): Server;
+export function listen(path: string, options: ListenOptions | import('./nats').NatsOptions = {}): Server | Promise<import('./nats').NatsServer> {
   checkPath(path);
-  return new Server(path, options);
+  if (isNatsAddress(path)) return nats().listenNats(path, options as import('./nats').NatsOptions);
+  return new Server(path, options as ListenOptions);
 }
 
 export interface ConnectOptions {
@@ -353,9 +373,22 @@ function refusedListener(path: string, peer: Peer): Error {
  * ENOENT, ECONNREFUSED, EACCES (refused by the listener's options, or the listener's uid is not
  * in `options.uids`), ECONNRESET (the listener went without answering), EPROTO (what it answered
  * is no channel).
+ *
+ * With a `nats://host:port/subject.prefix` address, connects through NATS to a listener on that
+ * subject (`options` as for listen()): ECONNREFUSED when nobody listens there, EACCES when NATS
+ * forbids it, ETIMEDOUT without an answer in `connectTimeoutMs` (see docs/nats.md).
  */
-export function connect(path: string, options: ConnectOptions = {}): Promise<ConnectedPort> {
+export function connect(address: NatsAddress, options?: import('./nats').NatsOptions): Promise<MessagePort>;
+export function connect(path: string, options?: ConnectOptions): Promise<ConnectedPort>;
+export function connect(path: string, options: ConnectOptions | import('./nats').NatsOptions = {}): Promise<ConnectedPort | MessagePort> {
   checkPath(path);
+  if (isNatsAddress(path)) {
+    try {
+      return nats().connectNats(path, options as import('./nats').NatsOptions);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
   const uids = checkConnectOptions(options);
   return new Promise((resolve, reject) => {
     let fd: number;

@@ -14,6 +14,7 @@
 #include <memory>
 #include <string>
 
+#include "clone.h"
 #include "handoff.h"
 #include "link.h"
 #include "message.h"
@@ -200,6 +201,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("newPortObject", Napi::Function::New(env, NewPort, "newPortObject"));
   DefineRendezvous(env, exports);
   DefineWorker(env, exports);
+  DefineClone(env, exports);
   return exports;
 }
 

@@ -1,0 +1,313 @@
+// One NATS connection as crossport uses it: the endpoints (remote ports) and listeners on it,
+// one timer that sends heartbeats and watches liveness for all of them, and whether the process
+// must stay alive for them (the connection itself never keeps it alive: see unrefTransport).
+import { randomBytes } from 'node:crypto';
+
+import { nodeError } from '../errors';
+import { natsClient, type NatsConnection, type NatsSubscription } from './client';
+
+export interface Settings {
+  /** A heartbeat goes out on a port that sent nothing for this long (ms). */
+  heartbeatMs: number;
+  /** A port that heard nothing from its peer for this long closes (ms). */
+  timeoutMs: number;
+  /** The largest message a port accepts from the network (bytes). */
+  maxMessageSize: number;
+  /** How long connect() waits for the listener's answer (ms). */
+  connectTimeoutMs: number;
+}
+
+export const kDefaultSettings: Settings = {
+  heartbeatMs: 1000,
+  timeoutMs: 5000,
+  maxMessageSize: 1024 * 1024 * 1024,
+  connectTimeoutMs: 5000,
+};
+
+/** An endpoint that publishes: what it published in the session's current epoch (see publish). */
+export interface Publisher {
+  epoch: number;
+  held: number;
+  /** It listens for 'drain'. */
+  wantsDrain(): boolean;
+  /** The client holds none of its bytes any more. */
+  drained(): void;
+}
+
+/** What the session asks of the endpoints it ticks. */
+export interface Ticked {
+  tick(now: number): void;
+  /** The connection closed for good. */
+  connectionClosed(): void;
+  /** The process is about to exit: tell the peer, if any, that this end is gone. */
+  farewell?(): void;
+}
+
+// Sessions with users. When the event loop empties (a natural exit), their open ports tell their
+// peers they are gone, as a local port's peer learns it when the process's sockets close; the
+// peers would otherwise learn it only after their timeout.
+const liveSessions = new Set<Session>();
+let farewellSaid = false;
+process.on('beforeExit', () => {
+  if (farewellSaid || liveSessions.size === 0) return;
+  farewellSaid = true;
+  for (const session of liveSessions) session.farewell();
+});
+
+/** 128 random bits as a subject token. */
+export function newToken(): string {
+  return randomBytes(16).toString('base64url');
+}
+
+export class Session {
+  readonly nc: NatsConnection;
+  readonly settings: Settings;
+  readonly #owned: boolean;
+  readonly #ticked = new Set<Ticked>();
+  #users = 0;
+  #refs = 0;
+  #timer: NodeJS.Timeout;
+  // bufferedAmount: what the NATS client still holds (its outbound buffer and its socket's write
+  // queue, see held()). Each endpoint counts what it published since the client last held
+  // nothing (an epoch: a new one starts at each publish that finds the client empty).
+  #epoch = 0;
+  // Endpoints with 'drain' listeners that have bytes held, and the timer that looks for the end.
+  readonly #draining = new Set<Publisher>();
+  #drainCheck: NodeJS.Timeout | undefined;
+
+  constructor(nc: NatsConnection, settings: Settings, owned: boolean) {
+    this.nc = nc;
+    this.settings = settings;
+    this.#owned = owned;
+    this.#timer = setInterval(() => this.#tick(), Math.max(10, Math.min(settings.heartbeatMs, settings.timeoutMs / 4)));
+    this.#timer.unref();
+    if (owned) unrefTransport(nc);
+    void this.#watch();
+  }
+
+  /** The largest payload the server takes. */
+  get maxPayload(): number {
+    return this.nc.info?.max_payload ?? 1024 * 1024;
+  }
+
+  /** An endpoint or listener starts using the session (and release() when done). */
+  retain(ticked?: Ticked): void {
+    this.#users++;
+    liveSessions.add(this);
+    if (ticked) this.#ticked.add(ticked);
+  }
+
+  release(ticked?: Ticked): void {
+    if (ticked) this.#ticked.delete(ticked);
+    if (--this.#users > 0) return;
+    liveSessions.delete(this);
+    clearInterval(this.#timer);
+    // Publishes still buffered go out first.
+    if (this.#owned) this.nc.close().catch(() => {});
+  }
+
+  /** The process is exiting: every open port says goodbye, and what is buffered goes out. */
+  farewell(): void {
+    for (const ticked of this.#ticked) ticked.farewell?.();
+    if (this.#owned) this.nc.close().catch(() => {});
+  }
+
+  /** Something on this session keeps the process alive (ports listening, listeners, connects). */
+  ref(): void {
+    if (this.#refs++ === 0) this.#timer.ref();
+  }
+
+  unref(): void {
+    if (--this.#refs === 0) this.#timer.unref();
+  }
+
+  subscribe(subject: string, onData: (data: Uint8Array) => void): NatsSubscription {
+    return this.nc.subscribe(subject, {
+      callback: (error, msg) => {
+        if (error === null) onData(msg.data);
+      },
+    });
+  }
+
+  /** Publishes, counting the bytes against `owner` while the client holds them. */
+  publish(subject: string, data: Uint8Array, owner?: Publisher): void {
+    if (owner !== undefined) {
+      if (this.held() === 0) this.#epoch++;
+      if (owner.epoch !== this.#epoch) {
+        owner.epoch = this.#epoch;
+        owner.held = 0;
+      }
+      owner.held += data.byteLength;
+    }
+    try {
+      this.nc.publish(subject, data);
+    } catch {
+      return;  // closed or closing: the port learns it from connectionClosed()
+    }
+    if (owner?.wantsDrain()) {
+      this.#draining.add(owner);
+      this.#drainCheck ??= setTimeout(() => this.#checkDrain(), 0).unref();
+    }
+  }
+
+  /** What `owner` published that the client still holds. */
+  heldBy(owner: Publisher): number {
+    if (owner.epoch !== this.#epoch) return 0;
+    const held = this.held();
+    return held === undefined ? owner.held : Math.min(owner.held, held);
+  }
+
+  /**
+   * Bytes the client holds: its outbound buffer and what its socket has not written yet. The
+   * client exposes no such measure, so this reads its internals; undefined when they are not
+   * what we know (then each endpoint reports what it published since the client was last seen
+   * empty, and 'drain' comes from a flush: PING/PONG).
+   */
+  held(): number | undefined {
+    const protocol = (this.nc as unknown as { protocol?: any }).protocol;
+    const outbound = protocol?.outbound?.size?.();
+    if (typeof outbound !== 'number') return undefined;
+    const socket = protocol.transport?.socket;
+    return outbound + (typeof socket?.writableLength === 'number' ? socket.writableLength : 0);
+  }
+
+  #checkDrain(): void {
+    this.#drainCheck = undefined;
+    const held = this.held();
+    if (held === undefined) {
+      const waiting = [...this.#draining];
+      this.#draining.clear();
+      this.nc.flush().then(() => {
+        this.#epoch++;
+        for (const owner of waiting) owner.drained();
+      }, () => {});
+      return;
+    }
+    if (held > 0) {
+      // Still writing (or disconnected, holding it for the reconnection): look again soon.
+      this.#drainCheck = setTimeout(() => this.#checkDrain(), 5).unref();
+      return;
+    }
+    this.#epoch++;
+    const drained = [...this.#draining];
+    this.#draining.clear();
+    for (const owner of drained) owner.drained();
+  }
+
+  #tick(): void {
+    const now = Date.now();
+    for (const ticked of [...this.#ticked]) ticked.tick(now);
+  }
+
+  async #watch(): Promise<void> {
+    try {
+      for await (const status of this.nc.status()) {
+        if (status.type === 'reconnect' && this.#owned) unrefTransport(this.nc);
+      }
+    } catch {
+      // the iterator ends with the connection
+    }
+  }
+
+  /** Called once the connection closed for good. */
+  closed(): void {
+    clearInterval(this.#timer);
+    liveSessions.delete(this);
+    for (const ticked of [...this.#ticked]) ticked.connectionClosed();
+  }
+}
+
+/**
+ * The connection's socket and its ping timer must not keep the process alive by themselves (the
+ * session's timer does, while a port or listener wants it): the client exposes no unref(), so
+ * this reaches into its transport. Without those internals the connection keeps the process
+ * alive until its last port closes, as before.
+ */
+function unrefTransport(nc: NatsConnection): void {
+  const protocol = (nc as unknown as { protocol?: any }).protocol;
+  protocol?.transport?.socket?.unref?.();
+  const heartbeats = protocol?.heartbeats;
+  if (heartbeats === undefined || heartbeats.crossportUnref) return;
+  heartbeats.crossportUnref = true;
+  const schedule = heartbeats._schedule;
+  if (typeof schedule !== 'function') return;
+  heartbeats._schedule = function (this: { timer?: NodeJS.Timeout }) {
+    schedule.call(this);
+    this.timer?.unref?.();
+  };
+  heartbeats.timer?.unref?.();
+}
+
+// ------------------------------------------------------------------------------------------
+// Addresses and options
+
+/** The crossport options beside the NATS client's own (auth, TLS, name, reconnect...). */
+export interface NatsOptions extends Partial<Settings> {
+  /** A connection of your own to use (crossport never closes it); the address's host is then ignored. */
+  connection?: NatsConnection;
+  [natsOption: string]: unknown;
+}
+
+export interface NatsAddress {
+  /** For the client's `servers` option. */
+  server: string;
+  subject: string;
+  /** From the address's user:password@ part, if any. */
+  user?: string;
+  pass?: string;
+}
+
+/** `nats://[user:pass@]host:port/subject.prefix` (or tls://). */
+export function parseAddress(address: string): NatsAddress {
+  let url: URL;
+  try {
+    url = new URL(address);
+  } catch {
+    url = undefined as never;
+  }
+  const subject = url ? decodeURIComponent(url.pathname.replace(/^\//, '')) : '';
+  if (!url || (url.protocol !== 'nats:' && url.protocol !== 'tls:') || !url.host ||
+      !/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(subject)) {
+    throw nodeError(TypeError, 'ERR_INVALID_URL',
+      `Invalid NATS address: ${address} (expected nats://host:port/subject.prefix; the subject ` +
+        `is made of tokens of letters, digits, - and _, separated by dots)`);
+  }
+  const parsed: NatsAddress = { server: `${url.protocol}//${url.host}`, subject };
+  if (url.username) parsed.user = decodeURIComponent(url.username);
+  if (url.password) parsed.pass = decodeURIComponent(url.password);
+  return parsed;
+}
+
+function settingsOf(options: NatsOptions): Settings {
+  const settings = { ...kDefaultSettings };
+  for (const key of Object.keys(kDefaultSettings) as (keyof Settings)[]) {
+    const value = options[key];
+    if (value === undefined) continue;
+    if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
+      throw nodeError(RangeError, 'ERR_OUT_OF_RANGE', `The value of "options.${key}" is out of range. It must be a positive number. Received ${String(value)}`);
+    }
+    settings[key] = value;
+  }
+  if (settings.timeoutMs <= settings.heartbeatMs) {
+    throw nodeError(RangeError, 'ERR_OUT_OF_RANGE', `options.timeoutMs (${settings.timeoutMs}) must be longer than options.heartbeatMs (${settings.heartbeatMs})`);
+  }
+  return settings;
+}
+
+/** A session for `address` with `options`: a new connection, or the caller's own. */
+export async function openSession(address: NatsAddress, options: NatsOptions): Promise<Session> {
+  const settings = settingsOf(options);
+  const { connection, ...natsOptions } = options;
+  for (const key of Object.keys(kDefaultSettings)) delete natsOptions[key];
+  if (connection !== undefined) return sessionOf(connection, settings, false);
+  // Credentials in the address, unless the options give their own.
+  const credentials = address.user === undefined ? {} : { user: address.user, pass: address.pass };
+  const nc = await natsClient().connect({ ...credentials, ...natsOptions, servers: address.server });
+  return sessionOf(nc, settings, true);
+}
+
+function sessionOf(nc: NatsConnection, settings: Settings, owned: boolean): Session {
+  const session = new Session(nc, settings, owned);
+  nc.closed().then(() => session.closed(), () => session.closed());
+  return session;
+}

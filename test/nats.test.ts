@@ -1,0 +1,288 @@
+// Remote ports over NATS, against a real nats-server that the tests start on 127.0.0.1 (Debian's
+// nats-server package; CI installs it: a missing server fails there, and is skipped elsewhere).
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+import { report, runFixture } from './helpers';
+import { startFixture } from './live-fixture';
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { natsServerBinary, startNatsServer } = require('./nats-server');
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const values: [string, () => unknown][] = require('./fixtures/values');
+
+interface NatsServer {
+  readonly pid: number;
+  url(subject: string): string;
+  stop(): Promise<void>;
+  restart(): Promise<void>;
+}
+
+const binary = natsServerBinary();
+if (binary === null && process.env.CI) {
+  throw new Error('nats-server is not installed; CI installs it (.ci/install-nats-server.sh)');
+}
+if (binary === null) {
+  // eslint-disable-next-line no-console
+  console.warn('test/nats.test.ts skipped: nats-server is not installed (apt-get install nats-server)');
+}
+const describeNats = binary === null ? describe.skip : describe;
+
+describe('without the NATS client installed', () => {
+  test('local ports load nothing of NATS; a nats:// address says what to install', async () => {
+    const result = report(await runFixture('nats-missing-client.js', ['hidden']), 'result');
+    expect(result.local).toEqual({ local: true });
+    expect(result.loadedByLocalUse).not.toContainEqual(expect.stringMatching(/@nats-io|[/\\]dist[/\\]nats[/\\]/));
+    expect(result.error.code).toBe('ERR_CROSSPORT_NATS_CLIENT_MISSING');
+    expect(result.error.message).toContain('npm install @nats-io/transport-node');
+  });
+});
+
+describeNats('remote ports over NATS', () => {
+  let server: NatsServer;
+  let subjects = 0;
+  const address = (name: string) => server.url(`crossport.test${++subjects}.${name}`);
+
+  beforeAll(async () => {
+    server = await startNatsServer();
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  async function compare(scenario: string) {
+    const result = report(await runFixture('diff-parent.js', [scenario, address(scenario)]), 'result');
+    return { worker: result.worker, crossport: result.crossport, nats: result.nats };
+  }
+
+  describe('observes what worker_threads and a local crossport port observe', () => {
+    test('structured clone battery', async () => {
+      const { worker, crossport, nats } = await compare('clone');
+      expect(worker).toHaveLength(values.length);
+      for (let i = 0; i < values.length; i++) {
+        expect({ name: values[i][0], value: nats[i]?.value }).toEqual(worker[i]);
+      }
+      expect(nats).toEqual(crossport);
+    });
+
+    test('100,000 messages arrive once each, in order', async () => {
+      const { worker, nats } = await compare('order');
+      expect(worker).toEqual({ count: 100000, inOrder: true });
+      expect(nats).toEqual(worker);
+    });
+
+    test('a 64 MiB message, chunked under max_payload', async () => {
+      const { worker, nats } = await compare('big');
+      expect(worker.length).toBe(64 * 1024 * 1024);
+      expect(nats).toEqual(worker);
+    });
+
+    test('DataCloneError and argument errors: same errors, nothing sent, nothing detached', async () => {
+      const { worker, nats } = await compare('errors');
+      expect(nats.thrown).toEqual(worker.thrown);
+      expect(nats.received).toEqual(worker.received);
+    });
+
+    test('close: the peer receives everything posted before it, then close', async () => {
+      const { worker, nats } = await compare('close');
+      expect(nats).toEqual(worker);
+    });
+  });
+
+  test('what cannot cross hosts, and what is copied or bridged', async () => {
+    const result = report(await runFixture('nats-transfers.js', [address('transfers'), 'parent', String(server.pid)]), 'result');
+    // An OS handle: DataCloneError at the sender, nothing sent, the handle untouched.
+    expect(result.thrown.handle).toEqual({ name: 'DataCloneError', message: 'An OS handle cannot be sent to another host', stillListening: true });
+    // A transferred ArrayBuffer: detached here, its bytes there.
+    expect(result.thrown.detached).toBe(true);
+    // bufferedAmount: what the NATS client still holds, 0 again at 'drain'.
+    expect(result.thrown.bufferedAmount.whilePosting).toBeGreaterThan(16 * 1024 * 1024);
+    expect(result.thrown.bufferedAmount.afterDrain).toBe(0);
+    expect(result.thrown.bufferedAmount.drained).toBe(true);
+    // A SharedArrayBuffer: sent, and 'messageerror' with a DataCloneError at the receiver.
+    expect(result.report).toEqual([
+      { messageerror: 'DataCloneError', message: 'A SharedArrayBuffer cannot be shared between processes; it could not be cloned.' },
+      { arrayBuffer: [1, 2, 3] },
+      { uint8Array: 32 * 1024 * 1024 },
+    ]);
+    // A local port posted on a remote one works there (bridged), and its close reaches it.
+    expect(result.back).toBe('ping back');
+    expect(result.last.slice(3)).toEqual([{ overLocalPort: 'ping' }, 'local port closed']);
+  });
+
+  test('a port passed process -> process -> local child, joined only through NATS', async () => {
+    const url = address('chain');
+    const a = startFixture('nats-chain.js', ['a', url]);
+    await a.next('listening');
+    const b = startFixture('nats-chain.js', ['b', url]);
+    expect((await a.next('a-closed')).seen).toEqual(['hello from C', 'done']);
+    expect((await b.next('c-closed')).seen).toEqual(['hello C']);
+    expect(await a.exited).toEqual([0, null]);
+    expect(await b.exited).toEqual([0, null]);
+  });
+
+  test('a port moved on to a third process talks to its peer directly: the middle one can die', async () => {
+    const a = startFixture('nats-chain.js', ['a', address('move-a')]);
+    await a.next('listening');
+    const url = address('move-b');
+    const b = startFixture('nats-chain.js', ['b-move', a.child.spawnargs[3], url]);
+    await b.next('listening');
+    const c = startFixture('nats-chain.js', ['c-remote', url]);
+    await c.next('first-exchange');
+    b.child.kill('SIGKILL');
+    await c.next('b-gone');
+    expect((await a.next('a-closed')).seen).toEqual(['hello from C', 'after B died', 'done']);
+    expect((await c.next('c-closed')).seen).toEqual(['hello C', 'still here']);
+    expect(await a.exited).toEqual([0, null]);
+    expect(await c.exited).toEqual([0, null]);
+  });
+
+  test("a peer killed with SIGKILL: 'close' (within timeoutMs), and the process exits by itself", async () => {
+    const url = address('kill');
+    const listener = startFixture('nats-kill.js', ['listener', url, '1000']);
+    await listener.next('listening');
+    const victim = startFixture('nats-kill.js', ['victim', url, '1000']);
+    await victim.next('connected');
+    await listener.next('connected');
+    victim.child.kill('SIGKILL');
+    await listener.next('closed');
+    expect(await listener.exited).toEqual([0, null]);
+  });
+
+  test("a peer whose process ends with its port open: 'close' at once, not after timeoutMs", async () => {
+    const url = address('leave');
+    const listener = startFixture('nats-kill.js', ['listener', url, '600000']);
+    await listener.next('listening');
+    const leaver = startFixture('nats-kill.js', ['leaver', url, '600000']);
+    await listener.next('connected');
+    expect(await leaver.exited).toEqual([0, null]);
+    await listener.next('closed');
+    expect(await listener.exited).toEqual([0, null]);
+  });
+
+  describe('a hostile publisher on the channel subjects', () => {
+    async function hostile(scenario: string) {
+      return report(await runFixture('nats-hostile.js', [address(`hostile-${scenario}`), scenario]), 'result');
+    }
+
+    test('junk, replays and far-future frames are ignored: the channel goes on', async () => {
+      const result = await hostile('junk');
+      expect(result.victimSeen).toEqual([{ message: 'legit-1' }, { message: 'legit-2' }]);
+      expect(result.peerSeen).toEqual(['answer']);
+    });
+
+    test("bad messages under the next numbers: one 'messageerror' each; the peer's own frame then shows the forgery", async () => {
+      const result = await hostile('numbered');
+      expect(result.victimSeen).toEqual([
+        { message: 'legit-1' },
+        { error: 'DataCloneError', code: 25 },  // absurd chunk count and total (its chunks dropped with it)
+        { error: 'Error' },  // not V8's bytes: V8's own error, as for a local port
+        { error: 'DataCloneError', code: 25 },  // chunks cut by another message...
+        { message: 'cuts the chunks' },  // ...which is well formed
+        { error: 'DataCloneError', code: 25 },  // extras that are not JSON
+        { error: 'DataCloneError', code: 25 },  // a port descriptor with bad subjects
+        { error: 'DataCloneError', code: 25 },  // a section longer than the message
+        { error: 'Error', code: 'ERR_CROSSPORT_NATS_FORGED' },
+      ]);
+      expect(result.memoryGrowth).toBeLessThan(64 * 1024 * 1024);
+    });
+
+    test("a stale close under a number the peer used: ERR_CROSSPORT_NATS_FORGED, 'close' on both ends", async () => {
+      const result = await hostile('stale-close');
+      expect(result.victimSeen).toEqual([{ message: 'legit-1' }, { error: 'Error', code: 'ERR_CROSSPORT_NATS_FORGED' }]);
+    });
+
+    test("a gap (a frame ahead of one that never comes) is not silent: ERR_CROSSPORT_NATS_MESSAGES_LOST, 'close'", async () => {
+      const result = await hostile('gap');
+      expect(result.victimSeen).toEqual([{ message: 'legit-1' }, { error: 'Error', code: 'ERR_CROSSPORT_NATS_MESSAGES_LOST' }]);
+    });
+
+    test('a close with the next number closes both ends (nothing tells it from the peer\'s)', async () => {
+      const result = await hostile('close');
+      expect(result.victimSeen).toEqual([{ message: 'legit-1' }]);
+    });
+  });
+
+  test('the subject permissions of docs/nats.md are enough, and keep others out', async () => {
+    const config = path.join(os.tmpdir(), `crossport-nats-${process.pid}.conf`);
+    fs.writeFileSync(config, `authorization {
+  users = [
+    { user: orders, password: "orders-secret", permissions: {
+        subscribe: { allow: ["orders.rpc", "orders.rpc.*"] },
+        publish:   { allow: ["orders.rpc.*"] },
+        allow_responses: true } }
+    { user: client, password: "client-secret", permissions: {
+        subscribe: { allow: ["orders.rpc.*", "_INBOX.>"] },
+        publish:   { allow: ["orders.rpc", "orders.rpc.*"] } } }
+    { user: outsider, password: "outsider-secret", permissions: {
+        subscribe: { allow: ["_INBOX.>"] },
+        publish:   { allow: ["elsewhere.>"] } } }
+  ]
+}
+`);
+    const secured: NatsServer = await startNatsServer(['-c', config]);
+    try {
+      const host = new URL(secured.url('x')).host;
+      const result = report(await runFixture('nats-permissions.js', [host]), 'result');
+      expect(result.received).toEqual(['hello']);
+      expect(result.answer).toBe('re: hello');
+      expect(result.outsider).toBe('EACCES');
+    } finally {
+      await secured.stop();
+      fs.unlinkSync(config);
+    }
+  });
+
+  describe('a NATS server restart', () => {
+    let own: NatsServer;
+    beforeEach(async () => {
+      own = await startNatsServer();
+    });
+    afterEach(async () => {
+      await own.stop();
+    });
+
+    test('both ends reconnect: the channel resumes, nothing lost, no close', async () => {
+      const url = own.url('restart.resume');
+      const settings = JSON.stringify({ timeoutMs: 20000, reconnect: true });
+      const listener = startFixture('nats-restart.js', ['listener', url, settings]);
+      await listener.next('listening');
+      const client = startFixture('nats-restart.js', ['client', url, settings]);
+      await client.next('ready');
+      const echoes = () => client.reports.filter((r) => r.kind === 'echo').map((r) => r.message);
+      const echoed = async (count: number) => {
+        while (echoes().length < count && !client.reports.some((r) => r.kind === 'closed')) {
+          await new Promise((resolve) => client.child.stdout!.once('data', resolve));
+        }
+      };
+      client.send('send 0 3');
+      await echoed(3);  // the restart comes while the channel is idle
+      await own.restart();
+      await listener.next('reconnected');
+      await client.next('reconnected');
+      client.send('send 3 3');
+      await echoed(6);
+      client.send('close');
+      await client.next('closed');
+      await listener.next('closed');
+      expect(echoes()).toEqual([0, 1, 2, 3, 4, 5]);
+      expect([...client.reports, ...listener.reports].filter((r) => r.kind === 'messageerror')).toEqual([]);
+      await client.exited;
+      await listener.exited;
+    });
+
+    test("an end that does not reconnect: 'close' on both ends, never a silent gap", async () => {
+      const url = own.url('restart.close');
+      const listener = startFixture('nats-restart.js', ['listener', url, JSON.stringify({ timeoutMs: 1000, reconnect: true })]);
+      await listener.next('listening');
+      const client = startFixture('nats-restart.js', ['client', url, JSON.stringify({ timeoutMs: 1000, reconnect: false })]);
+      await client.next('ready');
+      await own.restart();
+      await client.next('closed');
+      await listener.next('closed');
+      await client.exited;
+      await listener.exited;
+    });
+  });
+});
