@@ -159,14 +159,18 @@ bool CanCallJavaScript(Napi::Env env) {
   return !GetAddon(env)->stopping && !v8::Isolate::GetCurrent()->IsExecutionTerminating();
 }
 
-void ThrowSystemError(Napi::Env env, int errnum, const char* syscall) {
+Napi::Error NewSystemError(Napi::Env env, int errnum, const char* syscall) {
   const char* code = uv_err_name(-errnum);
   std::string message = std::string(syscall) + " " + code;
   Napi::Error error = Napi::Error::New(env, message);
   error.Set("code", code);
   error.Set("errno", Napi::Number::New(env, -errnum));
   error.Set("syscall", syscall);
-  throw error;
+  return error;
+}
+
+void ThrowSystemError(Napi::Env env, int errnum, const char* syscall) {
+  throw NewSystemError(env, errnum, syscall);
 }
 
 }  // namespace crossport

@@ -67,7 +67,8 @@ void RunFromEventLoop(Napi::Env env, Body&& body) {
 }
 Napi::Object Init(Napi::Env env, Napi::Object exports);
 
-// Throws an Error with a Node-style errno `code` and `syscall`.
+// An Error with a Node-style errno `code` and `syscall`; and throwing one.
+Napi::Error NewSystemError(Napi::Env env, int errnum, const char* syscall);
 [[noreturn]] void ThrowSystemError(Napi::Env env, int errnum, const char* syscall);
 
 }  // namespace crossport

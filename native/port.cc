@@ -1,6 +1,7 @@
 #include "port.h"
 
 #include <algorithm>
+#include <cerrno>
 
 #include "addon.h"
 #include "handoff.h"
@@ -294,6 +295,12 @@ PortHandle::DecodeResult PortHandle::Decode(IncomingRecord* record, Napi::Value*
                                             Napi::Value* port_array) {
   Napi::Env env = Env();
   Addon* addon = GetAddon(env);
+  if (std::find(record->fds.begin(), record->fds.end(), -1) != record->fds.end()) {
+    // The kernel could not give us every fd of the message (this process is out of fds): it
+    // cannot arrive whole. The channel goes on.
+    *data = NewSystemError(env, EMFILE, "recvmsg").Value();
+    return DecodeResult::kError;
+  }
   std::vector<HandleKind> kinds;
   if (!addon->file_handles_ready && PeekHandleKinds(record->data(), record->size(), &kinds)) {
     for (HandleKind kind : kinds) {
