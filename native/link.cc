@@ -201,6 +201,8 @@ bool Link::Send(RecordType type, const os::Span* spans, size_t count, size_t pre
   if (overflow_.empty()) {
     if (WriteOut(&record, spans, count, prefix)) return true;
     if (send_.corrupt() || send_large_.corrupt()) {
+      // (Fds go out only once their record has room: these never went.)
+      for (size_t i = record.fds_sent; i < record.fds.size(); i++) os::Close(record.fds[i]);
       MarkBroken();
       return false;
     }
