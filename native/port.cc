@@ -420,9 +420,20 @@ PortHandle::DecodeResult PortHandle::Decode(IncomingRecord* record, Napi::Value*
     *port_array = array;
   }
   bool failed = false;
+  std::vector<bool> referenced;
   *data = Deserialize(&addon->clone, env, record->data() + layout.body_offset, layout.body_size,
-                      objects, buffers, &failed);
-  if (!failed) return DecodeResult::kOk;
+                      objects, buffers, &failed, &referenced);
+  if (!failed) {
+    // A handle the value does not hold (listed only in the transfer list, or dropped by a peer
+    // that lies) would keep its fd open for ever, unreachable: it is closed. (Ports not in
+    // the value still arrive, in event.ports.)
+    Napi::Array unreachable = Napi::Array::New(env);
+    for (uint32_t i = 0; i < handles.size(); i++) {
+      if (!referenced[i]) unreachable.Set(unreachable.Length(), objects[i]);
+    }
+    if (unreachable.Length() > 0) addon->discard_handles.Call({unreachable});
+    return DecodeResult::kOk;
+  }
   // Nobody will ever see these ports and handles: close them now, so peers learn it at once.
   for (PortHandle* handle : port_handles) handle->Abandon();
   if (!handle_objects.IsEmpty()) addon->discard_handles.Call({handle_objects});
