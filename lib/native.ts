@@ -1,4 +1,5 @@
 // The one place that loads the addon, and the typed shape of what it exports.
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 /** The native half of a MessagePort (native/port.cc). */
@@ -101,9 +102,16 @@ export interface Native {
 
 function load(): Native {
   const root = path.join(__dirname, '..');
+  const chosen = process.env.CROSSPORT_ADDON;
+  if (chosen) {
+    // An explicit choice (the cmake-js build in CI's smoke test, the sanitizer build): that file
+    // or an error, never another build in its place.
+    const file = path.resolve(chosen);
+    if (!fs.existsSync(file)) throw new Error(`crossport: CROSSPORT_ADDON names ${file}, which does not exist`);
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return require(file) as Native;
+  }
   const candidates = [
-    // An explicit choice, e.g. the cmake-js build in CI's smoke test.
-    ...(process.env.CROSSPORT_ADDON ? [path.resolve(process.env.CROSSPORT_ADDON)] : []),
     path.join(root, 'build', 'Release', 'crossport.node'),
     path.join(root, 'build', 'Debug', 'crossport.node'),
     path.join(root, 'build', 'cmake', 'Release', 'crossport.node'),
