@@ -113,6 +113,7 @@ class Link {
   void Destroy();
 
   void set_client(LinkClient* client) { client_ = client; }
+  bool has_client() const { return client_ != nullptr; }
   int side() const { return side_; }
   bool broken() const { return broken_; }
   bool peer_gone() const { return peer_gone_; }

@@ -82,7 +82,22 @@ Napi::Function PortHandle::Define(Napi::Env env) {
 }
 
 Napi::Object PortHandle::New(Napi::Env env, Link* link) {
-  return GetAddon(env)->port_handle_class.New({Napi::External<Link>::New(env, link)});
+  // In a thread being terminated (worker.terminate()) nothing can be made: New() throws, or
+  // returns an object whose constructor never ran (node-addon-api swallows the failed wrap).
+  // Either way the link belongs to no port and goes now: an event must not find it without one,
+  // and the thread's loop may not close with its handles open.
+  Napi::Object handle;
+  try {
+    handle = GetAddon(env)->port_handle_class.New({Napi::External<Link>::New(env, link)});
+  } catch (const Napi::Error&) {
+    if (!link->has_client()) link->Destroy();
+    throw;
+  }
+  if (!link->has_client()) {
+    link->Destroy();
+    throw Napi::Error::New(env, "The port could not be made (the thread is being terminated)");
+  }
+  return handle;
 }
 
 PortHandle* PortHandle::FromValue(Napi::Value value) {
@@ -411,7 +426,13 @@ PortHandle::DecodeResult PortHandle::Decode(IncomingRecord* record, Napi::Value*
   if (!links.empty()) {
     Napi::Array array = Napi::Array::New(env, links.size());
     for (uint32_t i = 0; i < links.size(); i++) {
-      Napi::Object handle = New(env, links[i]);
+      Napi::Object handle;
+      try {
+        handle = New(env, links[i]);
+      } catch (const Napi::Error&) {
+        for (uint32_t rest = i + 1; rest < links.size(); rest++) links[rest]->Destroy();  // (see New)
+        throw;
+      }
       port_handles.push_back(Napi::ObjectWrap<PortHandle>::Unwrap(handle));
       Napi::Object port = addon->create_port.Call({handle}).As<Napi::Object>();
       array.Set(i, port);
