@@ -90,6 +90,10 @@ void YieldCpu();
 // for room to send. False on timeout.
 bool WaitForSocket(int socket, bool writable, int timeout_ms);
 
+// What kind of object an fd is, as far as rebuilding a transferred handle goes.
+enum class FdKind { kStreamSocket, kListeningSocket, kUdp4Socket, kUdp6Socket, kOther, kNotOpen };
+FdKind KindOfFd(int fd);
+
 void Close(int fd);
 // Marks an inherited fd close-on-exec; false if it is not open.
 bool SetCloseOnExec(int fd);

@@ -46,6 +46,27 @@ std::vector<uint64_t> SectionSizes(const SerializedMessage& message) {
   return sizes;
 }
 
+// Whether `fd` is the kind of object a handle of `kind` is rebuilt from: Node would take any
+// fd for a socket, server or UDP socket and fail later, asynchronously (an 'error' event nobody
+// listens for yet, which ends the process).
+bool FitsHandleKind(HandleKind kind, int fd) {
+  os::FdKind actual = os::KindOfFd(fd);
+  switch (kind) {
+    case HandleKind::kSocket:
+      return actual == os::FdKind::kStreamSocket;
+    case HandleKind::kServer:
+      return actual == os::FdKind::kListeningSocket;
+    case HandleKind::kUdp4:
+      return actual == os::FdKind::kUdp4Socket;
+    case HandleKind::kUdp6:
+      return actual == os::FdKind::kUdp6Socket;
+    case HandleKind::kFileHandle:
+    case HandleKind::kFileDescriptor:
+      return actual != os::FdKind::kNotOpen;
+  }
+  return false;
+}
+
 // The poll window: after the last record, a started port keeps looking at its ring on each turn
 // of the event loop (never blocking it) for up to this long before it sleeps. Waking a sleeping
 // process costs ~25 us each way; a peer that answers within the window is seen without it.
@@ -342,6 +363,12 @@ PortHandle::DecodeResult PortHandle::Decode(IncomingRecord* record, Napi::Value*
   MessageLayout layout;
   if (!DecodeMessageHead(record->data(), record->size(), record->total_size(), &record->fds,
                          &handles, &buffer_fds, &states, &layout)) {
+    return fail(NewDataCloneError(&addon->clone, env, "Unable to deserialize cloned data."));
+  }
+  for (const Handle& handle : handles) {
+    if (FitsHandleKind(handle.kind, handle.fd)) continue;
+    close_carried();
+    for (int fd : buffer_fds) os::Close(fd);
     return fail(NewDataCloneError(&addon->clone, env, "Unable to deserialize cloned data."));
   }
   // Transferred ArrayBuffers: each maps its sealed memory object copy-on-write (no copy here).

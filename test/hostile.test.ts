@@ -43,6 +43,11 @@ describe('a hostile peer', () => {
     expectPlanKept(closed, end, ['DataCloneError']);
   });
 
+  test('a handle said to be a socket, a server or a UDP socket that is a file gives messageerror, not a crash', async () => {
+    const { closed, end } = await victim('lyingHandles');
+    expectPlanKept(closed, end, ['DataCloneError']);
+  });
+
   test('a record announcing fds that never came closes the port', async () => {
     const { closed } = await victim('badFdCount');
     expect(closed.messages).toEqual([{ i: 0 }, { i: 1 }, { i: 2 }]);

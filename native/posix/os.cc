@@ -403,6 +403,26 @@ bool WaitForSocket(int socket, bool writable, int timeout_ms) {
   }
 }
 
+FdKind KindOfFd(int fd) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return FdKind::kNotOpen;
+  if (!S_ISSOCK(st.st_mode)) return FdKind::kOther;
+  int type = 0, listening = 0, domain = 0;
+  socklen_t size = sizeof type;
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &size) != 0) return FdKind::kOther;
+  size = sizeof listening;
+  if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &size) != 0) listening = 0;
+  if (type == SOCK_STREAM) return listening != 0 ? FdKind::kListeningSocket : FdKind::kStreamSocket;
+#ifdef SO_DOMAIN
+  size = sizeof domain;
+  if (type == SOCK_DGRAM && getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &size) == 0) {
+    if (domain == AF_INET) return FdKind::kUdp4Socket;
+    if (domain == AF_INET6) return FdKind::kUdp6Socket;
+  }
+#endif
+  return FdKind::kOther;
+}
+
 void Close(int fd) {
   if (fd >= 0) close(fd);
 }
