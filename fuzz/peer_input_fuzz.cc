@@ -36,6 +36,7 @@
 #include "../native/os.h"
 #include "../native/ring.h"
 #include "../native/segment.h"
+#include "fuzz_input.h"
 
 namespace {
 
@@ -48,42 +49,6 @@ using crossport::RecordType;
 using crossport::RecordView;
 using crossport::Ring;
 using crossport::RingControl;
-
-#define CHECK(condition)                                                          \
-  do {                                                                            \
-    if (!(condition)) {                                                           \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #condition); \
-      abort();                                                                    \
-    }                                                                             \
-  } while (0)
-
-// Reads fuzzer input front to back; past the end everything reads as zero.
-class Input {
- public:
-  Input(const uint8_t* data, size_t size) : data_(data), size_(size) {}
-  bool empty() const { return at_ >= size_; }
-  size_t remaining() const { return at_ < size_ ? size_ - at_ : 0; }
-  uint8_t U8() { return at_ < size_ ? data_[at_++] : 0; }
-  template <typename T>
-  T Get() {
-    T value{};
-    size_t n = std::min(sizeof value, remaining());
-    memcpy(&value, data_ + at_, n);
-    at_ += n;
-    return value;
-  }
-  const uint8_t* Take(size_t* n) {
-    *n = std::min(*n, remaining());
-    const uint8_t* p = data_ + at_;
-    at_ += *n;
-    return p;
-  }
-
- private:
-  const uint8_t* data_;
-  size_t size_;
-  size_t at_ = 0;
-};
 
 // Runs the decoder the way PortHandle::Decode does, on a private heap copy of exactly `size`
 // bytes (so ASan sees any read past it), with `fd_count` fake fds, and checks the fd accounting.
@@ -134,7 +99,10 @@ void Decode(const uint8_t* data, size_t size, size_t fd_count) {
       owned.insert(owned.end(), record.fds.begin(), record.fds.end());
     }
     for (const crossport::PendingRecord& record : port.unread) {
-      CHECK(record.type == RecordType::kMessage && record.fds.size() == record.fd_count);
+      // A read record is a message, or the fds read ahead for one (kFds, empty); whole.
+      CHECK((record.type == RecordType::kMessage ||
+             (record.type == RecordType::kFds && record.payload.empty())) &&
+            record.fds.size() == record.fd_count);
       owned.insert(owned.end(), record.fds.begin(), record.fds.end());
     }
   }
@@ -154,7 +122,8 @@ bool ConsumeOne(Ring* ring, const uint8_t* data, uint64_t capacity, size_t fd_co
   }
   if (status == ReadStatus::kEmpty) return true;
   CHECK(view.type == RecordType::kMessage || view.type == RecordType::kOutOfBand ||
-        view.type == RecordType::kClose || view.type == RecordType::kLarge);
+        view.type == RecordType::kClose || view.type == RecordType::kLarge ||
+        view.type == RecordType::kFds);
   CHECK(view.payload >= data + sizeof(RecordHeader));
   CHECK(view.payload + view.length <= data + capacity);
   std::vector<uint8_t> payload(view.payload, view.payload + view.length);  // copy, then parse
@@ -242,7 +211,7 @@ void RunRingScript(Input* in) {
         break;
       }
       case kPeerRecord: {
-        uint8_t type = 1 + in->U8() % 4;
+        uint8_t type = 1 + in->U8() % 6;
         uint16_t fd_count = in->U8() % 4;
         size_t n = in->Get<uint16_t>() % 2048;
         const uint8_t* bytes = in->Take(&n);

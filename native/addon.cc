@@ -244,14 +244,18 @@ bool CallFromEventLoop(Napi::Env env, Napi::AsyncContext* context, Napi::Object 
   return !result.IsEmpty();
 }
 
-void ThrowSystemError(Napi::Env env, int errnum, const char* syscall) {
+Napi::Error NewSystemError(Napi::Env env, int errnum, const char* syscall) {
   const char* code = uv_err_name(-errnum);
   std::string message = std::string(syscall) + " " + code;
   Napi::Error error = Napi::Error::New(env, message);
   error.Set("code", code);
   error.Set("errno", Napi::Number::New(env, -errnum));
   error.Set("syscall", syscall);
-  throw error;
+  return error;
+}
+
+void ThrowSystemError(Napi::Env env, int errnum, const char* syscall) {
+  throw NewSystemError(env, errnum, syscall);
 }
 
 }  // namespace crossport

@@ -91,7 +91,8 @@ bool CallFromEventLoop(Napi::Env env, Napi::AsyncContext* context, Napi::Object 
                        Napi::Function function, napi_value arg);
 Napi::Object Init(Napi::Env env, Napi::Object exports);
 
-// Throws an Error with a Node-style errno `code` and `syscall`.
+// An Error with a Node-style errno `code` and `syscall`; and throwing one.
+Napi::Error NewSystemError(Napi::Env env, int errnum, const char* syscall);
 [[noreturn]] void ThrowSystemError(Napi::Env env, int errnum, const char* syscall);
 
 }  // namespace crossport

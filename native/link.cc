@@ -1,5 +1,6 @@
 #include "link.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
@@ -31,6 +32,9 @@ constexpr uint64_t kMaxOutOfBandSize = uint64_t{1} << 34;
 
 // Queued records this small neither keep nor take spare buffers (see TakeSparePayload).
 constexpr size_t kMinSparePayload = 4096;
+
+// How often a queue that no socket event can wake is retried (see Link::retry_).
+constexpr int kRetryMs = 10;
 
 // The payload of a kLarge record.
 struct LargeAnnouncement {
@@ -95,12 +99,17 @@ Link::Link(std::unique_ptr<Segment> segment, int socket_fd, int side, uv_loop_t*
       socket_(socket_fd),
       side_(side),
       client_(client) {
+  uv_timer_init(loop, &retry_);
+  retry_.data = this;
+  uv_unref(reinterpret_cast<uv_handle_t*>(&retry_));
+  open_handles_ = 1;
   // libuv refuses an fd this loop already watches: such a link cannot work and stays broken.
   polled_ = uv_poll_init(loop, &poll_, socket_) == 0;
   if (!polled_) {
     broken_ = true;
     return;
   }
+  open_handles_ = 2;
   poll_.data = this;
   // A new port is not referenced: it does not keep the event loop alive until it listens.
   uv_unref(reinterpret_cast<uv_handle_t*>(&poll_));
@@ -141,20 +150,23 @@ Link* Link::FromState(LinkState* state, uv_loop_t* loop, LinkClient* client,
 Link::~Link() {
   os::Close(socket_);
   for (size_t i = received_fds_head_; i < received_fds_.size(); i++) os::Close(received_fds_[i]);
+  for (int fd : gathered_fds_) os::Close(fd);
   for (PendingRecord& record : overflow_) {
     for (size_t i = record.fds_sent; i < record.fds.size(); i++) os::Close(record.fds[i]);
   }
 }
 
 void Link::Destroy() {
-  if (!polled_) {
-    delete this;
-    return;
+  auto closed = [](uv_handle_t* handle) {
+    auto* link = static_cast<Link*>(handle->data);
+    if (--link->open_handles_ == 0) delete link;
+  };
+  if (polled_) {
+    uv_poll_stop(&poll_);
+    armed_events_ = 0;
+    uv_close(reinterpret_cast<uv_handle_t*>(&poll_), closed);
   }
-  uv_poll_stop(&poll_);
-  armed_events_ = 0;
-  uv_close(reinterpret_cast<uv_handle_t*>(&poll_),
-           [](uv_handle_t* handle) { delete static_cast<Link*>(handle->data); });
+  uv_close(reinterpret_cast<uv_handle_t*>(&retry_), closed);
 }
 
 bool Link::Send(RecordType type, const os::Span* spans, size_t count, size_t prefix_count,
@@ -186,12 +198,11 @@ bool Link::Send(RecordType type, const os::Span* spans, size_t count, size_t pre
     return false;
   }
   PendingRecord record{type, static_cast<uint16_t>(fds.size()), {}, std::move(fds), 0, prefix};
-  if (overflow_.empty() && (record.fds.empty() || SendFds(&record))) {
-    bool large = type == RecordType::kMessage && size > SmallLimit(send_);
-    if (large ? WriteLarge(&record, spans, count, prefix) : WriteSmall(&record, spans, count)) {
-      return true;
-    }
+  if (overflow_.empty()) {
+    if (WriteOut(&record, spans, count, prefix)) return true;
     if (send_.corrupt() || send_large_.corrupt()) {
+      // (Fds go out only once their record has room: these never went.)
+      for (size_t i = record.fds_sent; i < record.fds.size(); i++) os::Close(record.fds[i]);
       MarkBroken();
       return false;
     }
@@ -204,7 +215,13 @@ bool Link::Send(RecordType type, const os::Span* spans, size_t count, size_t pre
     }
   }
   Enqueue(std::move(record));
-  Flush();
+  // (A queue held up by the socket or the kernel's fd limit waits for its event or timer:
+  // trying again here would cost a system call per message, for nothing.)
+  if (waiting_for_socket_ || waiting_for_fd_room_) {
+    UpdatePoll();
+  } else {
+    Flush();
+  }
   return !broken_;
 }
 
@@ -213,43 +230,62 @@ void Link::Enqueue(PendingRecord&& record) {
   overflow_.push_back(std::move(record));
 }
 
-bool Link::SendFds(PendingRecord* record) {
-  while (record->fds_sent < record->fds.size()) {
-    size_t count = record->fds.size() - record->fds_sent;
-    if (count > os::kMaxFdsPerPacket) count = os::kMaxFdsPerPacket;
-    os::IoResult result = os::SendPacket(socket_, &record->fds[record->fds_sent], count, nullptr);
-    if (result == os::IoResult::kWouldBlock) return false;
-    if (result != os::IoResult::kOk) {
-      peer_gone_ = true;
-      return false;
-    }
+bool Link::SendFdPacket(PendingRecord* record, size_t count) {
+  os::IoResult result = os::SendPacket(socket_, &record->fds[record->fds_sent], count, nullptr);
+  waiting_for_socket_ = result == os::IoResult::kWouldBlock;
+  waiting_for_fd_room_ = result == os::IoResult::kFdsInFlight;
+  if (result == os::IoResult::kOk) {
     // The kernel holds its own reference to each fd in flight; ours can go.
     for (size_t i = 0; i < count; i++) os::Close(record->fds[record->fds_sent + i]);
     record->fds_sent += count;
+    return true;
+  }
+  // Too many fds in flight: room comes as receivers take fds, ours as it reads our records.
+  if (waiting_for_fd_room_) send_.MarkWriterWaiting();
+  if (result == os::IoResult::kPeerGone || result == os::IoResult::kError) peer_gone_ = true;
+  return false;
+}
+
+bool Link::WriteRecord(PendingRecord* record) {
+  os::Span payload{record->payload.data(), record->payload.size()};
+  return WriteOut(record, &payload, 1, record->prefix != 0 ? record->prefix : payload.size);
+}
+
+bool Link::WriteOut(PendingRecord* record, const os::Span* spans, size_t count,
+                    uint64_t prefix) {
+  if (!WriteFdChunks(record)) return false;
+  bool large = record->type == RecordType::kMessage && SizeOf(spans, count) > SmallLimit(send_);
+  return large ? WriteLarge(record, spans, count, prefix) : WriteSmall(record, spans, count);
+}
+
+bool Link::WriteFdChunks(PendingRecord* record) {
+  // Each packet goes out only once the record naming it has room, and that record is published
+  // at once: the receiver never waits for a record behind fds it has (see CheckStrayFds).
+  while (record->fds.size() - record->fds_sent > os::kMaxFdsPerPacket) {
+    if (ReserveSmall(0) == nullptr || !SendFdPacket(record, os::kMaxFdsPerPacket)) return false;
+    if (send_.Commit(RecordType::kFds, os::kMaxFdsPerPacket)) Wake();
   }
   return true;
 }
 
-bool Link::WriteRecord(PendingRecord* record) {
-  if (!SendFds(record)) return false;
-  os::Span payload{record->payload.data(), record->payload.size()};
-  if (record->type == RecordType::kMessage && payload.size > SmallLimit(send_)) {
-    return WriteLarge(record, &payload, 1, record->prefix != 0 ? record->prefix : payload.size);
+uint8_t* Link::ReserveSmall(uint64_t size) {
+  uint8_t* at = send_.Reserve(static_cast<uint32_t>(size));
+  if (at == nullptr && !send_.corrupt()) {
+    send_.MarkWriterWaiting();
+    at = send_.Reserve(static_cast<uint32_t>(size));
   }
-  return WriteSmall(record, &payload, 1);
+  return at;
 }
 
 bool Link::WriteSmall(PendingRecord* record, const os::Span* spans, size_t count) {
-  auto size = static_cast<uint32_t>(SizeOf(spans, count));
-  uint8_t* at = send_.Reserve(size);
-  if (at == nullptr) {
-    if (send_.corrupt()) return false;
-    send_.MarkWriterWaiting();
-    at = send_.Reserve(size);
-    if (at == nullptr) return false;
-  }
+  uint8_t* at = ReserveSmall(SizeOf(spans, count));
+  if (at == nullptr) return false;
+  // The record's own packet of fds (WriteFdChunks sent the others): sent once it has room, and
+  // published right after.
+  size_t fd_count = record->fds.size() - record->fds_sent;
+  if (fd_count > 0 && !SendFdPacket(record, fd_count)) return false;
   CopySpans(at, spans, count);
-  if (send_.Commit(record->type, record->fd_count)) Wake();
+  if (send_.Commit(record->type, static_cast<uint16_t>(fd_count))) Wake();
   return true;
 }
 
@@ -342,9 +378,13 @@ void Link::FlushBeforeExit(int stall_ms) {
     }
     auto stalled = std::chrono::duration_cast<std::chrono::milliseconds>(now - progress).count();
     if (stalled >= stall_ms) return;
-    bool want_writable = overflow_.front().fds_sent < overflow_.front().fds.size();
-    os::WaitForSocket(socket_, want_writable, static_cast<int>(stall_ms - stalled));
-    DrainSocket();  // the reader's wake-up packets (and its end of stream)
+    // No event tells when the kernel lets more fds fly: look again soon.
+    int wait = static_cast<int>(stall_ms - stalled);
+    if (waiting_for_fd_room_) wait = std::min(wait, kRetryMs);
+    os::WaitForSocket(socket_, waiting_for_socket_, wait);
+    // The reader's wake-up packets (and its end of stream), behind whatever fds: nothing will
+    // read them after us.
+    DrainSocket(SIZE_MAX);
   }
 }
 
@@ -354,25 +394,62 @@ void Link::Wake() {
   if (result == os::IoResult::kPeerGone || result == os::IoResult::kError) peer_gone_ = true;
 }
 
-void Link::DrainSocket() {
-  if (socket_ < 0) return;
-  for (;;) {
-    os::IoResult result = os::ReceivePacket(socket_, &received_fds_, nullptr);
-    if (result == os::IoResult::kWouldBlock) break;
-    if (result != os::IoResult::kOk) {
-      peer_gone_ = true;
-      break;
-    }
-    if (received_fds_.size() - received_fds_head_ > kMaxQueuedFds) {
-      MarkBroken();  // a peer that floods us with fds no record claims
-      break;
-    }
-  }
-  if (received_fds_head_ > 0 && received_fds_head_ == received_fds_.size()) {
-    received_fds_.clear();
+os::IoResult Link::ReadPacket() {
+  // Taken fds are dropped from the front now and then (few are held: see DrainSocket).
+  if (received_fds_head_ > 0 &&
+      (received_fds_head_ == received_fds_.size() || received_fds_head_ >= kMaxReadAheadFds)) {
+    received_fds_.erase(received_fds_.begin(),
+                        received_fds_.begin() + static_cast<ptrdiff_t>(received_fds_head_));
     received_fds_head_ = 0;
   }
+  os::IoResult result = os::ReceivePacket(socket_, &received_fds_, nullptr);
+  if (result == os::IoResult::kPeerGone || result == os::IoResult::kError) peer_gone_ = true;
+  return result;
+}
+
+void Link::DrainSocket(size_t read_ahead) {
+  if (socket_ < 0) return;
+  socket_blocked_ = false;
+  while (!broken_) {
+    if (held_fds() + os::kMaxFdsPerPacket > read_ahead) {
+      // As many fds wait here as we take ahead of their records: a packet of more stays in the
+      // kernel's buffer until a record needs it (TakeFds), which holds back the sender.
+      size_t fd_count = 0;
+      os::IoResult next = os::PeekPacket(socket_, &fd_count);
+      if (next == os::IoResult::kWouldBlock) break;
+      if (next == os::IoResult::kOk && fd_count > 0) {
+        socket_blocked_ = CheckStrayFds();
+        break;
+      }
+    }
+    size_t held = held_fds();
+    if (ReadPacket() != os::IoResult::kOk) break;
+    if (held_fds() > held && !CheckStrayFds()) break;
+  }
   UpdatePoll();
+}
+
+bool Link::TakeFds(size_t count, std::vector<int>* into) {
+  while (held_fds() < count) {
+    if (ReadPacket() != os::IoResult::kOk) return false;
+  }
+  auto first = received_fds_.begin() + static_cast<ptrdiff_t>(received_fds_head_);
+  into->insert(into->end(), first, first + static_cast<ptrdiff_t>(count));
+  received_fds_head_ += count;
+  if (socket_blocked_ && held_fds() <= kMaxReadAheadFds / 2) {
+    socket_blocked_ = false;  // DrainSocket may take fds ahead again
+    UpdatePoll();
+  }
+  return true;
+}
+
+bool Link::CheckStrayFds() {
+  if (held_fds() <= kMaxUnclaimedFds) return true;
+  RecordView view;
+  if (receive_.Peek(&view) != ReadStatus::kEmpty) return true;
+  // Nothing published claims them, and an honest peer publishes a record right after its fds.
+  MarkBroken();
+  return false;
 }
 
 void Link::Recycle(IncomingRecord* record) {
@@ -391,29 +468,46 @@ void Link::Unread(IncomingRecord* record) {
 }
 
 NextStatus Link::Next(IncomingRecord* record) {
-  if (!unread_.empty()) {
-    record->Swap(unread_.front().get());
-    unread_.pop_front();
-    return NextStatus::kRecord;
-  }
-  if (broken_) return NextStatus::kBroken;
   RecordView view;
-  ReadStatus status = receive_.Peek(&view);
-  if (status == ReadStatus::kEmpty) return NextStatus::kEmpty;
-  if (status == ReadStatus::kCorrupt) {
-    MarkBroken();
-    return NextStatus::kBroken;
+  bool from_ring = false;
+  for (;;) {
+    if (!unread_.empty()) {
+      record->Swap(unread_.front().get());
+      unread_.pop_front();
+      from_ring = false;
+      if (record->type != RecordType::kFds) break;
+    } else {
+      from_ring = true;
+      if (broken_) return NextStatus::kBroken;
+      ReadStatus status = receive_.Peek(&view);
+      if (status == ReadStatus::kEmpty) {
+        return CheckStrayFds() ? NextStatus::kEmpty : NextStatus::kBroken;
+      }
+      // A record names at most one packet of fds, all sent before it was published: else the
+      // peer lied.
+      if (status == ReadStatus::kCorrupt || view.fd_count > os::kMaxFdsPerPacket ||
+          (view.type == RecordType::kFds && view.length != 0) ||
+          !TakeFds(view.fd_count, &record->fds)) {
+        MarkBroken();
+        return NextStatus::kBroken;
+      }
+      record->type = view.type;
+      if (view.type != RecordType::kFds) break;
+      receive_.Consume();
+    }
+    // A kFds record: fds of the next record, sent ahead of it.
+    gathered_fds_.insert(gathered_fds_.end(), record->fds.begin(), record->fds.end());
+    record->fds.clear();
+    if (gathered_fds_.size() > kMaxFdsPerMessage) {
+      MarkBroken();
+      return NextStatus::kBroken;
+    }
   }
-  if (view.fd_count > received_fds_.size() - received_fds_head_) DrainSocket();
-  if (view.fd_count > received_fds_.size() - received_fds_head_) {
-    // The fds of a record are always sent before it is published: the peer lied.
-    MarkBroken();
-    return NextStatus::kBroken;
+  if (!gathered_fds_.empty()) {
+    record->fds.insert(record->fds.begin(), gathered_fds_.begin(), gathered_fds_.end());
+    gathered_fds_.clear();
   }
-  record->fds.assign(received_fds_.begin() + received_fds_head_,
-                     received_fds_.begin() + received_fds_head_ + view.fd_count);
-  received_fds_head_ += view.fd_count;
-  record->type = view.type;
+  if (!from_ring) return NextStatus::kRecord;  // read before, and whole
   if (view.type == RecordType::kMessage) {
     record->copy_.swap(spare_);  // no allocation per message: Recycle() gives it back
     record->copy_.assign(view.payload, view.payload + view.length);
@@ -472,7 +566,7 @@ bool Link::PeekClose(bool* close_next) {
   if (!unread_.empty()) return false;
   RecordView view;
   ReadStatus status = receive_.Peek(&view);
-  if (status == ReadStatus::kCorrupt) {
+  if (status == ReadStatus::kCorrupt || (status == ReadStatus::kEmpty && !CheckStrayFds())) {
     MarkBroken();
     *close_next = true;
     return true;
@@ -516,15 +610,28 @@ void Link::MarkBroken() {
 
 void Link::UpdatePoll() {
   if (!polled_ || socket_ < 0 || uv_is_closing(reinterpret_cast<uv_handle_t*>(&poll_))) return;
+  bool writing = !overflow_.empty() && !peer_gone_ && !broken_;
+  // The queue waits for a wake-up from the reader, which a blocked socket hides, or for the
+  // kernel to let more fds fly, which no event tells: look again now and then.
+  bool retry = writing && (waiting_for_fd_room_ || (socket_blocked_ && !waiting_for_socket_));
+  if (retry != retry_armed_) {
+    if (retry) {
+      uv_timer_start(&retry_, OnRetry, kRetryMs, kRetryMs);
+    } else {
+      uv_timer_stop(&retry_);
+    }
+    retry_armed_ = retry;
+  }
   if (peer_gone_ || broken_) {
     uv_poll_stop(&poll_);
     armed_events_ = 0;
     return;
   }
-  // Writable matters only while fds wait for room in the socket.
-  bool want_writable =
-      !overflow_.empty() && overflow_.front().fds_sent < overflow_.front().fds.size();
-  int events = UV_READABLE | (want_writable ? UV_WRITABLE : 0);
+  // Writable matters only while a packet of fds waits for room in the socket. Blocked at fds
+  // it may not take yet, the link cannot see the end of the stream behind them: it asks the
+  // poll to tell (UV_DISCONNECT) instead of reading.
+  int events = (socket_blocked_ ? UV_DISCONNECT : UV_READABLE) |
+               (writing && waiting_for_socket_ ? UV_WRITABLE : 0);
   // Re-arming costs epoll_ctl calls (libuv takes the fd out of epoll and puts it back): a
   // producer whose messages queued paid them per message, 15% of its time (perf, small case).
   if (events == armed_events_) return;
@@ -534,20 +641,29 @@ void Link::UpdatePoll() {
 
 void Link::OnPoll(uv_poll_t* handle, int status, int events) {
   auto* link = static_cast<Link*>(handle->data);
-  if (status < 0) {
+  if (status < 0 || (events & UV_DISCONNECT) != 0) {
+    // (Records and fds already in the ring and the socket can still be read.)
     link->peer_gone_ = true;
     link->UpdatePoll();
   } else {
-    link->DrainSocket();
+    link->DrainSocket(kMaxReadAheadFds);
     if (!link->overflow_.empty()) link->Flush();
   }
-  (void)events;
+  link->client_->OnLinkEvent();
+}
+
+void Link::OnRetry(uv_timer_t* timer) {
+  auto* link = static_cast<Link*>(timer->data);
+  if (link->socket_blocked_) link->DrainSocket(kMaxReadAheadFds);  // the fds may be claimed now
+  link->Flush();
   link->client_->OnLinkEvent();
 }
 
 void Link::Release(LinkState* state) {
   if (polled_) uv_poll_stop(&poll_);
   armed_events_ = 0;
+  uv_timer_stop(&retry_);
+  retry_armed_ = false;
   state->side = side_;
   state->socket_fd = socket_;
   socket_ = -1;
@@ -566,6 +682,12 @@ void Link::Release(LinkState* state) {
     state->unread.push_back(std::move(carried));
   }
   unread_.clear();
+  if (!gathered_fds_.empty()) {
+    // Fds read for a record not yet published travel as a kFds record read before the others.
+    PendingRecord gathered{RecordType::kFds, static_cast<uint16_t>(gathered_fds_.size()), {}, {}, 0};
+    gathered.fds.swap(gathered_fds_);
+    state->unread.insert(state->unread.begin(), std::move(gathered));
+  }
 }
 
 bool Link::DuplicateFds(int* segment_fd, int* socket_fd, os::SystemError* err) {

@@ -6,7 +6,16 @@
 // through the socket when we flagged that we wait). A large message goes into the large ring,
 // announced by a kLarge record in the small one; one too large for that goes out of band: a
 // sealed memory object whose fd travels with the record.
-// File descriptors travel over the socket (SCM_RIGHTS) before the record that names them.
+//
+// File descriptors travel over the socket (SCM_RIGHTS), one packet of at most
+// os::kMaxFdsPerPacket just before the record that names them is published, once that record
+// has room in the ring (more fds go ahead in kFds records, a packet each). The receiver takes
+// fds off the socket only for records: those it reads, and (to reach the wake-ups queued behind
+// them) up to kMaxReadAheadFds for records published or about to be. The rest wait in the
+// kernel's socket buffer, which pushes back on the sender (it queues). So a busy receiver never
+// holds more than that, however many fds are in flight, and a peer that sends fds no record
+// claims is told apart: with nothing published, an honest peer has at most one packet of fds
+// waiting for its record.
 #pragma once
 
 #include <uv.h>
@@ -27,9 +36,11 @@ namespace crossport {
 // already in the large ring.
 struct PendingRecord {
   RecordType type;
-  uint16_t fd_count;          // the number of fds the record announces
+  uint16_t fd_count;          // the number of fds the record carries in all
   std::vector<uint8_t> payload;
-  std::vector<int> fds;       // owned; fds[0, fds_sent) already went out over the socket
+  // Owned; fds[0, fds_sent) already went out over the socket (and are closed here), named by
+  // kFds records already published.
+  std::vector<int> fds;
   size_t fds_sent = 0;
   uint64_t prefix = 0;        // of a message: the part the receiver parses (0: all of it)
 };
@@ -76,7 +87,9 @@ struct LinkState {
   int side = 0;
   std::vector<int> received_fds;           // read from the socket, not yet claimed by a record
   std::deque<PendingRecord> overflow;      // records not yet written
-  std::vector<PendingRecord> unread;       // records read but not delivered (whole, fds included)
+  // Records read but not delivered (whole, fds included). A kFds record among them holds the
+  // fds read for a record not yet published.
+  std::vector<PendingRecord> unread;
 };
 
 class LinkClient {
@@ -100,6 +113,7 @@ class Link {
   void Destroy();
 
   void set_client(LinkClient* client) { client_ = client; }
+  bool has_client() const { return client_ != nullptr; }
   int side() const { return side_; }
   bool broken() const { return broken_; }
   bool peer_gone() const { return peer_gone_; }
@@ -144,9 +158,6 @@ class Link {
   // Marks us asleep unconditionally: used while no one reads (each record then wakes us).
   void Sleep();
 
-  // Reads every packet waiting on the socket (fds, wake-ups, end of stream).
-  void DrainSocket();
-
   void Ref();
   void Unref();
   bool HasRef() const;
@@ -159,14 +170,38 @@ class Link {
  private:
   ~Link();
   static void OnPoll(uv_poll_t* handle, int status, int events);
-  bool SendFds(PendingRecord* record);
+  static void OnRetry(uv_timer_t* timer);
+  // Reads the packets waiting on the socket (wake-ups, end of stream), and fds as long as fewer
+  // than `read_ahead` wait for records to claim them; stops (socket_blocked_) at a packet of
+  // fds beyond that, which stays in the kernel's buffer.
+  void DrainSocket(size_t read_ahead);
+  // Reads one packet, appending its fds to the received ones.
+  os::IoResult ReadPacket();
+  // Moves `count` received fds into `into`, reading packets as needed. False when the socket
+  // has no more: the peer published a record before its fds, which it never does.
+  bool TakeFds(size_t count, std::vector<int>* into);
+  size_t held_fds() const { return received_fds_.size() - received_fds_head_; }
+  // False (and the link broken) when more fds wait than an honest peer can have in flight with
+  // nothing published to claim them.
+  bool CheckStrayFds();
+  // Writes a queued record (its payload already copied).
   bool WriteRecord(PendingRecord* record);
+  // Writes a record whose payload is the `count` spans: its fds beyond one packet in kFds
+  // records, then the record, large or small. False when it has to wait (for room in a ring or
+  // the socket, or for the kernel to let more fds fly); what was written stays written.
+  bool WriteOut(PendingRecord* record, const os::Span* spans, size_t count, uint64_t prefix);
+  bool WriteFdChunks(PendingRecord* record);
   // Writes a large payload (`prefix` bytes of it parsed by the receiver) into the large ring;
   // then its announcement, or else turns *record into the announcement still to write. False
   // when the large ring has no room.
   bool WriteLarge(PendingRecord* record, const os::Span* spans, size_t count, uint64_t prefix);
-  // Writes a record into the small ring, waking the reader if it sleeps.
+  // Writes a record into the small ring with its last packet of fds, waking the reader if it
+  // sleeps.
   bool WriteSmall(PendingRecord* record, const os::Span* spans, size_t count);
+  // Room for a payload of `size` in the small ring, or nullptr (then flagged as waiting for it).
+  uint8_t* ReserveSmall(uint64_t size);
+  // Sends the next `count` (at most a packet) of the record's fds.
+  bool SendFdPacket(PendingRecord* record, size_t count);
   void Wake();
   void UpdatePoll();
   void MarkBroken();
@@ -182,8 +217,16 @@ class Link {
   uv_poll_t poll_;
   bool polled_ = false;  // poll_ was initialised
   int armed_events_ = 0;  // what poll_ was last started for (0: stopped)
+  // Retries the queue where no socket event will come: while the kernel holds as many of this
+  // user's fds in flight as it allows, or while a blocked socket hides the reader's wake-ups.
+  uv_timer_t retry_;
+  bool retry_armed_ = false;
+  int open_handles_ = 0;  // poll_ and retry_, until libuv has closed them
   bool broken_ = false;
   bool peer_gone_ = false;
+  bool socket_blocked_ = false;      // the next packet holds fds DrainSocket may not take yet
+  bool waiting_for_socket_ = false;  // a packet of fds found the socket buffer full
+  bool waiting_for_fd_room_ = false;  // ... or the kernel's limit on fds in flight reached
   void Enqueue(PendingRecord&& record);
 
   std::deque<PendingRecord> overflow_;
@@ -191,6 +234,7 @@ class Link {
   bool drained_ = false;
   std::vector<int> received_fds_;
   size_t received_fds_head_ = 0;
+  std::vector<int> gathered_fds_;  // of kFds records read: for the next record
   std::deque<std::unique_ptr<IncomingRecord>> unread_;
   std::vector<uint8_t> spare_;  // a delivered record's buffer, kept for the next one
   // Buffers of queued records already written, kept for the next records to queue while the
@@ -201,7 +245,13 @@ class Link {
   size_t spare_payload_bytes_ = 0;
 };
 
-// The most fds one side keeps waiting for records to claim before it gives up on its peer.
-constexpr size_t kMaxQueuedFds = 4096;
+// With nothing published, the most fds an honest peer can have waiting for their record: one
+// packet, sent just before the record. More is a peer flooding us with fds no record claims.
+constexpr size_t kMaxUnclaimedFds = os::kMaxFdsPerPacket;
+// The most fds a link takes off its socket ahead of the records that claim them (to reach the
+// wake-ups behind them). A record needing more reads them when it is read.
+constexpr size_t kMaxReadAheadFds = 4 * os::kMaxFdsPerPacket;
+// The most fds one message may carry (its records count them in 16 bits).
+constexpr size_t kMaxFdsPerMessage = UINT16_MAX;
 
 }  // namespace crossport

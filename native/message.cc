@@ -177,7 +177,7 @@ bool DecodeMessageHead(const uint8_t* data, size_t size, uint64_t total, std::ve
     if (!reader->Read(&descriptor)) return false;
     auto type = static_cast<RecordType>(descriptor.type);
     if (type != RecordType::kMessage && type != RecordType::kOutOfBand &&
-        type != RecordType::kClose && type != RecordType::kLarge) {
+        type != RecordType::kClose && type != RecordType::kLarge && type != RecordType::kFds) {
       return false;
     }
     if (descriptor.unsent_fd_count > descriptor.fd_count) return false;
@@ -233,13 +233,18 @@ bool DecodeMessageHead(const uint8_t* data, size_t size, uint64_t total, std::ve
     for (uint32_t r = 0; r < descriptor.overflow_count; r++) {
       port.overflow.emplace_back();
       if (!read_record(&reader, &port.overflow.back())) return fail();
+      // (A kFds record is never queued: it is written with the record whose fds it sends.)
+      if (port.overflow.back().type == RecordType::kFds) return fail();
     }
     for (uint32_t r = 0; r < descriptor.unread_count; r++) {
       port.unread.emplace_back();
       if (!read_record(&reader, &port.unread.back())) return fail();
-      // A read record is whole: it carries every fd it names, and is a message.
+      // A read record is whole: it carries every fd it names, and is a message, or the fds
+      // read for a record not yet published (kFds, empty).
       const PendingRecord& record = port.unread.back();
-      if (record.type != RecordType::kMessage || record.fds.size() != record.fd_count) {
+      bool fds_ahead = record.type == RecordType::kFds && record.payload.empty();
+      if ((record.type != RecordType::kMessage && !fds_ahead) ||
+          record.fds.size() != record.fd_count) {
         return fail();
       }
     }

@@ -61,17 +61,27 @@ int CreateSealedCopy(const Span* spans, size_t count, SystemError* err);
 // A connected pair of message-oriented unix sockets, close-on-exec and non-blocking.
 bool SocketPair(int fds[2], SystemError* err);
 
-enum class IoResult { kOk, kWouldBlock, kPeerGone, kError };
-
-// Sends one packet carrying one byte and `fds`. kWouldBlock when the socket buffer is full.
-IoResult SendPacket(int socket, const int* fds, size_t fd_count, SystemError* err);
+// kFdsInFlight: the kernel holds as many fds in flight for this user as it allows
+// (ETOOMANYREFS: more than the sender's RLIMIT_NOFILE, unless privileged; or no memory for them):
+// nothing was sent, and room appears only as receivers take fds, which no poll event tells.
+enum class IoResult { kOk, kWouldBlock, kFdsInFlight, kPeerGone, kError };
 
 // The largest number of fds one packet can carry.
 constexpr size_t kMaxFdsPerPacket = 64;
 
-// Receives one packet, appending the fds it carried to `fds` (close-on-exec).
-// kWouldBlock when nothing is waiting; kPeerGone at end of stream.
+// Sends one packet carrying `fds` (at most kMaxFdsPerPacket) and one byte: their number.
+// kWouldBlock when the socket buffer is full.
+IoResult SendPacket(int socket, const int* fds, size_t fd_count, SystemError* err);
+
+// Receives one packet, appending the fds it carried to `fds` (close-on-exec). An fd the kernel
+// could not install here (this process is out of fds: EMFILE) is appended as -1, as many as the
+// packet's byte says it carried, so the count of fds stays right. kWouldBlock when nothing is
+// waiting; kPeerGone at end of stream.
 IoResult ReceivePacket(int socket, std::vector<int>* fds, SystemError* err);
+
+// Looks at the next packet without taking it: whether one waits (kOk), and how many fds it
+// carries (*fd_count; what its byte says, at least 1 when it carries any). Installs no fd.
+IoResult PeekPacket(int socket, size_t* fd_count);
 
 // Where unrelated processes meet: a message-oriented unix socket at a path, or at a Linux
 // abstract name (a `path` that starts with a NUL byte). Sockets are close-on-exec, non-blocking.
@@ -107,6 +117,10 @@ void YieldCpu();
 // Waits up to `timeout_ms` for a packet (or end of stream) on `socket`, or, with `writable`,
 // for room to send. False on timeout.
 bool WaitForSocket(int socket, bool writable, int timeout_ms);
+
+// What kind of object an fd is, as far as rebuilding a transferred handle goes.
+enum class FdKind { kStreamSocket, kListeningSocket, kUdp4Socket, kUdp6Socket, kOther, kNotOpen };
+FdKind KindOfFd(int fd);
 
 void Close(int fd);
 // Marks an inherited fd close-on-exec; false if it is not open.

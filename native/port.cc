@@ -1,6 +1,7 @@
 #include "port.h"
 
 #include <algorithm>
+#include <cerrno>
 
 #include "addon.h"
 #include "handoff.h"
@@ -43,6 +44,27 @@ std::vector<uint64_t> SectionSizes(const SerializedMessage& message) {
   std::vector<uint64_t> sizes;
   for (const Section& section : message.sections()) sizes.push_back(section.size);
   return sizes;
+}
+
+// Whether `fd` is the kind of object a handle of `kind` is rebuilt from: Node would take any
+// fd for a socket, server or UDP socket and fail later, asynchronously (an 'error' event nobody
+// listens for yet, which ends the process).
+bool FitsHandleKind(HandleKind kind, int fd) {
+  os::FdKind actual = os::KindOfFd(fd);
+  switch (kind) {
+    case HandleKind::kSocket:
+      return actual == os::FdKind::kStreamSocket;
+    case HandleKind::kServer:
+      return actual == os::FdKind::kListeningSocket;
+    case HandleKind::kUdp4:
+      return actual == os::FdKind::kUdp4Socket;
+    case HandleKind::kUdp6:
+      return actual == os::FdKind::kUdp6Socket;
+    case HandleKind::kFileHandle:
+    case HandleKind::kFileDescriptor:
+      return actual != os::FdKind::kNotOpen;
+  }
+  return false;
 }
 
 // The poll window: after the last record, a started port keeps looking at its ring on each turn
@@ -102,7 +124,22 @@ Napi::Function PortHandle::Define(Napi::Env env) {
 }
 
 Napi::Object PortHandle::New(Napi::Env env, Link* link) {
-  return GetAddon(env)->port_handle_class.New({Napi::External<Link>::New(env, link)});
+  // In a thread being terminated (worker.terminate()) nothing can be made: New() throws, or
+  // returns an object whose constructor never ran (node-addon-api swallows the failed wrap).
+  // Either way the link belongs to no port and goes now: an event must not find it without one,
+  // and the thread's loop may not close with its handles open.
+  Napi::Object handle;
+  try {
+    handle = GetAddon(env)->port_handle_class.New({Napi::External<Link>::New(env, link)});
+  } catch (const Napi::Error&) {
+    if (!link->has_client()) link->Destroy();
+    throw;
+  }
+  if (!link->has_client()) {
+    link->Destroy();
+    throw Napi::Error::New(env, "The port could not be made (the thread is being terminated)");
+  }
+  return handle;
 }
 
 PortHandle* PortHandle::FromValue(Napi::Value value) {
@@ -360,6 +397,12 @@ PortHandle::DecodeResult PortHandle::Decode(IncomingRecord* record, Napi::Value*
                                             Napi::Value* port_array) {
   Napi::Env env = Env();
   Addon* addon = GetAddon(env);
+  if (std::find(record->fds.begin(), record->fds.end(), -1) != record->fds.end()) {
+    // The kernel could not give us every fd of the message (this process is out of fds): it
+    // cannot arrive whole. The channel goes on.
+    *data = NewSystemError(env, EMFILE, "recvmsg").Value();
+    return DecodeResult::kError;
+  }
   std::vector<HandleKind> kinds;
   if (!addon->file_handles_ready && PeekHandleKinds(record->data(), record->size(), &kinds)) {
     for (HandleKind kind : kinds) {
@@ -386,6 +429,12 @@ PortHandle::DecodeResult PortHandle::Decode(IncomingRecord* record, Napi::Value*
   MessageLayout layout;
   if (!DecodeMessageHead(record->data(), record->size(), record->total_size(), &record->fds,
                          &handles, &buffer_fds, &states, &layout)) {
+    return fail(NewDataCloneError(&addon->clone, env, "Unable to deserialize cloned data."));
+  }
+  for (const Handle& handle : handles) {
+    if (FitsHandleKind(handle.kind, handle.fd)) continue;
+    close_carried();
+    for (int fd : buffer_fds) os::Close(fd);
     return fail(NewDataCloneError(&addon->clone, env, "Unable to deserialize cloned data."));
   }
   // Transferred ArrayBuffers: each maps its sealed memory object copy-on-write (no copy here).
@@ -469,7 +518,13 @@ PortHandle::DecodeResult PortHandle::Decode(IncomingRecord* record, Napi::Value*
   if (!links.empty()) {
     Napi::Array array = Napi::Array::New(env, links.size());
     for (uint32_t i = 0; i < links.size(); i++) {
-      Napi::Object handle = New(env, links[i]);
+      Napi::Object handle;
+      try {
+        handle = New(env, links[i]);
+      } catch (const Napi::Error&) {
+        for (uint32_t rest = i + 1; rest < links.size(); rest++) links[rest]->Destroy();  // (see New)
+        throw;
+      }
       port_handles.push_back(Napi::ObjectWrap<PortHandle>::Unwrap(handle));
       Napi::Object port = addon->create_port.Call({handle}).As<Napi::Object>();
       array.Set(i, port);
@@ -478,9 +533,20 @@ PortHandle::DecodeResult PortHandle::Decode(IncomingRecord* record, Napi::Value*
     *port_array = array;
   }
   bool failed = false;
+  std::vector<bool> referenced;
   *data = Deserialize(&addon->clone, env, record->data() + layout.body_offset, layout.body_size,
-                      objects, buffers, &failed);
-  if (!failed) return DecodeResult::kOk;
+                      objects, buffers, &failed, &referenced);
+  if (!failed) {
+    // A handle the value does not hold (listed only in the transfer list, or dropped by a peer
+    // that lies) would keep its fd open for ever, unreachable: it is closed. (Ports not in
+    // the value still arrive, in event.ports.)
+    Napi::Array unreachable = Napi::Array::New(env);
+    for (uint32_t i = 0; i < handles.size(); i++) {
+      if (!referenced[i]) unreachable.Set(unreachable.Length(), objects[i]);
+    }
+    if (unreachable.Length() > 0) addon->discard_handles.Call({unreachable});
+    return DecodeResult::kOk;
+  }
   // Nobody will ever see these ports and handles: close them now, so peers learn it at once.
   for (PortHandle* handle : port_handles) handle->Abandon();
   if (!handle_objects.IsEmpty()) addon->discard_handles.Call({handle_objects});

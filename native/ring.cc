@@ -103,7 +103,7 @@ ReadStatus Ring::Peek(RecordView* view) {
       continue;
     }
     if (type != RecordType::kMessage && type != RecordType::kOutOfBand &&
-        type != RecordType::kClose && type != RecordType::kLarge) {
+        type != RecordType::kClose && type != RecordType::kLarge && type != RecordType::kFds) {
       corrupt_ = true;
       return ReadStatus::kCorrupt;
     }

@@ -42,6 +42,8 @@ enum class RecordType : uint16_t {
   kClose = 4,       // the producer closed its port; nothing follows
   kLarge = 5,       // payload: u64 size, u64 prefix; the message is the next record of the
                     // large ring, of which the receiver parses the first `prefix` bytes
+  kFds = 6,         // no payload; its fds belong to the next record that is not kFds (a record
+                    // names at most one packet of fds: more go ahead of it in kFds records)
 };
 
 struct RecordHeader {

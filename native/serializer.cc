@@ -281,10 +281,13 @@ class WriteDelegate : public v8::ValueSerializer::Delegate {
 // DataCloneError once V8 has returned.
 class ReadDelegate : public v8::ValueDeserializer::Delegate {
  public:
-  explicit ReadDelegate(const std::vector<Napi::Object>& ports) : ports_(ports) {}
+  explicit ReadDelegate(const std::vector<Napi::Object>& ports)
+      : ports_(ports), referenced_(ports.size(), false) {}
 
   void set_deserializer(v8::ValueDeserializer* deserializer) { deserializer_ = deserializer; }
   const char* clone_error() const { return clone_error_; }
+  // Which of the host objects the value holds.
+  const std::vector<bool>& referenced() const { return referenced_; }
 
   v8::MaybeLocal<v8::Object> ReadHostObject(v8::Isolate* isolate) override {
     uint32_t kind;
@@ -295,6 +298,7 @@ class ReadDelegate : public v8::ValueDeserializer::Delegate {
         if (!deserializer_->ReadUint32(&index) || index >= ports_.size()) {
           return Fail(isolate, kUnreadable);
         }
+        referenced_[index] = true;
         return ToV8(ports_[index]).As<v8::Object>();
       }
       case HostKind::kView:
@@ -375,6 +379,7 @@ class ReadDelegate : public v8::ValueDeserializer::Delegate {
   }
 
   const std::vector<Napi::Object>& ports_;
+  std::vector<bool> referenced_;
   v8::ValueDeserializer* deserializer_ = nullptr;
   const char* clone_error_ = nullptr;
 };
@@ -456,7 +461,8 @@ bool Serialize(CloneEnvironment* environment, Napi::Value value,
 
 Napi::Value Deserialize(CloneEnvironment* environment, Napi::Env env, const uint8_t* data,
                         size_t size, const std::vector<Napi::Object>& objects,
-                        const std::vector<Napi::ArrayBuffer>& transfers, bool* failed) {
+                        const std::vector<Napi::ArrayBuffer>& transfers, bool* failed,
+                        std::vector<bool>* referenced) {
   v8::Isolate* isolate = v8::Isolate::GetCurrent();
   v8::Local<v8::Context> context = environment->context.Get(isolate);
   v8::Local<v8::Value> error;
@@ -472,6 +478,7 @@ Napi::Value Deserialize(CloneEnvironment* environment, Napi::Env env, const uint
     if (size > 0 && deserializer.ReadHeader(context).FromMaybe(false) &&
         deserializer.ReadValue(context).ToLocal(&result)) {
       *failed = false;
+      if (referenced != nullptr) *referenced = delegate.referenced();
       return Napi::Value(env, FromV8(result));
     }
     if (delegate.clone_error() != nullptr) {

@@ -88,10 +88,12 @@ bool Serialize(CloneEnvironment* environment, Napi::Value value,
 
 // Deserializes `data`; host object indexes resolve to `objects`, transferred ArrayBuffer
 // indexes to `transfers`. When the bytes are not a message we can rebuild, sets *failed and
-// returns the error (nothing is left pending).
+// returns the error (nothing is left pending). Otherwise *referenced (if given) tells which of
+// `objects` the value holds.
 Napi::Value Deserialize(CloneEnvironment* environment, Napi::Env env, const uint8_t* data,
                         size_t size, const std::vector<Napi::Object>& objects,
-                        const std::vector<Napi::ArrayBuffer>& transfers, bool* failed);
+                        const std::vector<Napi::ArrayBuffer>& transfers, bool* failed,
+                        std::vector<bool>* referenced = nullptr);
 
 // An ArrayBuffer over `length` bytes at `data`, a private mapping of `mapped_length` bytes that
 // is unmapped when the buffer is collected.

@@ -35,6 +35,13 @@ describe('OS handles between processes', () => {
     expect(run.code).toBe(0);
   });
 
+  test('a descriptor in the transfer list but not in the value is closed by the receiver, not leaked', async () => {
+    const run = await runFixture('unreferenced-handle.js');
+    const { before, after } = report(run, 'fds');
+    expect(after.received).toEqual(Array.from({ length: 20 }, (_, i) => i));
+    expect(after.open).toBe(before.open);
+  });
+
   test('200 descriptors in 100 messages among 900 others, all posted at once: order kept, none lost or leaked', async () => {
     const run = await runFixture('handles-flood-parent.js');
     const flood = report(run, 'flood');

@@ -265,9 +265,19 @@ describe('a port handed to a worker thread', () => {
     await worker.terminate();
   });
 
-  test('terminating a worker while it dispatches a flood on an imported port does not crash the process', async () => {
+  test('terminating a worker at each stage of taking over a port (around importPort, right after, mid-dispatch) does not crash the process; once the worker had the port, its peer gets close', async () => {
     const run = await runFixture('worker-terminate.js');
-    report(run, 'survived');
-    expect(run.code).toBe(0);
+    expect({ code: run.code, signal: run.signal }).toEqual({ code: 0, signal: null });
+    // landed[asked][reached]: how many trials, terminated the moment the worker reached stage
+    // `asked`, had reached `reached` when termination took effect (1: around importPort).
+    const { landed, closes } = report(run, 'stages');
+    for (const asked of ['1', '2', '3', '4']) {
+      // The termination landed at the stage asked in some trials: the race is really run.
+      expect(landed[asked][asked] ?? 0).toBeGreaterThan(0);
+      const hadPort = Object.entries(landed[asked] as Record<string, number>)
+        .filter(([reached]) => Number(reached) >= 2)
+        .reduce((sum, [, count]) => sum + count, 0);
+      expect(closes[asked]).toBe(hadPort);
+    }
   });
 });

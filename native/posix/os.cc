@@ -216,14 +216,14 @@ bool SocketPair(int fds[2], SystemError* err) {
 }
 
 IoResult SendPacket(int socket, const int* fds, size_t fd_count, SystemError* err) {
-  char byte = 0;
+  if (fd_count > kMaxFdsPerPacket) fd_count = kMaxFdsPerPacket;
+  auto byte = static_cast<unsigned char>(fd_count);
   struct iovec iov = {&byte, 1};
   struct msghdr msg = {};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
   alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFdsPerPacket)];
   if (fd_count > 0) {
-    if (fd_count > kMaxFdsPerPacket) fd_count = kMaxFdsPerPacket;
     msg.msg_control = control;
     msg.msg_controllen = CMSG_SPACE(sizeof(int) * fd_count);
     struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
@@ -237,6 +237,7 @@ IoResult SendPacket(int socket, const int* fds, size_t fd_count, SystemError* er
     if (n >= 0) return IoResult::kOk;
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) return IoResult::kWouldBlock;
+    if (errno == ETOOMANYREFS || errno == ENOBUFS || errno == ENOMEM) return IoResult::kFdsInFlight;
     if (errno == EPIPE || errno == ECONNRESET || errno == ENOTCONN) return IoResult::kPeerGone;
     SetError(err, "sendmsg");
     return IoResult::kError;
@@ -268,6 +269,7 @@ IoResult ReceivePacket(int socket, std::vector<int>* fds, SystemError* err) {
     return IoResult::kError;
   }
   // Take every fd the kernel handed us, even from a malformed packet, so none leaks.
+  size_t installed = 0;
   for (struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg); cmsg != nullptr; cmsg = CMSG_NXTHDR(&msg, cmsg)) {
     if (cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS) continue;
     if (cmsg->cmsg_len < CMSG_LEN(0)) continue;
@@ -279,9 +281,38 @@ IoResult ReceivePacket(int socket, std::vector<int>* fds, SystemError* err) {
       fcntl(fd, F_SETFD, FD_CLOEXEC);
 #endif
       fds->push_back(fd);
+      installed++;
     }
   }
   if (n == 0) return IoResult::kPeerGone;
+  // Out of fds here (EMFILE), the kernel installs what it can, drops the rest and says so.
+  size_t declared = static_cast<unsigned char>(bytes[0]);
+  if (declared > kMaxFdsPerPacket) declared = kMaxFdsPerPacket;
+  if ((msg.msg_flags & MSG_CTRUNC) != 0 && declared > installed) {
+    fds->insert(fds->end(), declared - installed, -1);
+  }
+  return IoResult::kOk;
+}
+
+IoResult PeekPacket(int socket, size_t* fd_count) {
+  unsigned char byte = 0;
+  struct iovec iov = {&byte, 1};
+  struct msghdr msg = {};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  // No room for control data: the kernel reports the fds (MSG_CTRUNC) but installs none, and
+  // they stay with the packet.
+  ssize_t n;
+  do {
+    n = recvmsg(socket, &msg, MSG_PEEK | MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  *fd_count = 0;
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return IoResult::kWouldBlock;
+    return errno == ECONNRESET || errno == ENOTCONN ? IoResult::kPeerGone : IoResult::kError;
+  }
+  if (n == 0) return IoResult::kPeerGone;
+  if ((msg.msg_flags & MSG_CTRUNC) != 0) *fd_count = byte > 0 ? byte : 1;
   return IoResult::kOk;
 }
 
@@ -548,6 +579,26 @@ bool WaitForSocket(int socket, bool writable, int timeout_ms) {
     if (n >= 0) return n > 0;
     if (errno != EINTR) return false;
   }
+}
+
+FdKind KindOfFd(int fd) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return FdKind::kNotOpen;
+  if (!S_ISSOCK(st.st_mode)) return FdKind::kOther;
+  int type = 0, listening = 0, domain = 0;
+  socklen_t size = sizeof type;
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &size) != 0) return FdKind::kOther;
+  size = sizeof listening;
+  if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &size) != 0) listening = 0;
+  if (type == SOCK_STREAM) return listening != 0 ? FdKind::kListeningSocket : FdKind::kStreamSocket;
+#ifdef SO_DOMAIN
+  size = sizeof domain;
+  if (type == SOCK_DGRAM && getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &size) == 0) {
+    if (domain == AF_INET) return FdKind::kUdp4Socket;
+    if (domain == AF_INET6) return FdKind::kUdp6Socket;
+  }
+#endif
+  return FdKind::kOther;
 }
 
 void Close(int fd) {
