@@ -7,6 +7,7 @@
         "native/handoff.cc",
         "native/link.cc",
         "native/message.cc",
+        "native/poll_window.cc",
         "native/port.cc",
         "native/rendezvous.cc",
         "native/ring.cc",

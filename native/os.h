@@ -76,6 +76,10 @@ int ConnectLocal(const std::string& path, SystemError* err);
 
 // Lets another runnable thread on this CPU go first (while we poll, our peer may be waiting).
 void YieldCpu();
+// Threads running or waiting for a CPU on the whole system, this one included; -1 if unknown.
+int RunnableThreads();
+// The CPUs this process may run on; -1 if unknown.
+int UsableCpus();
 // Waits up to `timeout_ms` for a packet (or end of stream) on `socket`, or, with `writable`,
 // for room to send. False on timeout.
 bool WaitForSocket(int socket, bool writable, int timeout_ms);

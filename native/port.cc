@@ -45,14 +45,6 @@ std::vector<uint64_t> SectionSizes(const SerializedMessage& message) {
   return sizes;
 }
 
-// The poll window: after the last record, a started port keeps looking at its ring on each turn
-// of the event loop (never blocking it) for up to this long before it sleeps. Waking a sleeping
-// process costs ~25 us each way; a peer that answers within the window is seen without it.
-// The window adapts: it halves each time it passes empty, and grows when a record wakes us soon
-// after we slept, up to the maximum (Addon::max_poll_window_ns). An idle port sleeps and costs
-// nothing.
-constexpr uint64_t kContendedGapNs = 50 * 1000;
-
 // At exit, how long a port waits for a reader that makes no room before it gives up on the
 // messages still queued (a peer that does not read must not hold the process forever).
 constexpr int kExitStallMs = 2000;
@@ -91,14 +83,14 @@ PortHandle* PortHandle::FromValue(Napi::Value value) {
   return Napi::ObjectWrap<PortHandle>::Unwrap(object);
 }
 
-PortHandle::PortHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PortHandle>(info) {
+PortHandle::PortHandle(const Napi::CallbackInfo& info)
+    : Napi::ObjectWrap<PortHandle>(info), poll_window_(GetAddon(info.Env())->max_poll_window_ns) {
   Napi::Env env = info.Env();
   if (info.Length() != 1 || !info[0].IsExternal()) {
     throw Napi::TypeError::New(env, "Illegal constructor");
   }
   link_ = info[0].As<Napi::External<Link>>().Data();
   link_->set_client(this);
-  poll_window_ns_ = GetAddon(env)->max_poll_window_ns / 4;
   async_context_ = new Napi::AsyncContext(env, "crossport:MessagePort");
   idle_ = new uv_idle_t;
   uv_idle_init(GetAddon(env)->loop, idle_);
@@ -569,7 +561,7 @@ void PortHandle::OnLinkEvent() {
     ScheduleIdle();
   }
   if (started_) {
-    OnWake();
+    poll_window_.OnWake();
     RunFromEventLoop(Env(), [this] { Dispatch(); });
   } else {
     CheckWhileStopped();
@@ -666,37 +658,10 @@ Napi::Value PortHandle::Next(const Napi::CallbackInfo& info) {
 }
 
 bool PortHandle::KeepPolling(bool dispatched) {
-  uint64_t now = uv_hrtime();
-  if (dispatched) last_record_ns_ = now;
-  // A loop turn takes a microsecond or two. A much longer gap since the last look means the
-  // process was descheduled (the CPUs are busy): polling then only takes CPU from the peer.
-  if (polling_ && now - last_poll_ns_ > kContendedGapNs) poll_window_ns_ /= 2;
-  last_poll_ns_ = now;
-  if (now - last_record_ns_ < poll_window_ns_) {
-    polling_ = true;
-    pending_dispatch_ = true;
-    ScheduleIdle();
-    // Sharing a CPU with the peer, spinning would keep it from answering.
-    os::YieldCpu();
-    return true;
-  }
-  if (polling_) {
-    polling_ = false;
-    poll_window_ns_ /= 2;  // a whole window passed without a record
-  }
-  slept_at_ns_ = now;
-  return false;
-}
-
-void PortHandle::OnWake() {
-  if (slept_at_ns_ == 0) return;
-  uint64_t gap = uv_hrtime() - slept_at_ns_;
-  slept_at_ns_ = 0;
-  // Woken soon after we slept: a longer window would have seen it without the wake-up.
-  uint64_t max_window = GetAddon(Env())->max_poll_window_ns;
-  if (gap < max_window) {
-    poll_window_ns_ = std::min(max_window, std::max(2 * poll_window_ns_, 2 * gap));
-  }
+  if (!poll_window_.KeepPolling(dispatched, &GetAddon(Env())->cpu_contention)) return false;
+  pending_dispatch_ = true;
+  ScheduleIdle();
+  return true;
 }
 
 void PortHandle::Resume() {

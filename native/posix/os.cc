@@ -363,6 +363,37 @@ int ConnectLocal(const std::string& path, SystemError* err) {
 
 void YieldCpu() { sched_yield(); }
 
+int RunnableThreads() {
+#ifdef __linux__
+  // /proc/loadavg: "0.20 0.18 0.12 2/190 12345": the fourth field is running/existing threads,
+  // counted at the moment of the read.
+  int fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  char text[128];
+  ssize_t n = read(fd, text, sizeof text - 1);
+  close(fd);
+  if (n <= 0) return -1;
+  text[n] = '\0';
+  const char* slash = strchr(text, '/');
+  if (slash == nullptr) return -1;
+  const char* digits = slash;
+  while (digits > text && digits[-1] >= '0' && digits[-1] <= '9') digits--;
+  if (digits == slash) return -1;
+  return atoi(digits);
+#else
+  return -1;
+#endif
+}
+
+int UsableCpus() {
+#ifdef __linux__
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) return CPU_COUNT(&set);
+#endif
+  long online = sysconf(_SC_NPROCESSORS_ONLN);
+  return online > 0 ? static_cast<int>(online) : -1;
+}
+
 bool WaitForSocket(int socket, bool writable, int timeout_ms) {
   struct pollfd entry = {socket, static_cast<short>(POLLIN | (writable ? POLLOUT : 0)), 0};
   for (;;) {
