@@ -356,8 +356,8 @@ void Link::Wake() {
 
 void Link::DrainSocket() {
   if (socket_ < 0) return;
-  for (;;) {
-    os::IoResult result = os::ReceivePacket(socket_, &received_fds_, nullptr);
+  for (bool more = true; more;) {
+    os::IoResult result = os::ReceivePackets(socket_, &received_fds_, &more, nullptr);
     if (result == os::IoResult::kWouldBlock) break;
     if (result != os::IoResult::kOk) {
       peer_gone_ = true;

@@ -58,6 +58,9 @@ constexpr size_t kMaxFdsPerPacket = 64;
 // Receives one packet, appending the fds it carried to `fds` (close-on-exec).
 // kWouldBlock when nothing is waiting; kPeerGone at end of stream.
 IoResult ReceivePacket(int socket, std::vector<int>* fds, SystemError* err);
+// Receives the packets waiting, up to a batch of them in one call, appending their fds.
+// kOk with *more set when the batch was full (call again). kPeerGone at end of stream.
+IoResult ReceivePackets(int socket, std::vector<int>* fds, bool* more, SystemError* err);
 
 // Where unrelated processes meet: a message-oriented unix socket at a path, or at a Linux
 // abstract name (a `path` that starts with a NUL byte). Sockets are close-on-exec, non-blocking.
