@@ -4,6 +4,7 @@
       "target_name": "crossport",
       "sources": [
         "native/addon.cc",
+        "native/background.cc",
         "native/handoff.cc",
         "native/link.cc",
         "native/message.cc",
@@ -12,7 +13,8 @@
         "native/rendezvous.cc",
         "native/ring.cc",
         "native/segment.cc",
-        "native/serializer.cc"
+        "native/serializer.cc",
+        "native/transferable.cc"
       ],
       # Calls into a terminating worker (worker.terminate()) fail; without this node-addon-api
       # turns that into a fatal error instead of an exception we can drop.

@@ -13,5 +13,6 @@ export const {
   Server,
   fork,
   parentPort,
+  allocateTransferable,
 } = crossport;
 export default crossport;

@@ -23,8 +23,6 @@ int CreateSharedMemory(size_t size, SystemError* err);
 // Maps `size` bytes of a shared-memory fd read-write (or read-only). Returns nullptr on failure.
 void* MapShared(int fd, size_t size, bool writable, SystemError* err);
 void Unmap(void* addr, size_t size);
-// Maps `size` bytes of `fd` copy-on-write: readable and writable here, never written back.
-void* MapPrivate(int fd, size_t size, SystemError* err);
 // The page size, for rounding mapping lengths.
 size_t PageSize();
 
@@ -43,6 +41,37 @@ struct Span {
 int CreateSealedCopy(const Span* spans, size_t count, SystemError* err);
 // True when `fd` is a sealed object that nobody can write, grow or shrink any more.
 bool IsSealedReadOnly(int fd);
+
+// Memory that can move to another process without a copy (see native/transferable.h).
+// A new sealable shared-memory object of `size` bytes (zeros).
+int CreateTransferableMemory(size_t size, SystemError* err);
+// Maps all of it read-write and shared. Large ones are mapped at a huge-page boundary and,
+// where the system allows, backed by huge pages at once (committed: filling them then takes
+// no page fault, and unmapping them takes microseconds rather than milliseconds).
+// `*mapped_length` is what Unmap() takes.
+void* MapTransferable(int fd, size_t size, size_t* mapped_length, SystemError* err);
+// Puts empty private memory (untouched, so it costs nothing) at `addr` in place of a mapping:
+// the object behind it is no longer writable from here, while the addresses stay valid.
+bool ReplaceWithEmpty(void* addr, size_t length, SystemError* err);
+// Maps `fd` read-write at `addr` in place of what is there: shared, or copy-on-write.
+bool Remap(void* addr, size_t length, int fd, bool shared, SystemError* err);
+// Seals `fd` against any change (write, grow, shrink, further seals). EBUSY while a writable
+// shared mapping of it exists.
+bool SealAgainstChange(int fd, SystemError* err);
+
+// A transferred buffer arrives as 1 to kMaxChunks sealed objects to be mapped end to end: all
+// but the last of the same size, a multiple of kChunkAlign; the last one not larger.
+constexpr size_t kMaxChunks = 16;
+constexpr uint64_t kChunkAlign = 2 * 1024 * 1024;
+// Checks each object (sealed against write, grow and shrink; sizes as above; the total at most
+// `max_size`) before mapping anything, then maps them copy-on-write, end to end: writable here,
+// and nothing the sender does can change them. `*size`: the bytes; `*mapped_length`: for Unmap.
+// nullptr (EINVAL for objects that break the rules) on failure.
+void* MapSealedChunks(const int* fds, size_t count, uint64_t max_size, uint64_t* size,
+                      size_t* mapped_length, SystemError* err);
+// True when this process wrote to some page of a copy-on-write mapping (the memory then no
+// longer matches the object behind it); also when it cannot tell.
+bool HasWrittenPages(const void* addr, size_t length);
 
 // A connected pair of message-oriented unix sockets, close-on-exec and non-blocking.
 bool SocketPair(int fds[2], SystemError* err);

@@ -6,6 +6,7 @@
 #include "handoff.h"
 #include "message.h"
 #include "serializer.h"
+#include "transferable.h"
 
 namespace crossport {
 
@@ -14,14 +15,12 @@ namespace {
 // Messages dispatched per loop turn before other I/O gets a chance (as Node does).
 constexpr int kDispatchBatch = 1000;
 
-// A transferred ArrayBuffer at least this large travels out of band: one copy into a sealed
-// memory object that the receiver maps copy-on-write, instead of two copies through the message.
-// Below it the copies through the (warm) large ring measured faster than fresh pages and a
+// A transferred ArrayBuffer at least this large travels out of band (transferable.h): its own
+// memory when it can move without a copy, else one copy into sealed memory objects that the
+// receiver maps copy-on-write, instead of two copies through the message. Below it the copies through the (warm) large ring measured faster than fresh pages and a
 // mapping per message (npm run bench, u8-64k-transfer 0.38x -> 1.12x of worker_threads,
 // u8-1m-transfer 0.43x -> 0.65x), so only buffers too large for the large ring go this way.
 constexpr size_t kOutOfBandTransferSize = 4 * 1024 * 1024;
-// The largest out-of-band ArrayBuffer a peer may send.
-constexpr uint64_t kMaxOutOfBandTransferSize = uint64_t{1} << 34;
 
 // An ArrayBuffer of `length` bytes about to be overwritten: lib's allocate() (memory not
 // zeroed), or a zeroed one if that fails.
@@ -158,7 +157,7 @@ Napi::Value PortHandle::Post(const Napi::CallbackInfo& info) {
           env, Send(env, reinterpret_cast<const uint8_t*>(&head), sizeof head, message, {}));
     }
     std::vector<Handle> no_handles;
-    std::vector<int> no_buffers;
+    std::vector<BufferChunks> no_buffers;
     std::vector<LinkState> no_ports;
     std::vector<int> no_fds;
     std::vector<uint8_t> head = EncodeMessageHead(&no_handles, &no_buffers, &no_ports,
@@ -200,31 +199,41 @@ Napi::Value PortHandle::Post(const Napi::CallbackInfo& info) {
   if (!Serialize(&addon->clone, info[0], objects, large, carried, &message)) {
     return Napi::Value();  // the DataCloneError is pending; nothing was sent or detached
   }
-  // The bytes of the large transferred buffers, each in its own sealed memory object.
-  std::vector<int> buffers;
-  for (Napi::ArrayBuffer& buffer : large) {
-    os::SystemError error{0, nullptr};
-    os::Span contents{buffer.Data(), buffer.ByteLength()};
-    int fd = os::CreateSealedCopy(&contents, 1, &error);
-    if (fd < 0) {
-      for (int made : buffers) os::Close(made);
-      ThrowSystemError(env, error.errnum, error.syscall);
-    }
-    buffers.push_back(fd);
-  }
   // Our own copies of the handles' fds: the caller closes its objects after a successful post.
   std::vector<Handle> handles;
+  auto close_handles = [&handles]() {
+    for (Handle& handle : handles) os::Close(handle.fd);
+  };
   for (uint32_t i = 0; i + 1 < handle_list.Length(); i += 2) {
     auto kind = static_cast<HandleKind>(handle_list.Get(i).As<Napi::Number>().Uint32Value());
     os::SystemError error{0, nullptr};
     int fd = os::Duplicate(handle_list.Get(i + 1).As<Napi::Number>().Int32Value(), &error);
     if (fd < 0) {
-      for (Handle& handle : handles) os::Close(handle.fd);
-      for (int made : buffers) os::Close(made);
+      close_handles();
       ThrowSystemError(env, error.errnum, error.syscall);
     }
     handles.push_back(Handle{kind, fd});
   }
+  // The bytes of the large transferred buffers: their own memory when it can move without a
+  // copy, else a copy (transferable.h). Last of what can fail, as a hand-over cannot be undone
+  // without a trace (a handed-over buffer comes back copy-on-write).
+  std::vector<OutgoingBuffer> outgoing(large.size());
+  for (size_t i = 0; i < large.size(); i++) {
+    os::SystemError error{0, nullptr};
+    if (!PrepareOutgoing(large[i], &addon->background, &outgoing[i], &error)) {
+      for (size_t j = 0; j < i; j++) UndoOutgoing(&outgoing[j]);
+      close_handles();
+      ThrowSystemError(env, error.errnum, error.syscall);
+    }
+  }
+  // What holds the memory of those buffers: freed on a background thread once they are
+  // detached, rather than here (releasing 512 MiB takes tens of milliseconds).
+  std::vector<std::pair<std::shared_ptr<v8::BackingStore>, uint64_t>> left_behind;
+  for (Napi::ArrayBuffer& buffer : large) {
+    left_behind.emplace_back(BackingStoreOf(buffer), buffer.ByteLength());
+  }
+  std::vector<BufferChunks> buffers;
+  for (OutgoingBuffer& buffer : outgoing) buffers.push_back(std::move(buffer.chunks));
   std::vector<LinkState> states(port_list.Length());
   for (uint32_t i = 0; i < port_list.Length(); i++) {
     PortHandle* handle = FromValue(port_list.Get(i));
@@ -237,6 +246,9 @@ Napi::Value PortHandle::Post(const Napi::CallbackInfo& info) {
   for (uint32_t i = 0; i < buffer_list.Length(); i++) {
     Napi::Value buffer = buffer_list.Get(i);
     if (buffer.IsArrayBuffer()) buffer.As<Napi::ArrayBuffer>().Detach();
+  }
+  for (auto& [store, bytes] : left_behind) {
+    addon->background.Later([store = std::move(store)]() mutable { store.reset(); }, bytes);
   }
   return Napi::Boolean::New(env, sent);
 }
@@ -298,7 +310,7 @@ PortHandle::DecodeResult PortHandle::Decode(IncomingRecord* record, Napi::Value*
     }
   }
   std::vector<Handle> handles;
-  std::vector<int> buffer_fds;
+  std::vector<BufferChunks> buffer_chunks;
   std::vector<LinkState> states;
   auto fail = [&](Napi::Value error) {
     *data = error;
@@ -311,27 +323,21 @@ PortHandle::DecodeResult PortHandle::Decode(IncomingRecord* record, Napi::Value*
   };
   MessageLayout layout;
   if (!DecodeMessageHead(record->data(), record->size(), record->total_size(), &record->fds,
-                         &handles, &buffer_fds, &states, &layout)) {
+                         &handles, &buffer_chunks, &states, &layout)) {
     return fail(NewDataCloneError(&addon->clone, env, "Unable to deserialize cloned data."));
   }
-  // Transferred ArrayBuffers: each maps its sealed memory object copy-on-write (no copy here).
+  // Transferred ArrayBuffers: each maps its sealed memory objects copy-on-write (no copy here).
   std::vector<Napi::ArrayBuffer> buffers;
-  for (int fd : buffer_fds) {
-    int64_t size = os::FileSize(fd);
-    void* mapped = nullptr;
-    size_t mapped_size = 0;
-    if (size > 0 && static_cast<uint64_t>(size) <= kMaxOutOfBandTransferSize &&
-        os::IsSealedReadOnly(fd)) {
-      mapped_size = static_cast<size_t>(size);
-      mapped = os::MapPrivate(fd, mapped_size, nullptr);
-    }
-    os::Close(fd);
-    if (mapped == nullptr) {
+  for (size_t i = 0; i < buffer_chunks.size(); i++) {
+    Napi::Value buffer = AdoptIncoming(env, &buffer_chunks[i]);
+    if (buffer.IsEmpty()) {
       close_carried();
-      for (size_t i = buffers.size() + 1; i < buffer_fds.size(); i++) os::Close(buffer_fds[i]);
+      for (size_t j = i + 1; j < buffer_chunks.size(); j++) {
+        for (int fd : buffer_chunks[j]) os::Close(fd);
+      }
       return fail(NewDataCloneError(&addon->clone, env, "Unable to deserialize cloned data."));
     }
-    buffers.push_back(NewMappedArrayBuffer(env, mapped, mapped_size, mapped_size));
+    buffers.push_back(buffer.As<Napi::ArrayBuffer>());
   }
   // Sections: copied into new ArrayBuffers, from the bulk the ring lent the record (given back
   // at once, before any JavaScript runs) or from the prefix. DecodeMessageHead checked that

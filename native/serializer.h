@@ -86,10 +86,13 @@ Napi::Value Deserialize(CloneEnvironment* environment, Napi::Env env, const uint
                         size_t size, const std::vector<Napi::Object>& objects,
                         const std::vector<Napi::ArrayBuffer>& transfers, bool* failed);
 
-// An ArrayBuffer over `length` bytes at `data`, a private mapping of `mapped_length` bytes that
-// is unmapped when the buffer is collected.
-Napi::ArrayBuffer NewMappedArrayBuffer(Napi::Env env, void* data, size_t length,
-                                       size_t mapped_length);
+// An ArrayBuffer over `length` bytes at `data`, memory of ours: `release(data, length, owner)`
+// runs, on any thread, once nothing uses it any more (V8 counts it as the buffer's memory).
+Napi::ArrayBuffer NewExternalArrayBuffer(Napi::Env env, void* data, size_t length,
+                                         void (*release)(void* data, size_t length, void* owner),
+                                         void* owner);
+// What holds `buffer`'s memory: keeping it keeps the memory after the buffer is detached.
+std::shared_ptr<v8::BackingStore> BackingStoreOf(Napi::ArrayBuffer buffer);
 
 // Throws `new DOMException(message, 'DataCloneError')`.
 void ThrowDataCloneError(CloneEnvironment* environment, v8::Local<v8::String> message);

@@ -14,6 +14,9 @@
 
 #include <cstddef>
 #include <cstdio>
+#include <cstdlib>
+#include <algorithm>
+#include <cstdint>
 
 namespace crossport::os {
 
@@ -64,15 +67,6 @@ int CreateSharedMemory(size_t size, SystemError* err) {
 void* MapShared(int fd, size_t size, bool writable, SystemError* err) {
   int prot = PROT_READ | (writable ? PROT_WRITE : 0);
   void* addr = mmap(nullptr, size, prot, MAP_SHARED, fd, 0);
-  if (addr == MAP_FAILED) {
-    SetError(err, "mmap");
-    return nullptr;
-  }
-  return addr;
-}
-
-void* MapPrivate(int fd, size_t size, SystemError* err) {
-  void* addr = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
   if (addr == MAP_FAILED) {
     SetError(err, "mmap");
     return nullptr;
@@ -147,6 +141,200 @@ bool IsSealedReadOnly(int fd) {
 #else
   (void)fd;
   return false;  // No seals: the receiver copies before it parses.
+#endif
+}
+
+namespace {
+
+#ifdef __linux__
+constexpr int kChangeSeals = F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW;
+#endif
+
+size_t RoundUp(size_t n, size_t to) { return (n + to - 1) / to * to; }
+
+// `length` bytes of address space at a multiple of `align`, reserved (no access, no memory).
+uint8_t* ReserveAligned(size_t length, size_t align, SystemError* err) {
+  void* raw = mmap(nullptr, length + align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
+  if (raw == MAP_FAILED) {
+    SetError(err, "mmap");
+    return nullptr;
+  }
+  auto start = reinterpret_cast<uintptr_t>(raw);
+  uintptr_t aligned = (start + align - 1) / align * align;
+  if (aligned > start) munmap(raw, aligned - start);
+  munmap(reinterpret_cast<void*>(aligned + length), start + align - aligned);
+  return reinterpret_cast<uint8_t*>(aligned);
+}
+
+// Backs a fresh shared mapping with huge pages where the system allows: MADV_COLLAPSE puts one
+// in place of each 2 MiB that holds a page (one byte written each, with no page-table entry),
+// even where transparent huge pages are off for shared memory by default (they are on this
+// project's machines). Best effort: what cannot be collapsed stays in 4 KiB pages.
+void BackWithHugePages(int fd, uint8_t* addr, size_t size) {
+#ifdef __linux__
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25
+#endif
+  size_t huge = size / kChunkAlign * kChunkAlign;
+  if (huge == 0) return;
+  madvise(addr, huge, MADV_HUGEPAGE);
+  const char zero = 0;
+  for (size_t at = 0; at < huge; at += kChunkAlign) {
+    if (pwrite(fd, &zero, 1, static_cast<off_t>(at)) != 1) return;
+  }
+  madvise(addr, huge, MADV_COLLAPSE);
+#else
+  (void)fd;
+  (void)addr;
+  (void)size;
+#endif
+}
+
+}  // namespace
+
+int CreateTransferableMemory(size_t size, SystemError* err) {
+#ifdef __linux__
+  int fd = memfd_create("crossport-buffer", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0) {
+    SetError(err, "memfd_create");
+    return -1;
+  }
+#else
+  int fd = NewMemoryObject(0, err);
+  if (fd < 0) return -1;
+#endif
+  if (ftruncate(fd, static_cast<off_t>(size)) != 0) {
+    SetError(err, "ftruncate");
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+void* MapTransferable(int fd, size_t size, size_t* mapped_length, SystemError* err) {
+  size_t length = RoundUp(size, PageSize());
+  uint8_t* addr = ReserveAligned(length, size >= kChunkAlign ? kChunkAlign : PageSize(), err);
+  if (addr == nullptr) return nullptr;
+  if (mmap(addr, length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED) {
+    SetError(err, "mmap");
+    munmap(addr, length);
+    return nullptr;
+  }
+  BackWithHugePages(fd, addr, size);
+  *mapped_length = length;
+  return addr;
+}
+
+bool ReplaceWithEmpty(void* addr, size_t length, SystemError* err) {
+  void* empty = mmap(addr, length, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+  if (empty == MAP_FAILED) {
+    SetError(err, "mmap");
+    return false;
+  }
+  return true;
+}
+
+bool Remap(void* addr, size_t length, int fd, bool shared, SystemError* err) {
+  int flags = (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_FIXED;
+  if (mmap(addr, length, PROT_READ | PROT_WRITE, flags, fd, 0) == MAP_FAILED) {
+    SetError(err, "mmap");
+    return false;
+  }
+  return true;
+}
+
+bool SealAgainstChange(int fd, SystemError* err) {
+#ifdef __linux__
+  if (fcntl(fd, F_ADD_SEALS, kChangeSeals | F_SEAL_SEAL) != 0) {
+    SetError(err, "fcntl");
+    return false;
+  }
+  return true;
+#else
+  (void)fd;
+  *err = SystemError{ENOTSUP, "fcntl"};
+  return false;
+#endif
+}
+
+void* MapSealedChunks(const int* fds, size_t count, uint64_t max_size, uint64_t* size,
+                      size_t* mapped_length, SystemError* err) {
+  // Everything is checked before anything is mapped: a mapping of an object that can still
+  // shrink would fault (SIGBUS) once the peer shrinks it, and one that can still be written
+  // would change under us.
+  std::vector<uint64_t> sizes;
+  bool valid = count > 0 && count <= kMaxChunks;
+  uint64_t total = 0;
+  for (size_t i = 0; valid && i < count; i++) {
+    int64_t chunk = FileSize(fds[i]);
+    valid = chunk > 0 && IsSealedReadOnly(fds[i]);
+    if (!valid) break;
+    auto bytes = static_cast<uint64_t>(chunk);
+    bool last = i + 1 == count;
+    valid = bytes <= max_size - total && (last || bytes % kChunkAlign == 0) &&
+            (i == 0 || (last ? bytes <= sizes[0] : bytes == sizes[0]));
+    sizes.push_back(bytes);
+    total += bytes;
+  }
+  if (!valid) {
+    *err = SystemError{EINVAL, "mmap"};
+    return nullptr;
+  }
+  size_t length = RoundUp(total, PageSize());
+  uint8_t* base = ReserveAligned(length, total >= kChunkAlign ? kChunkAlign : PageSize(), err);
+  if (base == nullptr) return nullptr;
+  uint64_t at = 0;
+  for (size_t i = 0; i < count; i++) {
+    size_t chunk_length = RoundUp(sizes[i], PageSize());
+    if (mmap(base + at, chunk_length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fds[i], 0) ==
+        MAP_FAILED) {
+      SetError(err, "mmap");
+      munmap(base, length);
+      return nullptr;
+    }
+    at += sizes[i];
+  }
+  *size = total;
+  *mapped_length = length;
+  return base;
+}
+
+bool HasWrittenPages(const void* addr, size_t length) {
+#ifdef __linux__
+  // /proc/self/pagemap: one u64 per page. Present (bit 63) but not a file page (bit 61): a
+  // private copy made by a write; swapped out (bit 62): only private copies can be.
+  int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return true;
+  size_t page = PageSize();
+  uint64_t first = reinterpret_cast<uintptr_t>(addr) / page;
+  uint64_t pages = RoundUp(length, page) / page;
+  constexpr uint64_t kPresent = uint64_t{1} << 63;
+  constexpr uint64_t kSwapped = uint64_t{1} << 62;
+  constexpr uint64_t kFile = uint64_t{1} << 61;
+  uint64_t entries[4096];
+  bool written = false;
+  for (uint64_t done = 0; done < pages && !written;) {
+    size_t want = static_cast<size_t>(std::min<uint64_t>(pages - done, 4096));
+    ssize_t n = pread(fd, entries, want * sizeof(uint64_t),
+                      static_cast<off_t>((first + done) * sizeof(uint64_t)));
+    if (n <= 0 || n % sizeof(uint64_t) != 0) {
+      written = true;
+      break;
+    }
+    size_t got = static_cast<size_t>(n) / sizeof(uint64_t);
+    for (size_t i = 0; i < got && !written; i++) {
+      written = (entries[i] & kSwapped) != 0 || (entries[i] & (kPresent | kFile)) == kPresent;
+    }
+    done += got;
+  }
+  close(fd);
+  return written;
+#else
+  (void)addr;
+  (void)length;
+  return true;
 #endif
 }
 
