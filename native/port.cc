@@ -1,7 +1,5 @@
 #include "port.h"
 
-#include <algorithm>
-
 #include "addon.h"
 #include "handoff.h"
 #include "message.h"
@@ -17,9 +15,10 @@ constexpr int kDispatchBatch = 1000;
 
 // A transferred ArrayBuffer at least this large travels out of band (transferable.h): its own
 // memory when it can move without a copy, else one copy into sealed memory objects that the
-// receiver maps copy-on-write, instead of two copies through the message. Below it the copies through the (warm) large ring measured faster than fresh pages and a
-// mapping per message (npm run bench, u8-64k-transfer 0.38x -> 1.12x of worker_threads,
-// u8-1m-transfer 0.43x -> 0.65x), so only buffers too large for the large ring go this way.
+// receiver maps copy-on-write, instead of two copies through the message. Below it the copies
+// through the (warm) large ring measured faster than fresh pages and a mapping per message
+// (npm run bench, u8-64k-transfer 0.38x -> 1.12x of worker_threads, u8-1m-transfer 0.43x ->
+// 0.65x), so only buffers too large for the large ring go this way.
 constexpr size_t kOutOfBandTransferSize = 4 * 1024 * 1024;
 
 // An ArrayBuffer of `length` bytes about to be overwritten: lib's allocate() (memory not
