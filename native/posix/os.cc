@@ -100,50 +100,6 @@ bool WriteAll(int fd, const void* data, size_t size, off_t at) {
 }
 }  // namespace
 
-int CreateSealedCopy(const Span* spans, size_t count, SystemError* err) {
-#ifdef __linux__
-  int fd = NewMemoryObject(MFD_ALLOW_SEALING, err);
-#else
-  int fd = NewMemoryObject(0, err);
-#endif
-  if (fd < 0) return -1;
-  size_t size = 0;
-  for (size_t i = 0; i < count; i++) size += spans[i].size;
-  if (ftruncate(fd, static_cast<off_t>(size)) != 0) {
-    SetError(err, "ftruncate");
-    close(fd);
-    return -1;
-  }
-  size_t at = 0;
-  for (size_t i = 0; i < count; i++) {
-    if (!WriteAll(fd, spans[i].data, spans[i].size, static_cast<off_t>(at))) {
-      SetError(err, "pwrite");
-      close(fd);
-      return -1;
-    }
-    at += spans[i].size;
-  }
-#ifdef __linux__
-  if (fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
-    SetError(err, "fcntl");
-    close(fd);
-    return -1;
-  }
-#endif
-  return fd;
-}
-
-bool IsSealedReadOnly(int fd) {
-#ifdef __linux__
-  int seals = fcntl(fd, F_GET_SEALS);
-  const int needed = F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW;
-  return seals >= 0 && (seals & needed) == needed;
-#else
-  (void)fd;
-  return false;  // No seals: the receiver copies before it parses.
-#endif
-}
-
 namespace {
 
 #ifdef __linux__
@@ -170,28 +126,98 @@ uint8_t* ReserveAligned(size_t length, size_t align, SystemError* err) {
 // Backs a fresh shared mapping with huge pages where the system allows: MADV_COLLAPSE puts one
 // in place of each 2 MiB that holds a page (one byte written each, with no page-table entry),
 // even where transparent huge pages are off for shared memory by default (they are on this
-// project's machines). Best effort: what cannot be collapsed stays in 4 KiB pages.
-void BackWithHugePages(int fd, uint8_t* addr, size_t size) {
+// project's machines). Best effort: what cannot be collapsed stays in 4 KiB pages (false).
+// Compared with 4 KiB pages, filling 512 MiB allocates 256 pages instead of 131,072, and
+// unmapping or freeing them takes microseconds instead of tens of milliseconds.
+bool BackWithHugePages(int fd, uint8_t* addr, size_t size) {
 #ifdef __linux__
 #ifndef MADV_COLLAPSE
 #define MADV_COLLAPSE 25
 #endif
   size_t huge = size / kChunkAlign * kChunkAlign;
-  if (huge == 0) return;
+  if (huge == 0) return false;
   madvise(addr, huge, MADV_HUGEPAGE);
   const char zero = 0;
   for (size_t at = 0; at < huge; at += kChunkAlign) {
-    if (pwrite(fd, &zero, 1, static_cast<off_t>(at)) != 1) return;
+    if (pwrite(fd, &zero, 1, static_cast<off_t>(at)) != 1) return false;
   }
-  madvise(addr, huge, MADV_COLLAPSE);
+  return madvise(addr, huge, MADV_COLLAPSE) == 0;
 #else
   (void)fd;
   (void)addr;
   (void)size;
+  return false;
 #endif
 }
 
+// Fills `fd` (of `size` bytes, fresh) with the spans through a mapping backed by huge pages;
+// false, with nothing written, where the system gives none.
+bool CopyThroughHugePages(int fd, const Span* spans, size_t count, size_t size) {
+  size_t length = RoundUp(size, PageSize());
+  uint8_t* addr = ReserveAligned(length, kChunkAlign, nullptr);
+  if (addr == nullptr) return false;
+  bool huge = mmap(addr, length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) != MAP_FAILED &&
+              BackWithHugePages(fd, addr, size);
+  if (huge) {
+    uint8_t* at = addr;
+    for (size_t i = 0; i < count; i++) {
+      if (spans[i].size > 0) memcpy(at, spans[i].data, spans[i].size);
+      at += spans[i].size;
+    }
+  }
+  munmap(addr, length);  // (before sealing: a writable mapping forbids F_SEAL_WRITE)
+  return huge;
+}
+
 }  // namespace
+
+int CreateSealedCopy(const Span* spans, size_t count, SystemError* err) {
+#ifdef __linux__
+  int fd = NewMemoryObject(MFD_ALLOW_SEALING, err);
+#else
+  int fd = NewMemoryObject(0, err);
+#endif
+  if (fd < 0) return -1;
+  size_t size = 0;
+  for (size_t i = 0; i < count; i++) size += spans[i].size;
+  if (ftruncate(fd, static_cast<off_t>(size)) != 0) {
+    SetError(err, "ftruncate");
+    close(fd);
+    return -1;
+  }
+  // Large: through huge pages where the system gives them, else written page by page (pwrite
+  // takes no page fault, and does not zero pages it fills whole).
+  if (size < kChunkAlign || !CopyThroughHugePages(fd, spans, count, size)) {
+    size_t at = 0;
+    for (size_t i = 0; i < count; i++) {
+      if (!WriteAll(fd, spans[i].data, spans[i].size, static_cast<off_t>(at))) {
+        SetError(err, "pwrite");
+        close(fd);
+        return -1;
+      }
+      at += spans[i].size;
+    }
+  }
+#ifdef __linux__
+  if (fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
+    SetError(err, "fcntl");
+    close(fd);
+    return -1;
+  }
+#endif
+  return fd;
+}
+
+bool IsSealedReadOnly(int fd) {
+#ifdef __linux__
+  int seals = fcntl(fd, F_GET_SEALS);
+  const int needed = F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW;
+  return seals >= 0 && (seals & needed) == needed;
+#else
+  (void)fd;
+  return false;  // No seals: the receiver copies before it parses.
+#endif
+}
 
 int CreateTransferableMemory(size_t size, SystemError* err) {
 #ifdef __linux__
