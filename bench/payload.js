@@ -82,14 +82,19 @@ function writeBytes(u8, id) {
   u8[3] = (id >>> 24) & 255;
 }
 
-/** null when `u8` is the byte payload with this id and size, else what is wrong. */
-function checkBytes(u8, id, size) {
+/**
+ * null when `u8` is the byte payload with this id and size, else what is wrong. Checked at its
+ * stamp, its last byte and (by default) a byte in every 4093; `sampled`: at 64 places spread over
+ * it instead (a large buffer's receiver must not touch every page: worker_threads' does not).
+ */
+function checkBytes(u8, id, size, sampled = false) {
   if (!(u8 instanceof Uint8Array)) return `expected a Uint8Array #${id}, got ${describe(u8)}`;
   if (u8.byteLength !== size) return `Uint8Array #${id} has ${u8.byteLength} bytes, expected ${size}`;
   const stamped = (u8[0] | (u8[1] << 8) | (u8[2] << 16) | (u8[3] << 24)) >>> 0;
   if (stamped !== id) return `expected Uint8Array #${id}, got #${stamped}`;
   const fill = fillByte(id);
-  for (let at = 4; at < size; at += 4093) {
+  const stride = sampled ? Math.max(4093, Math.floor(size / 64)) : 4093;
+  for (let at = 4; at < size; at += stride) {
     if (u8[at] !== fill) return `Uint8Array #${id}: byte ${at} is ${u8[at]}, expected ${fill}`;
   }
   if (u8[size - 1] !== fill) return `Uint8Array #${id}: last byte is ${u8[size - 1]}, expected ${fill}`;
@@ -105,24 +110,6 @@ function toBase64(u8) {
 
 function fromBase64(text) {
   return typeof text === 'string' ? Buffer.from(text, 'base64') : text;
-}
-
-/**
- * null when `u8` is the byte payload with this id and size, else what is wrong: checked at its
- * stamp, its last byte and 64 places spread over it (a large buffer's receiver must not touch
- * every page: worker_threads' does not either).
- */
-function checkBytesSampled(u8, id, size) {
-  if (!(u8 instanceof Uint8Array)) return `expected a Uint8Array #${id}, got ${describe(u8)}`;
-  if (u8.byteLength !== size) return `Uint8Array #${id} has ${u8.byteLength} bytes, expected ${size}`;
-  const stamped = (u8[0] | (u8[1] << 8) | (u8[2] << 16) | (u8[3] << 24)) >>> 0;
-  if (stamped !== id) return `expected Uint8Array #${id}, got #${stamped}`;
-  const fill = fillByte(id);
-  for (let k = 1; k <= 64; k++) {
-    const at = Math.min(size - 1, Math.floor((size / 64) * k) - 1);
-    if (at > 3 && u8[at] !== fill) return `Uint8Array #${id}: byte ${at} is ${u8[at]}, expected ${fill}`;
-  }
-  return null;
 }
 
 function describe(value) {
@@ -144,7 +131,6 @@ module.exports = {
   checkSmall,
   writeBytes,
   checkBytes,
-  checkBytesSampled,
   toBase64,
   fromBase64,
   describe,
