@@ -116,7 +116,8 @@ bool CopyIntoChunks(const uint8_t* data, uint64_t size, Background* background,
   uint64_t chunk = size;
   if (size > kMinCopyChunk) {
     uint64_t share = (size + kCopyChunks - 1) / kCopyChunks;
-    chunk = std::max(kMinCopyChunk, (share + os::kChunkAlign - 1) / os::kChunkAlign * os::kChunkAlign);
+    uint64_t aligned = (share + os::kChunkAlign - 1) / os::kChunkAlign * os::kChunkAlign;
+    chunk = std::max(kMinCopyChunk, aligned);
   }
   size_t count = static_cast<size_t>((size + chunk - 1) / chunk);
   std::vector<int> fds(count, -1);

@@ -98,9 +98,6 @@ bool WriteAll(int fd, const void* data, size_t size, off_t at) {
   }
   return true;
 }
-}  // namespace
-
-namespace {
 
 #ifdef __linux__
 constexpr int kChangeSeals = F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW;
@@ -125,7 +122,7 @@ uint8_t* ReserveAligned(size_t length, size_t align, SystemError* err) {
 
 // Backs a fresh shared mapping with huge pages where the system allows: MADV_COLLAPSE puts one
 // in place of each 2 MiB that holds a page (one byte written each, with no page-table entry),
-// even where transparent huge pages are off for shared memory by default (they are on this
+// even where transparent huge pages are off for shared memory (shmem_enabled "never", as on this
 // project's machines). Best effort: what cannot be collapsed stays in 4 KiB pages (false).
 // Compared with 4 KiB pages, filling 512 MiB allocates 256 pages instead of 131,072, and
 // unmapping or freeing them takes microseconds instead of tens of milliseconds.
@@ -151,13 +148,14 @@ bool BackWithHugePages(int fd, uint8_t* addr, size_t size) {
 }
 
 // Fills `fd` (of `size` bytes, fresh) with the spans through a mapping backed by huge pages;
-// false, with nothing written, where the system gives none.
+// false, with none of the spans written, where the system gives none.
 bool CopyThroughHugePages(int fd, const Span* spans, size_t count, size_t size) {
   size_t length = RoundUp(size, PageSize());
   uint8_t* addr = ReserveAligned(length, kChunkAlign, nullptr);
   if (addr == nullptr) return false;
-  bool huge = mmap(addr, length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) != MAP_FAILED &&
-              BackWithHugePages(fd, addr, size);
+  bool huge =
+      mmap(addr, length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) != MAP_FAILED &&
+      BackWithHugePages(fd, addr, size);
   if (huge) {
     uint8_t* at = addr;
     for (size_t i = 0; i < count; i++) {
@@ -199,7 +197,7 @@ int CreateSealedCopy(const Span* spans, size_t count, SystemError* err) {
     }
   }
 #ifdef __linux__
-  if (fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
+  if (fcntl(fd, F_ADD_SEALS, kChangeSeals | F_SEAL_SEAL) != 0) {
     SetError(err, "fcntl");
     close(fd);
     return -1;
@@ -211,8 +209,7 @@ int CreateSealedCopy(const Span* spans, size_t count, SystemError* err) {
 bool IsSealedReadOnly(int fd) {
 #ifdef __linux__
   int seals = fcntl(fd, F_GET_SEALS);
-  const int needed = F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW;
-  return seals >= 0 && (seals & needed) == needed;
+  return seals >= 0 && (seals & kChangeSeals) == kChangeSeals;
 #else
   (void)fd;
   return false;  // No seals: the receiver copies before it parses.
