@@ -1,9 +1,10 @@
 // allocateTransferable(): ArrayBuffers whose memory moves to another process without a copy,
 // and that behave as any ArrayBuffer in every other respect.
+import { spawnSync } from 'node:child_process';
 import * as workerThreads from 'node:worker_threads';
 
 import { allocateTransferable, MessageChannel, receiveMessageOnPort } from '../lib';
-import { report, runFixture } from './helpers';
+import { fixture, report, runFixture } from './helpers';
 
 const MiB = 1024 * 1024;
 
@@ -85,6 +86,18 @@ describe('allocateTransferable', () => {
       const node = outcome(() => Buffer.allocUnsafeSlow(size as number));
       expect({ size: String(size), ...ours }).toEqual({ size: String(size), ...node });
     }
+  });
+
+  test('out of file descriptors, it returns an ordinary ArrayBuffer that works; with fds again, transferable memory', () => {
+    const run = spawnSync('sh', ['-c', `ulimit -n 256 && exec "${process.execPath}" "${fixture('transferable-nofds.js')}"`], { encoding: 'utf8' });
+    expect(run.stderr).toBe('');
+    const buffer = { byteLength: 8 * MiB, zeroFilled: true, writable: true };
+    expect(JSON.parse(run.stdout)).toEqual({
+      kind: 'nofds',
+      outOfFds: 'EMFILE',
+      withoutFds: { ...buffer, memfd: false },
+      withFds: { ...buffer, memfd: true },
+    });
   });
 
   test('across processes: moved without a copy, sealed; ordinary buffers copied once; passed on without a copy until written to', async () => {
