@@ -18,5 +18,6 @@ export const {
   workerData,
   threadId,
   resourceLimits,
+  allocateTransferable,
 } = crossport;
 export default crossport;

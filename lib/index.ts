@@ -15,3 +15,4 @@ export {
   type ResourceLimits,
   type EventLoopUtilization,
 } from './worker';
+export { allocateTransferable } from './transferable';

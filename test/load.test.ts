@@ -1,0 +1,60 @@
+// Behaviour while every CPU is busy. No timing here (bench/ measures latency under load); what
+// is checked is what the port does with its CPU.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+import { fixture, runFixture } from './helpers';
+
+const strace = spawnSync('strace', ['-V']).status === 0;
+
+/** Starts one process that spins for ever per CPU; returns a function that stops them. */
+function busyEveryCpu(): () => void {
+  const busy: ChildProcess[] = os.cpus().map(() => spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' }));
+  return () => busy.forEach((child) => child.kill('SIGKILL'));
+}
+
+describe('with every CPU busy', () => {
+  // A port that has just delivered a message keeps looking at its ring for a short window,
+  // yielding its CPU between two looks. On a machine whose CPUs are all taken, a yield hands the
+  // CPU to a busy neighbour for a whole time slice (milliseconds inside a round trip): there the
+  // window must stay closed and the port sleep at once, as worker_threads does.
+  (strace ? test : test.skip)('a ping-pong gives its CPU up by sleeping, not by yielding it to the busy processes', async () => {
+    const stop = busyEveryCpu();
+    const counts = path.join(os.tmpdir(), `crossport-yields-${process.pid}.txt`);
+    try {
+      const run = await new Promise<{ code: number | null; stdout: string }>((resolve, reject) => {
+        const child = spawn('strace', ['-f', '-c', '-e', 'trace=sched_yield', '-o', counts, process.execPath, fixture('pingpong.js'), '2000'], {
+          stdio: ['ignore', 'pipe', 'inherit'],
+        });
+        let stdout = '';
+        child.stdout.setEncoding('utf8').on('data', (chunk) => (stdout += chunk));
+        child.on('error', reject);
+        child.on('close', (code) => resolve({ code, stdout }));
+      });
+      expect(run.code).toBe(0);
+      expect(JSON.parse(run.stdout)).toEqual({ kind: 'pingpong', roundTrips: 2000 });
+      // strace -c: "... calls errors syscall" rows; no row when the call never happened.
+      const row = fs.readFileSync(counts, 'utf8').split('\n').find((line) => /\ssched_yield$/.test(line));
+      const yields = row === undefined ? 0 : Number(row.trim().split(/\s+/)[3]);
+      // Both sides, 2000 round trips: with the window open under load they yield thousands of
+      // times; a window closed at once leaves those few made before the load was sampled.
+      expect(yields).toBeLessThan(100);
+    } finally {
+      stop();
+      fs.rmSync(counts, { force: true });
+    }
+  });
+
+  test('a ping-pong still completes', async () => {
+    const stop = busyEveryCpu();
+    try {
+      const run = await runFixture('pingpong.js', ['2000']);
+      expect(run.code).toBe(0);
+      expect(run.reports).toEqual([{ kind: 'pingpong', roundTrips: 2000 }]);
+    } finally {
+      stop();
+    }
+  });
+});
