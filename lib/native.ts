@@ -153,6 +153,10 @@ export interface Native {
 interface BindingResolver {
   /** The file to load: build/Release, build/Debug, then prebuilds/<platform>-<arch>/; throws if none. */
   path(packageRoot: string): string;
+  /** The tags of a prebuilt binary's file name (abi, runtime, libc...). */
+  parseTags(file: string): object | undefined;
+  /** A filter: the parsed tags fit this runtime and ABI. */
+  matchTags(runtime: string, abi: string): (tags: object | undefined) => boolean;
 }
 
 const kRebuild = 'Run `npm rebuild crossport-ipc` to build it for this Node.js.';
@@ -177,7 +181,14 @@ function addonPath(root: string): string {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const resolver = require('node-gyp-build') as BindingResolver;
   try {
-    return resolver.path(root);
+    const file = resolver.path(root);
+    // node-gyp-build prefers a local build to a prebuilt binary. A local build made under another
+    // Node (the user switched Node since) would be refused: the prebuilt one for this Node wins.
+    const build = path.join(root, 'build');
+    if (file.startsWith(build + path.sep) && builtForAbi(build) !== process.versions.modules) {
+      return prebuiltForThisNode(resolver, root) ?? file;
+    }
+    return file;
   } catch (error) {
     throw loadError(
       `crossport-ipc: the native addon is neither built nor prebuilt for ${thisNode}. ${kRebuild}\n` +
@@ -186,6 +197,29 @@ function addonPath(root: string): string {
       error,
     );
   }
+}
+
+/** The NODE_MODULE_VERSION node-gyp built `build` for (from its config.gypi), if it says. */
+function builtForAbi(build: string): string | undefined {
+  try {
+    return /"node_module_version":\s*(\d+)/.exec(fs.readFileSync(path.join(build, 'config.gypi'), 'utf8'))?.[1];
+  } catch {
+    return undefined;
+  }
+}
+
+/** This Node's prebuilt binary in the package, if there is one. */
+function prebuiltForThisNode(resolver: BindingResolver, root: string): string | undefined {
+  const directory = path.join(root, 'prebuilds', `${process.platform}-${process.arch}`);
+  let files: string[];
+  try {
+    files = fs.readdirSync(directory);
+  } catch {
+    return undefined;
+  }
+  const fits = resolver.matchTags('node', process.versions.modules);
+  const file = files.find((name) => fits(resolver.parseTags(name)));
+  return file === undefined ? undefined : path.join(directory, file);
 }
 
 function load(): Native {
