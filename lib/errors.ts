@@ -32,8 +32,18 @@ export function dataCloneError(message: string): DOMException {
 
 // How this Node reports a transfer list holding something it cannot transfer, and a message
 // holding a port its transfer list lacks: Node 20 throws TypeErrors with codes, Node 22
-// DataCloneErrors. Learned once from worker_threads itself.
+// DataCloneErrors. Learned from worker_threads itself, the first time one is needed (a channel
+// made at load time would cost every process that loads crossport).
 function learn(mistake: (port: workerThreads.MessagePort, other: workerThreads.MessagePort) => void,
+  fallback: () => Error): () => Error {
+  let make: (() => Error) | undefined;
+  return () => {
+    make ??= learnNow(mistake, fallback);
+    return make();
+  };
+}
+
+function learnNow(mistake: (port: workerThreads.MessagePort, other: workerThreads.MessagePort) => void,
   fallback: () => Error): () => Error {
   const { port1, port2 } = new workerThreads.MessageChannel();
   try {

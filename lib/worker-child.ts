@@ -7,16 +7,20 @@
 import Module from 'node:module';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import * as v8 from 'node:v8';
-import * as vm from 'node:vm';
+import type * as v8 from 'node:v8';
+import type * as vm from 'node:vm';
 
 import { serializeError } from './error-serdes';
+import { lazy } from './lazy';
 import { native } from './native';
 import { createPort, type MessagePort, receiveMessageOnPort } from './port';
 import { parentPort } from './process';
 import { controlTypes, enterWorker, kControlFds, kStackBufferKb, type LoadScript, type ResourceLimits } from './worker';
 
 const MB = 1024 * 1024;
+// node:v8 (with the streams it loads) only for heap limits, node:vm only for eval.
+const v8Module = lazy<typeof v8>('node:v8');
+const vmModule = lazy<typeof vm>('node:vm');
 
 function fail(reason: string): never {
   process.stderr.write(`crossport: ${reason}\n`);
@@ -90,11 +94,11 @@ function run(carrier: MessagePort, control: MessagePort, load: LoadScript): void
  * flag in a process: V8's default, 0.
  */
 function runningLimits(given: ResourceLimits, stackSizeMb: number): Required<ResourceLimits> {
-  const heapMb = v8.getHeapStatistics().heap_size_limit / MB;
+  const heapMb = () => v8Module().getHeapStatistics().heap_size_limit / MB;
   let young = given.maxYoungGenerationSizeMb ?? -1;
   let old = given.maxOldGenerationSizeMb ?? -1;
-  if (young > 0 && old <= 0) old = heapMb - 3 * Math.max(1, Math.ceil(young / 3));
-  else if (old > 0 && young <= 0) young = heapMb - Math.ceil(old);
+  if (young > 0 && old <= 0) old = heapMb() - 3 * Math.max(1, Math.ceil(young / 3));
+  else if (old > 0 && young <= 0) young = heapMb() - Math.ceil(old);
   return {
     maxYoungGenerationSizeMb: young,
     maxOldGenerationSizeMb: old,
@@ -186,9 +190,9 @@ function evalScript(name: string, body: string): void {
     globalThis.__dirname = __dirname; globalThis.require = require; return (main) => main();`;
   (globalThis as { __filename?: string }).__filename = name;
   const runInWrapper = module._compile(wrapper, `${name}-wrapper`) as (main: () => unknown) => unknown;
-  const importModuleDynamically = (vm as unknown as { constants?: { USE_MAIN_CONTEXT_DEFAULT_LOADER?: symbol } }).constants
-    ?.USE_MAIN_CONTEXT_DEFAULT_LOADER;
-  runInWrapper(() => vm.runInThisContext(body, {
+  const { constants, runInThisContext } = vmModule() as typeof vm & { constants?: { USE_MAIN_CONTEXT_DEFAULT_LOADER?: symbol } };
+  const importModuleDynamically = constants?.USE_MAIN_CONTEXT_DEFAULT_LOADER;
+  runInWrapper(() => runInThisContext(body, {
     filename: name,
     displayErrors: true,
     ...(importModuleDynamically ? { importModuleDynamically } : {}),

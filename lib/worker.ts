@@ -9,12 +9,11 @@
 // is made, and the script posted on it, before the process is started, so that a workerData that
 // cannot be cloned throws with nothing started, as in Node; the process inherits the channel's
 // other end as two fds (as fork() passes its own), which its bootstrap (worker-child.ts) adopts.
-import * as childProcess from 'node:child_process';
+import type * as childProcess from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { performance } from 'node:perf_hooks';
 import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { inspect } from 'node:util';
@@ -24,7 +23,7 @@ import { deserializeError } from './error-serdes';
 import { codedError, invalidArgType, invalidArgValue } from './errors';
 import { native } from './native';
 import { handleOf, MessageChannel, type MessagePort, receiveMessageOnPort, type TransferItem } from './port';
-import { fork, parentPort as forkParentPort } from './process';
+import { parentPort as forkParentPort, startChild, withoutEval } from './process';
 
 /** worker_threads.SHARE_ENV, which a process cannot honour (see WorkerOptions.env). */
 const SHARE_ENV = Symbol.for('nodejs.worker_threads.SHARE_ENV');
@@ -96,10 +95,10 @@ const kDefaultKillTimeout = 5000;
 // stack (Worker::kStackSize).
 export const kStackBufferKb = 192;
 const kDefaultStackSizeMb = 4;
-// Where a worker process finds its out-of-memory notice fd (after stdin, stdout, stderr, ipc),
-// then its end of the control channel (segment, socket).
-const kNoticeFd = 4;
-export const kControlFds = [5, 6] as const;
+// Where a worker process finds its out-of-memory notice fd (after stdin, stdout, stderr), then its
+// end of the control channel (segment, socket); its public channel's follow.
+const kNoticeFd = 3;
+export const kControlFds = [4, 5] as const;
 const bootstrap = path.join(__dirname, 'worker-child.js');
 // The most messages delivered from the public channel once the worker process has ended.
 const kDrainLimit = 1 << 16;
@@ -175,7 +174,7 @@ export class Worker extends EventEmitter {
     this.#killTimeout = validateKillTimeout(options.killTimeout);
 
     const limits = launchLimits(parseResourceLimits(options.resourceLimits));
-    const userExecArgv = options.execArgv ? options.execArgv.map(String) : inheritedExecArgv();
+    const userExecArgv = options.execArgv ? options.execArgv.map(String) : withoutEval(process.execArgv);
     this.#execArgv = userExecArgv;
     this.#threadId = nextThreadId++;
     this.#limits = limits;
@@ -196,7 +195,7 @@ export class Worker extends EventEmitter {
       parentPid: process.pid,
     };
     const control = new MessageChannel();
-    let child: ReturnType<typeof fork>;
+    let child: ReturnType<typeof startChild>;
     let noticeFds: number[] = [];
     let controlFds: number[] = [];
     try {
@@ -205,15 +204,15 @@ export class Worker extends EventEmitter {
       control.port1.postMessage(load, transferList as TransferItem[]);
       const [segmentFd, socketFd, side] = handleOf(control.port2).exportFds();
       controlFds = [segmentFd, socketFd];
-      child = fork(bootstrap, [doEval === false ? (filename as string) : '[worker eval]', String(side)], {
+      // As in a worker thread, the worker has no process.send(): no IPC channel.
+      child = startChild(bootstrap, [doEval === false ? (filename as string) : '[worker eval]', String(side)], {
         execArgv: [...v8Flags(limits), ...userExecArgv],
         env,
         cwd: cwd as string | undefined,  // a Buffer too, as child_process takes it
         uid: options.uid,
         gid: options.gid,
-        stdio: [options.stdin ? 'pipe' : 'ignore', options.stdout ? 'pipe' : 'inherit',
-          options.stderr ? 'pipe' : 'inherit', 'ipc', noticeFds[1], segmentFd, socketFd],
-      });
+      }, [options.stdin ? 'pipe' : 'ignore', options.stdout ? 'pipe' : 'inherit', options.stderr ? 'pipe' : 'inherit',
+        noticeFds[1], segmentFd, socketFd]);
     } catch (error) {
       control.port1.close();
       if (noticeFds.length > 0) fs.closeSync(noticeFds[0]);
@@ -225,9 +224,6 @@ export class Worker extends EventEmitter {
     }
     this.#child = child;
     this.#noticeFd = noticeFds[0];
-    // The IPC channel that child_process.fork insists on is not used: as in a worker thread,
-    // the worker has no process.send().
-    if (child.connected) child.disconnect();
     this.#public = child.port;
     this.#control = control.port1;
     this.#control.on('message', (message) => this.#onControl(message));
@@ -620,20 +616,6 @@ function workerEnv(option: unknown): NodeJS.ProcessEnv {
       'cannot be worker_threads.SHARE_ENV: a worker process has its own environment (pass an object, e.g. process.env, for a copy)');
   }
   throw invalidArgType('options.env', ['object', 'undefined', 'null', 'worker_threads.SHARE_ENV'], option);
-}
-
-/**
- * The parent's execArgv, as child_process.fork passes it on: without the `-e <code>` that made
- * this process (a worker would run that code rather than its script).
- */
-function inheritedExecArgv(): string[] {
-  const execArgv = [...process.execArgv];
-  const evaluated = (process as { _eval?: string })._eval;
-  if (evaluated != null) {
-    const index = execArgv.lastIndexOf(evaluated);
-    if (index > 0) execArgv.splice(index - 1, 2);
-  }
-  return execArgv;
 }
 
 /** resourceLimits as Node reads them: numbers only, -1 for what is left to V8. */
