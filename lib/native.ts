@@ -123,6 +123,11 @@ export interface Native {
    * granted (less when the stack is smaller), or 0 when the limit stays as it was.
    */
   setStackSize(kib: number): number;
+  /**
+   * [this process's heap limit (V8's heap_size_limit: old + young generation), the young
+   * generation V8 gives a heap by default], in bytes.
+   */
+  heapLimits(): [number, number];
   /** Asks for `signal` when the parent process ends; false where the system cannot. */
   setParentDeathSignal(signal: number): boolean;
 }
@@ -141,8 +146,25 @@ function loadError(message: string, code: string, cause?: unknown): Error {
   return Object.assign(new Error(message, { cause }), { code });
 }
 
-/** Which binary: an explicit choice, else the one node-gyp-build finds for this Node. */
+// A Worker tells its process which binary it loaded (`<NODE_MODULE_VERSION>:<path>`): the process
+// runs the same Node, and need not load node-gyp-build and search for it (some 2 ms of its start).
+// Read once and never passed on, as CROSSPORT_PARENT_PORT.
+const kInheritedAddonKey = 'CROSSPORT_WORKER_ADDON';
+
+function inheritedAddon(): string | undefined {
+  const value = process.env[kInheritedAddonKey];
+  if (value === undefined) return undefined;
+  delete process.env[kInheritedAddonKey];
+  const separator = value.indexOf(':');
+  const file = value.slice(separator + 1);
+  return separator > 0 && value.slice(0, separator) === process.versions.modules && path.isAbsolute(file) && fs.existsSync(file)
+    ? file
+    : undefined;
+}
+
+/** Which binary: an explicit choice, the parent's (in a Worker's process), else the one node-gyp-build finds. */
 function addonPath(root: string): string {
+  const inherited = inheritedAddon();
   // An explicit path, e.g. the cmake-js or sanitizer build, or a prebuild under test.
   const explicit = process.env.CROSSPORT_ADDON;
   if (explicit) {
@@ -152,6 +174,7 @@ function addonPath(root: string): string {
     }
     return file;
   }
+  if (inherited !== undefined) return inherited;
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const resolver = require('node-gyp-build') as BindingResolver;
   try {
@@ -166,8 +189,13 @@ function addonPath(root: string): string {
   }
 }
 
-function load(): Native {
-  const file = addonPath(path.join(__dirname, '..'));
+/** The binary this process loaded. */
+export const addonFile = addonPath(path.join(__dirname, '..'));
+
+/** The environment entry that hands `addonFile` to a Worker's process. */
+export const inheritAddon = (): Record<string, string> => ({ [kInheritedAddonKey]: `${process.versions.modules}:${addonFile}` });
+
+function load(file: string): Native {
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     return require(file) as Native;
@@ -185,4 +213,4 @@ function load(): Native {
   }
 }
 
-export const native: Native = load();
+export const native: Native = load(addonFile);

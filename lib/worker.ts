@@ -14,26 +14,34 @@ import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { Readable, Writable } from 'node:stream';
+import { Readable, type Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { inspect } from 'node:util';
-import * as workerThreads from 'node:worker_threads';
 
 import { deserializeError } from './error-serdes';
 import { codedError, invalidArgType, invalidArgValue } from './errors';
-import { native } from './native';
+import { inheritAddon, native } from './native';
 import { handleOf, MessageChannel, type MessagePort, receiveMessageOnPort, type TransferItem } from './port';
-import { parentPort as forkParentPort, startChild, withoutEval } from './process';
+import { startChild, withoutEval } from './process';
+import { environmentDataForWorker, type ResourceLimits } from './worker-context';
+import {
+  kControlFds,
+  kNoticeFd,
+  kStackBufferKb,
+  type Limits,
+  type LoadScript,
+  messageTypes,
+  pipeWithoutWarning,
+  pushChunks,
+  ReadableWorkerStdio,
+  type StdioPort,
+  WritableWorkerStdio,
+} from './worker-io';
+
+export type { ResourceLimits } from './worker-context';
 
 /** worker_threads.SHARE_ENV, which a process cannot honour (see WorkerOptions.env). */
 const SHARE_ENV = Symbol.for('nodejs.worker_threads.SHARE_ENV');
-
-export interface ResourceLimits {
-  maxYoungGenerationSizeMb?: number;
-  maxOldGenerationSizeMb?: number;
-  codeRangeSizeMb?: number;
-  stackSizeMb?: number;
-}
 
 /** worker_threads.WorkerOptions, and what only a process can add. */
 export interface WorkerOptions {
@@ -66,42 +74,14 @@ export interface WorkerOptions {
   killTimeout?: number;
 }
 
-type Limits = Required<ResourceLimits>;
-
-// What travels on the control channel (as Node's messageTypes in lib/internal/worker/io.js).
-const LOAD_SCRIPT = 'loadScript';
-const UP_AND_RUNNING = 'upAndRunning';
-const ERROR_MESSAGE = 'errorMessage';
-const COULD_NOT_SERIALIZE_ERROR = 'couldNotSerializeError';
-
-/** The first message on the control channel: what the worker process is to run. */
-export interface LoadScript {
-  type: typeof LOAD_SCRIPT;
-  filename: string;
-  /** false: a file; 'classic': filename is a script to evaluate; 'module': a data: URL. */
-  doEval: false | 'classic' | 'module';
-  argv: string[];
-  execArgv: string[];
-  workerData: unknown;
-  threadId: number;
-  resourceLimits: Limits;
-  name: string;
-  noticeFd: number;
-  parentPid: number;
-}
-
 const kDefaultKillTimeout = 5000;
-// Node's stack guard for a worker thread (kStackBufferSize in src/node_worker.h) and its default
-// stack (Worker::kStackSize).
-export const kStackBufferKb = 192;
+// Node's default stack for a worker thread (Worker::kStackSize in src/node_worker.h).
 const kDefaultStackSizeMb = 4;
-// Where a worker process finds its out-of-memory notice fd (after stdin, stdout, stderr), then its
-// end of the control channel (segment, socket); its public channel's follow.
-const kNoticeFd = 3;
-export const kControlFds = [4, 5] as const;
 const bootstrap = path.join(__dirname, 'worker-child.js');
 // The most messages delivered from the public channel once the worker process has ended.
 const kDrainLimit = 1 << 16;
+// The most control messages delivered in a turn beyond those the port delivers (Node's limit).
+const kControlBatch = 1000;
 
 let nextThreadId = 1;
 
@@ -117,14 +97,29 @@ export class Worker extends EventEmitter {
   #public: MessagePort | null;
   #control: MessagePort | null;
   #noticeFd: number;
+  /** The control port, with the count of stdio streams waiting on it (they keep it referenced). */
+  readonly #stdioPort: StdioPort;
+  readonly #stdio: { stdin: WritableWorkerStdio | null; stdout: ReadableWorkerStdio; stderr: ReadableWorkerStdio };
+  readonly #name: string;
   #online = false;
   #onlineAt = 0;
   #onlineCpuMs = 0;
-  /** The worker's uncaught exception, encoded, until the process has ended. */
-  #uncaught: { error: Buffer } | { unserializable: true } | null = null;
+  /** The worker's uncaught exception was reported ('error' emitted). */
+  #uncaught = false;
+  /**
+   * Control messages held back because the worker process had already ended when this turn of
+   * the event loop came to them: its end is handled first, as Node handles a thread's end before
+   * its ports' messages when all are pending (the public channel first, then these).
+   */
+  #heldBack: unknown[] | null = null;
+  /** Whether the worker process had ended was looked at in this turn of the event loop. */
+  #lookedThisTurn = false;
+  /** Answers awaited from the worker process (getHeapStatistics()...), by request id. */
+  readonly #requests = new Map<number, { resolve(value: unknown): void; reject(error: Error): void }>();
+  #nextRequest = 1;
   #terminating = false;
   #killTimer: NodeJS.Timeout | null = null;
-  readonly #forward = (value: unknown) => this.#emitFromPort('message', value);
+  readonly #forward = (value: unknown) => this.#emitFromPort('message', [value]);
   /** Node's Worker#performance: eventLoopUtilization() (approximated, see below). */
   readonly performance: {
     eventLoopUtilization(utilization1?: EventLoopUtilization, utilization2?: EventLoopUtilization): EventLoopUtilization;
@@ -178,19 +173,22 @@ export class Worker extends EventEmitter {
     this.#execArgv = userExecArgv;
     this.#threadId = nextThreadId++;
     this.#limits = limits;
+    this.#name = name;
 
     // The script, workerData and its transfer list go out before the process exists: a value
     // that cannot be cloned throws here, with nothing started, as in Node.
     const load: LoadScript = {
-      type: LOAD_SCRIPT,
+      type: messageTypes.LOAD_SCRIPT,
       filename: filename as string,
       doEval,
       argv,
       execArgv: userExecArgv,
       workerData: options.workerData,
+      environmentData: environmentDataForWorker(),
       threadId: this.#threadId,
       resourceLimits: limits,
       name,
+      hasStdin: Boolean(options.stdin),
       noticeFd: kNoticeFd,
       parentPid: process.pid,
     };
@@ -204,15 +202,16 @@ export class Worker extends EventEmitter {
       control.port1.postMessage(load, transferList as TransferItem[]);
       const [segmentFd, socketFd, side] = handleOf(control.port2).exportFds();
       controlFds = [segmentFd, socketFd];
-      // As in a worker thread, the worker has no process.send(): no IPC channel.
+      // As in a worker thread, the worker has no process.send() (no IPC channel), and its
+      // process.stdin/stdout/stderr are streams on the control channel. Its fds 1 and 2 are ours,
+      // as a thread's are: what native code or a child process writes there reaches them.
       child = startChild(bootstrap, [doEval === false ? (filename as string) : '[worker eval]', String(side)], {
         execArgv: [...v8Flags(limits), ...userExecArgv],
-        env,
+        env: { ...env, ...inheritAddon() },
         cwd: cwd as string | undefined,  // a Buffer too, as child_process takes it
         uid: options.uid,
         gid: options.gid,
-      }, [options.stdin ? 'pipe' : 'ignore', options.stdout ? 'pipe' : 'inherit', options.stderr ? 'pipe' : 'inherit',
-        noticeFds[1], segmentFd, socketFd]);
+      }, ['ignore', 'inherit', 'inherit', noticeFds[1], segmentFd, socketFd]);
     } catch (error) {
       control.port1.close();
       if (noticeFds.length > 0) fs.closeSync(noticeFds[0]);
@@ -226,9 +225,22 @@ export class Worker extends EventEmitter {
     this.#noticeFd = noticeFds[0];
     this.#public = child.port;
     this.#control = control.port1;
-    this.#control.on('message', (message) => this.#onControl(message));
+    this.#control.on('message', (message) => this.#deliverControl(message));
     this.#control.unref();
-    this.#public.on('messageerror', (error) => this.#emitFromPort('messageerror', error));
+    // As a thread's: stdout and stderr are always streams, piped into ours unless asked for.
+    this.#stdioPort = { port: this.#control, waiting: 0 };
+    const stdout = new ReadableWorkerStdio(this.#stdioPort, 'stdout');
+    const stderr = new ReadableWorkerStdio(this.#stdioPort, 'stderr');
+    if (!options.stdout) {
+      stdout.incrementsPortRef = false;
+      pipeWithoutWarning(stdout, process.stdout);
+    }
+    if (!options.stderr) {
+      stderr.incrementsPortRef = false;
+      pipeWithoutWarning(stderr, process.stderr);
+    }
+    this.#stdio = { stdin: options.stdin ? new WritableWorkerStdio(this.#stdioPort, 'stdin') : null, stdout, stderr };
+    this.#public.on('messageerror', (error) => this.#emitFromPort('messageerror', [error]));
     // As Node's setupPortReferencing: the public port listens (and keeps this process alive)
     // while the Worker has 'message' listeners.
     this.on('newListener', (event) => {
@@ -281,7 +293,6 @@ export class Worker extends EventEmitter {
     if (this.#public === null) return;
     this.#child.ref();
     this.#public.ref();
-    for (const stream of this.#pipes()) stream.ref();
   }
 
   /** Lets this process exit while the worker still runs (the worker then ends with it). */
@@ -289,12 +300,16 @@ export class Worker extends EventEmitter {
     if (this.#public === null) return;
     this.#child.unref();
     this.#public.unref();
-    for (const stream of this.#pipes()) stream.unref();
   }
 
   /** A number for this worker, unique in this process; -1 once it has exited. */
   get threadId(): number {
     return this.#public === null ? -1 : this.#threadId;
+  }
+
+  /** The `name` option (Node 22+'s Worker#threadName); null once the worker has exited. */
+  get threadName(): string | null {
+    return this.#public === null ? null : this.#name;
   }
 
   /** The worker process's id (not in worker_threads). */
@@ -304,7 +319,7 @@ export class Worker extends EventEmitter {
 
   /**
    * The limits the worker runs with ({} once it has exited). Before 'online', -1 stands for a
-   * limit left to V8; after, the worker's own figures (as its resourceLimits export).
+   * heap limit left to V8; after, the worker's own figures (as its resourceLimits export).
    */
   get resourceLimits(): ResourceLimits {
     return this.#public === null ? {} : { ...this.#limits };
@@ -312,50 +327,153 @@ export class Worker extends EventEmitter {
 
   /** With `stdin: true`, a Writable to the worker's process.stdin; otherwise null. */
   get stdin(): Writable | null {
-    return this.#child.stdin;
+    return this.#stdio.stdin;
   }
 
-  /** With `stdout: true`, a Readable of the worker's process.stdout; otherwise null (see docs). */
-  get stdout(): Readable | null {
-    return this.#child.stdout;
+  /** The worker's process.stdout (piped into this process's, unless `stdout: true`). */
+  get stdout(): Readable {
+    return this.#stdio.stdout;
   }
 
-  /** With `stderr: true`, a Readable of the worker's process.stderr; otherwise null. */
-  get stderr(): Readable | null {
-    return this.#child.stderr;
+  /** The worker's process.stderr (piped into this process's, unless `stderr: true`). */
+  get stderr(): Readable {
+    return this.#stdio.stderr;
   }
 
-  /** The stdio pipes (net.Sockets) of stdin/stdout/stderr: true. */
-  #pipes(): { ref(): void; unref(): void }[] {
-    const { stdin, stdout, stderr } = this.#child;
-    return [stdin, stdout, stderr].filter((stream) => stream !== null) as unknown as { ref(): void; unref(): void }[];
+  /** A heap snapshot of the worker process, as Worker#getHeapSnapshot() (a Readable of its JSON). */
+  async getHeapSnapshot(options?: { exposeInternals?: boolean; exposeNumericValues?: boolean }): Promise<Readable> {
+    if (options !== undefined) {
+      if (typeof options !== 'object' || options === null) throw invalidArgType('options', 'Object', options);
+      for (const key of ['exposeInternals', 'exposeNumericValues'] as const) {
+        if (options[key] !== undefined && typeof options[key] !== 'boolean') throw invalidArgType(`options.${key}`, 'boolean', options[key]);
+      }
+    }
+    const port = await this.#request('heapSnapshot', { exposeInternals: Boolean(options?.exposeInternals), exposeNumericValues: Boolean(options?.exposeNumericValues) });
+    return snapshotStream(port as MessagePort);
+  }
+
+  /** v8.getHeapStatistics() of the worker process (Node 22+'s Worker#getHeapStatistics()). */
+  getHeapStatistics(): Promise<unknown> {
+    return this.#request('heapStatistics');
+  }
+
+  /**
+   * The CPU time of the worker process in µs, `{ user, system }`, less `prev` if given (Node
+   * 22+'s Worker#cpuUsage(), which counts the worker's thread).
+   */
+  cpuUsage(prev?: { user: number; system: number }): Promise<{ user: number; system: number }> {
+    if (prev) {
+      if (typeof prev !== 'object') throw invalidArgType('prev', 'object', prev);
+      for (const key of ['user', 'system'] as const) {
+        const value = prev[key];
+        if (typeof value !== 'number') throw invalidArgType(`prev.${key}`, 'number', value);
+        if (!(value >= 0 && value <= Number.MAX_SAFE_INTEGER)) {
+          throw codedError(RangeError, 'ERR_OUT_OF_RANGE',
+            `The value of "prev.${key}" is out of range. It must be >= 0 && <= ${Number.MAX_SAFE_INTEGER}. Received ${inspect(value)}`);
+        }
+      }
+    }
+    return this.#request('cpuUsage').then((usage) => {
+      const { user, system } = usage as { user: number; system: number };
+      return prev ? { user: user - prev.user, system: system - prev.system } : { user, system };
+    });
+  }
+
+  /** Asks the worker process; rejects with ERR_WORKER_NOT_RUNNING once it has exited. */
+  #request(what: string, options?: unknown): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      if (this.#control === null) {
+        reject(codedError(Error, 'ERR_WORKER_NOT_RUNNING', 'Worker instance not running'));
+        return;
+      }
+      const id = this.#nextRequest++;
+      this.#requests.set(id, { resolve, reject });
+      this.#control.postMessage({ type: messageTypes.REQUEST, id, what, options });
+      this.#control.ref();
+    });
+  }
+
+  /**
+   * Delivers a control message, then what else the control channel holds: as a thread's internal
+   * port goes on delivering what arrives while it delivers (Node's MessagePort::OnMessage).
+   */
+  #deliverControl(message: unknown): void {
+    this.#onControl(message);
+    for (let entry, left = kControlBatch; left > 0 && this.#control !== null && (entry = receiveMessageOnPort(this.#control)); left--) {
+      this.#onControl(entry.message);
+    }
   }
 
   #onControl(message: unknown): void {
+    // 'online' first, always (a thread's comes first unless its parent was blocked for its whole
+    // life). Anything else that a turn of the event loop reads once the process has ended waits
+    // for the end; what a turn began to read while it ran is handled, as a thread's port goes on
+    // delivering what it holds.
+    if (this.#heldBack === null && !this.#lookedThisTurn) {
+      this.#lookedThisTurn = true;
+      setImmediate(() => (this.#lookedThisTurn = false));
+      if (processEnded(this.#child.pid)) this.#heldBack = [];
+    }
+    if (this.#heldBack !== null && !isUpAndRunning(message)) this.#heldBack.push(message);
+    else this.#handleControl(message);
+  }
+
+  /** What Node's Worker does with a message on its internal port ([kOnMessage]). */
+  #handleControl(message: unknown): void {
     if (typeof message !== 'object' || message === null) return;
     const { type } = message as { type?: unknown };
-    if (type === UP_AND_RUNNING && !this.#online) {
-      this.#online = true;
-      this.#onlineAt = performance.now();
-      this.#onlineCpuMs = mainThreadCpuMs(this.#child.pid) ?? 0;
-      const limits = (message as { resourceLimits?: unknown }).resourceLimits;
-      if (isLimits(limits)) this.#limits = limits;
-      this.#emitFromPort('online');
-    } else if (type === ERROR_MESSAGE) {
-      const { error } = message as { error?: unknown };
-      this.#uncaught = error instanceof Uint8Array ? { error: Buffer.from(error) } : { unserializable: true };
-    } else if (type === COULD_NOT_SERIALIZE_ERROR) {
-      this.#uncaught = { unserializable: true };
+    switch (type) {
+      case messageTypes.UP_AND_RUNNING: {
+        if (this.#online) return;
+        this.#online = true;
+        this.#onlineAt = performance.now();
+        this.#onlineCpuMs = mainThreadCpuMs(this.#child.pid) ?? 0;
+        const limits = (message as { resourceLimits?: unknown }).resourceLimits;
+        if (isLimits(limits)) this.#limits = limits;
+        this.#emitFromPort('online', []);
+        return;
+      }
+      case messageTypes.ERROR_MESSAGE:
+      case messageTypes.COULD_NOT_SERIALIZE_ERROR: {
+        if (this.#uncaught) return;
+        this.#uncaught = true;
+        const { error } = message as { error?: unknown };
+        this.#emitFromPort('error', [decodeUncaught(type === messageTypes.ERROR_MESSAGE && error instanceof Uint8Array ? Buffer.from(error) : null)]);
+        return;
+      }
+      case messageTypes.STDIO_PAYLOAD: {
+        const { stream, chunks } = message as { stream?: unknown; chunks?: unknown };
+        if (stream === 'stdout' || stream === 'stderr') pushChunks(this.#stdio[stream], chunks);
+        return;
+      }
+      case messageTypes.STDIO_WANTS_MORE_DATA:
+        if ((message as { stream?: unknown }).stream === 'stdin') this.#stdio.stdin?.wantsMoreData();
+        return;
+      case messageTypes.RESPONSE: {
+        const { id, value, error } = message as { id?: unknown; value?: unknown; error?: unknown };
+        const request = this.#requests.get(id as number);
+        if (request === undefined) return;
+        this.#requests.delete(id as number);
+        if (this.#requests.size === 0) this.#control?.unref();
+        if (error !== undefined) request.reject(error instanceof Error ? error : new Error(String(error)));
+        else request.resolve(value);
+      }
     }
   }
 
   /**
-   * Emits what a port delivered. A listener that throws must not throw through the port's
-   * dispatch (a listener's exception there is not yet handled as Node handles it: issue 15), so
-   * its exception is rethrown from a callback of its own, where Node's usual handling applies.
+   * Emits an event for what a port delivered. A listener that throws must not throw through the
+   * port's dispatch (a listener's exception there is not yet handled as Node handles it: issue
+   * 15), so its exception is rethrown from a callback of its own, where Node's usual handling
+   * applies (an 'error' nobody listens for is this process's uncaught exception, as in Node).
    */
-  #emitFromPort(event: string, ...args: unknown[]): void {
-    if (event === 'message' && !this.#online) this.#drainControl();
+  #emitFromPort(event: string, args: unknown[]): void {
+    // 'online' was posted before any message: a message read first brings it in (with what
+    // follows it on the control channel, as if that had been read first).
+    if (event === 'message' && !this.#online && this.#control !== null) {
+      const entry = receiveMessageOnPort(this.#control);
+      if (entry !== undefined) this.#deliverControl(entry.message);
+    }
     try {
       this.emit(event, ...args);
     } catch (error) {
@@ -365,21 +483,15 @@ export class Worker extends EventEmitter {
     }
   }
 
-  /** What the worker posted on the control channel before now ('online' comes first). */
-  #drainControl(): void {
-    for (let entry; this.#control !== null && (entry = receiveMessageOnPort(this.#control)) !== undefined;) {
-      this.#onControl(entry.message);
-    }
-  }
-
   /**
-   * The process has ended: everything it posted is in the channels now. Deliver it, then
-   * 'error' (its uncaught exception, or how it died) and 'exit'.
+   * The process has ended: everything it posted is in the channels now. As Node's Worker
+   * [kOnExit]: deliver what the public channel holds, then the control channel's messages
+   * (stdio, 'online', the uncaught exception), end stdout and stderr, then 'error' for a death
+   * that was not an exception (out of memory, a signal, a failed start) and 'exit'.
    */
   #onProcessExit(code: number | null, signal: NodeJS.Signals | null): void {
     if (this.#public === null) return;
     const outOfMemory = readNotice(this.#noticeFd);
-    this.#drainControl();
     // What the worker posted is in the rings (a few thousand records at most: 512 KiB of small ones)
     // or on its way in the large ring. The cap is for a worker that handed its parentPort on to a
     // process that lives on and keeps the ring full: its later messages are not the worker's.
@@ -388,19 +500,24 @@ export class Worker extends EventEmitter {
       try {
         entry = receiveMessageOnPort(this.#public);
       } catch (error) {
-        this.#emitFromPort('messageerror', error);
+        this.#emitFromPort('messageerror', [error]);
         continue;
       }
       if (entry === undefined) break;
-      this.#emitFromPort('message', entry.message);
+      this.#emitFromPort('message', [entry.message]);
+    }
+    for (const message of this.#heldBack ?? []) this.#handleControl(message);
+    this.#heldBack = null;
+    for (let entry; this.#control !== null && (entry = receiveMessageOnPort(this.#control)) !== undefined;) {
+      this.#handleControl(entry.message);
     }
     const terminated = this.#terminating && signal !== null;
     let error: unknown = null;
     let exitCode = code ?? 1;
     if (outOfMemory) {
       error = codedError(Error, 'ERR_WORKER_OUT_OF_MEMORY', 'Worker terminated due to reaching memory limit: JS heap out of memory');
-    } else if (this.#uncaught !== null) {
-      error = decodeUncaught(this.#uncaught);
+    } else if (this.#uncaught) {
+      // Reported already.
     } else if (signal !== null && !terminated) {
       error = killedBy(signal);
     } else if (!this.#online && !terminated && code !== 0) {
@@ -422,6 +539,12 @@ export class Worker extends EventEmitter {
     if (this.#killTimer !== null) clearTimeout(this.#killTimer);
     this.removeAllListeners('message');
     this.removeAllListeners('messageerror');
+    for (const { stdout, stderr } of [this.#stdio]) {
+      if (!stdout.readableEnded) stdout.push(null);
+      if (!stderr.readableEnded) stderr.push(null);
+    }
+    for (const { reject } of this.#requests.values()) reject(codedError(Error, 'ERR_WORKER_NOT_RUNNING', 'Worker instance not running'));
+    this.#requests.clear();
     const exit = () => {
       this.emit('exit', exitCode);
       this.removeAllListeners();
@@ -510,15 +633,43 @@ function readNotice(fd: number): boolean {
   }
 }
 
-function decodeUncaught(uncaught: { error: Buffer } | { unserializable: true }): unknown {
-  if ('error' in uncaught) {
+function decodeUncaught(encoded: Buffer | null): unknown {
+  if (encoded !== null) {
     try {
-      return deserializeError(uncaught.error);
+      return deserializeError(encoded);
     } catch {
       // What the worker sent is not an encoded error.
     }
   }
   return codedError(Error, 'ERR_WORKER_UNSERIALIZABLE_ERROR', 'Serializing an uncaught exception failed');
+}
+
+function isUpAndRunning(message: unknown): boolean {
+  return typeof message === 'object' && message !== null && (message as { type?: unknown }).type === messageTypes.UP_AND_RUNNING;
+}
+
+/**
+ * True when process `pid` has ended and waits to be reaped (its exit not yet handled here), from
+ * its state in /proc: as a thread's end is seen before its ports' messages when both are pending.
+ */
+function processEnded(pid: number | undefined): boolean {
+  if (pid === undefined) return false;
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return /^\s*[ZX]/.test(stat.slice(stat.lastIndexOf(')') + 1));
+  } catch {
+    return false;
+  }
+}
+
+/** The Readable of Worker#getHeapSnapshot(): the chunks the worker process posts on `port`, then its close. */
+function snapshotStream(port: MessagePort): Readable {
+  const stream = new Readable({ read() {} });
+  port.on('message', (chunk) => {
+    if (chunk instanceof Uint8Array) stream.push(chunk);
+  });
+  port.once('close', () => stream.push(null));
+  return stream;
 }
 
 /** 'error' for a worker process that a signal ended (other than terminate()'s). */
@@ -662,45 +813,3 @@ function isLimits(value: unknown): value is Limits {
   return ['maxYoungGenerationSizeMb', 'maxOldGenerationSizeMb', 'codeRangeSizeMb', 'stackSizeMb']
     .every((key) => typeof limits[key] === 'number');
 }
-
-// ---------------------------------------------------------------------------------------------
-// In the worker: isMainThread, parentPort, workerData, threadId, resourceLimits.
-
-interface WorkerContext {
-  parentPort: MessagePort;
-  workerData: unknown;
-  threadId: number;
-  resourceLimits: Limits;
-}
-
-// Set on `process` by the worker's bootstrap, so that another copy of this package loaded in
-// the same worker process (a second node_modules) sees the same values.
-const kWorkerContext = Symbol.for('crossport.workerContext');
-const inherited = (process as unknown as { [kWorkerContext]?: WorkerContext })[kWorkerContext];
-const inThread = !workerThreads.isMainThread;
-
-/** False in a worker: a crossport Worker's process, or a worker_threads thread. */
-export let isMainThread = !inThread && inherited === undefined;
-/**
- * In a worker, the port to its parent (a worker thread: worker_threads' own parentPort); in a
- * process started by fork(), the port to its parent; otherwise null.
- */
-export let parentPort: MessagePort | workerThreads.MessagePort | null = inThread ? workerThreads.parentPort : inherited?.parentPort ?? forkParentPort;
-/** In a worker, a clone of the workerData given to its Worker; null in the main thread. */
-export let workerData: any = inThread ? workerThreads.workerData : inherited ? inherited.workerData : null;
-/** In a worker, its Worker's threadId; 0 in the main thread. */
-export let threadId: number = inThread ? workerThreads.threadId : inherited?.threadId ?? 0;
-/** In a worker, the limits it runs with; {} in the main thread. */
-export let resourceLimits: ResourceLimits = inThread ? workerThreads.resourceLimits : inherited?.resourceLimits ?? {};
-
-/** Called by the bootstrap of a worker process before the worker's script runs. */
-export function enterWorker(context: WorkerContext): void {
-  Object.defineProperty(process, kWorkerContext, { value: context });
-  isMainThread = false;
-  parentPort = context.parentPort;
-  workerData = context.workerData;
-  threadId = context.threadId;
-  resourceLimits = context.resourceLimits;
-}
-
-export const controlTypes = { LOAD_SCRIPT, UP_AND_RUNNING, ERROR_MESSAGE, COULD_NOT_SERIALIZE_ERROR } as const;

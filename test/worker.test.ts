@@ -49,6 +49,22 @@ describe('Worker: worker_threads and crossport observed alike', () => {
     }
   });
 
+  // Node emits a thread's 'error' when its internal port delivers it and its messages when the
+  // public port does: racy, but deterministic when this parent is blocked until the worker is gone.
+  test("'error' among the messages, the parent blocked inside 'online': 'error' first, then the messages", async () => {
+    const { threads, crossport } = await both('errorOrderInOnline');
+    expect(crossport).toEqual(threads);
+    expect(crossport.events).toEqual(['online', { error: 'after the messages' }, { messages: [0, 19] }, { exit: 1 }]);
+  });
+
+  test("'error' among the messages, the parent blocked from the start: the messages, then 'error'", async () => {
+    const { threads, crossport } = await both('errorOrderBlocked');
+    // Node then emits 'online' after the messages too; crossport's 'online' always comes first.
+    const withoutOnline = (events: unknown[]) => events.filter((event) => event !== 'online');
+    expect(withoutOnline(crossport.events)).toEqual(withoutOnline(threads.events));
+    expect(crossport.events).toEqual(['online', { messages: [0, 19] }, { error: 'after the messages' }, { exit: 1 }]);
+  });
+
   test("an exception the worker's own 'uncaughtException' listener handles is not an 'error'", async () => {
     const { threads, crossport } = await both('handled');
     expect(crossport).toEqual(threads);
@@ -183,6 +199,29 @@ describe('Worker: worker_threads and crossport observed alike', () => {
       expect(run.stderr).toBe('worker says hello on stderr\n');
       expect(run.stdout.split('\n').filter((line) => line && !line.startsWith('{'))).toEqual(['worker says hello on stdout']);
     }
+  });
+
+  test('a worker that writes 2 MB to stdout and leaves at once (exit, throw, natural end): worker.stdout gets all of it', async () => {
+    const { threads, crossport } = await both('stdoutFlood');
+    expect(crossport).toEqual(threads);
+    const all = { bytes: 20000 * 'line  \n'.length + 20000 * 90 + 'END\n'.length + [...Array(20000).keys()].join('').length, tail: 'END\n', readable: true };
+    // As in a thread, the worker's process.stdout/stderr are streams, not TTYs, without an fd.
+    const stderr = 'stderr: isTTY undefined undefined fd undefined\n';
+    expect(crossport).toEqual({ exit: { code: 0, ...all, stderr }, natural: { code: 0, ...all, stderr }, throw: { code: 1, ...all, stderr } });
+  });
+
+  test("by default the worker's output is piped into ours, all of it, in order", async () => {
+    const { threads, crossport, runs } = await both('stdoutFloodDefault');
+    expect(crossport).toEqual(threads);
+    expect(crossport).toEqual({ code: 0, stdoutIsStream: true, stderrIsStream: true });
+    // What this parent writes from its 'exit' listener may come before the end of the worker's
+    // output, which is still flowing through the pipe (in Node too): set it aside.
+    const ours = (run: Run) => run.stdout.split('\n').filter((line) => line !== 'parent: at exit' && !line.startsWith('{'));
+    const [threadsRun, crossportRun] = runs;
+    expect(ours(crossportRun)).toEqual(ours(threadsRun));
+    expect(ours(crossportRun)).toEqual(['parent: before', ...[...Array(2000).keys()].map((i) => `line ${i} ${'x'.repeat(90)}`), 'END', '']);
+    expect(crossportRun.stdout).toContain('parent: at exit\n');
+    expect(crossportRun.stderr).toBe(threadsRun.stderr);
   });
 
   test('bad arguments: the same errors (class, name, code, message) from both constructors', async () => {
