@@ -114,6 +114,7 @@ export class MessagePort extends NodeEventTarget {
     const handles: object[] = [];
     const handleFds: number[] = [];  // kind, fd, kind, fd, ...
     for (const item of transferListOf(transfer)) {
+      if (isMarkedAsUntransferable?.(item)) throw dataCloneError('Cannot transfer object of unsupported type.');
       if (item instanceof ArrayBuffer) {
         if (buffers.includes(item)) throw dataCloneError('Transfer list contains duplicate ArrayBuffer');
         buffers.push(item);
@@ -139,7 +140,7 @@ export class MessagePort extends NodeEventTarget {
       value = replaceHandles(value, standIns);
       objects = [...standIns.values(), ...ports];
     }
-    const detach = buffers.filter((buffer) => !isBufferPool(buffer));
+    const detach = buffers.filter((buffer) => !isUntransferable(buffer));
     state.handle.post(value, objects, ports.map(handleOf), handleFds, detach);
     for (const port of ports) markDetached(port);
     // The receiver has its own copies now (or, on a closed port, nobody does).
@@ -321,12 +322,23 @@ function isIterable(value: unknown): value is Iterable<unknown> {
   );
 }
 
-/**
- * Node copies rather than detaches the ArrayBuffer behind its pool of small Buffers. Node 20
- * gives no public test for that mark, so we recognise the current pool by identity.
- */
-function isBufferPool(buffer: ArrayBuffer): boolean {
-  return buffer.byteLength === Buffer.poolSize && Buffer.from([0]).buffer === buffer;
+// An object marked with markAsUntransferable() (e.g. the pool behind small Buffers) in a transfer
+// list: Node 21+ throws; Node 20, which has no public test for the mark, copies such an ArrayBuffer
+// rather than detach it. There, a transfer list naming it twice is no error (it is skipped), as it
+// is for any other ArrayBuffer: that asks Node itself, detaching nothing.
+const { isMarkedAsUntransferable } = workerThreads as { isMarkedAsUntransferable?: (value: unknown) => boolean };
+let untransferableProbe: workerThreads.MessageChannel | undefined;
+
+function isUntransferable(buffer: ArrayBuffer): boolean {
+  if (isMarkedAsUntransferable) return false;  // thrown for already
+  untransferableProbe ??= new workerThreads.MessageChannel();
+  try {
+    untransferableProbe.port1.postMessage(undefined, [buffer, buffer]);
+  } catch {
+    return false;
+  }
+  workerThreads.receiveMessageOnPort(untransferableProbe.port2);
+  return true;
 }
 
 /** Makes the port object for a native handle (also called by the addon for received ports). */

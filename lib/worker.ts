@@ -341,15 +341,15 @@ export class Worker extends EventEmitter {
   }
 
   /** A heap snapshot of the worker process, as Worker#getHeapSnapshot() (a Readable of its JSON). */
-  async getHeapSnapshot(options?: { exposeInternals?: boolean; exposeNumericValues?: boolean }): Promise<Readable> {
+  getHeapSnapshot(options?: { exposeInternals?: boolean; exposeNumericValues?: boolean }): Promise<Readable> {
     if (options !== undefined) {
       if (typeof options !== 'object' || options === null) throw invalidArgType('options', 'Object', options);
       for (const key of ['exposeInternals', 'exposeNumericValues'] as const) {
         if (options[key] !== undefined && typeof options[key] !== 'boolean') throw invalidArgType(`options.${key}`, 'boolean', options[key]);
       }
     }
-    const port = await this.#request('heapSnapshot', { exposeInternals: Boolean(options?.exposeInternals), exposeNumericValues: Boolean(options?.exposeNumericValues) });
-    return snapshotStream(port as MessagePort);
+    return this.#request('heapSnapshot', { exposeInternals: Boolean(options?.exposeInternals), exposeNumericValues: Boolean(options?.exposeNumericValues) })
+      .then((port) => snapshotStream(port as MessagePort));
   }
 
   /** v8.getHeapStatistics() of the worker process (Node 22+'s Worker#getHeapStatistics()). */

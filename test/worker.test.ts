@@ -224,6 +224,27 @@ describe('Worker: worker_threads and crossport observed alike', () => {
     expect(crossportRun.stderr).toBe(threadsRun.stderr);
   });
 
+  test('setEnvironmentData(): each Worker gets a copy of the data as it was when it was made; a value that cannot be cloned throws', async () => {
+    const { threads, crossport } = await both('environmentData');
+    expect(crossport).toEqual(threads);
+    expect(crossport.seen).toEqual({ k: { list: [1, 'two'], map: [['m', 3]] }, later: null });
+    expect(crossport.thrown).toMatchObject({ ctor: 'DOMException', name: 'DataCloneError' });
+  });
+
+  test("resourceLimits with no limit given: V8's figures, in the worker and from the Worker", async () => {
+    const { threads, crossport } = await both('defaultLimits');
+    expect(crossport).toEqual(threads);
+    expect(crossport.inWorker.maxYoungGenerationSizeMb).toBeGreaterThan(0);
+    expect(crossport.inWorker.maxOldGenerationSizeMb).toBeGreaterThan(0);
+  });
+
+  test('markAsUntransferable(): an ArrayBuffer so marked (and the pool of small Buffers) in a transfer list, as this Node treats it', async () => {
+    const { threads, crossport } = await both('untransferable');
+    expect(crossport).toEqual(threads);
+    expect(crossport.plain).toEqual({ threw: null, left: 0 });
+    expect(crossport.pooledStillUsable).toBe('after');
+  });
+
   test('bad arguments: the same errors (class, name, code, message) from both constructors', async () => {
     const run = await runFixture('worker-arguments.js');
     const result = report(run, 'arguments');
@@ -291,6 +312,20 @@ const killedBy = (signal: string, exit: number) => [
 ];
 
 describe('Worker: what only a process has', () => {
+  test("getHeapStatistics(), cpuUsage(), getHeapSnapshot(), threadName; ERR_WORKER_NOT_RUNNING once it has exited", async () => {
+    const notRunning = { ctor: 'Error', name: 'Error', code: 'ERR_WORKER_NOT_RUNNING', message: 'Worker instance not running' };
+    expect(await process_('diagnostics')).toEqual({
+      statisticsKeys: true,
+      heapLimitMb: expect.any(Number),
+      cpu: ['number', 'number', true, true],
+      badPrev: { ctor: 'RangeError', name: 'RangeError', code: 'ERR_OUT_OF_RANGE', message: expect.stringContaining('"prev.user" is out of range') },
+      snapshotNodes: true,
+      threadName: 'diagnosed',
+      threadNameAfter: null,
+      after: [notRunning, notRunning, notRunning],
+    });
+  });
+
   test("a SIGKILLed worker: 'error' then 'exit' 137, every message posted before it there", async () => {
     const observed = await process_('sigkill');
     expect(observed).toEqual({ messages: 1001, tail: killedBy('SIGKILL', 137), complete: true });
