@@ -163,11 +163,15 @@ function inheritedAddon(): string | undefined {
 }
 
 /** Which binary: an explicit choice, the parent's (in a Worker's process), else the one node-gyp-build finds. */
+/** The binary was named by CROSSPORT_ADDON. */
+let addonChosen = false;
+
 function addonPath(root: string): string {
   const inherited = inheritedAddon();
   // An explicit path, e.g. the cmake-js or sanitizer build, or a prebuild under test.
   const explicit = process.env.CROSSPORT_ADDON;
   if (explicit) {
+    addonChosen = true;
     const file = path.resolve(explicit);
     if (!fs.existsSync(file)) {
       throw loadError(`crossport-ipc: CROSSPORT_ADDON names ${file}, which does not exist`, 'MODULE_NOT_FOUND');
@@ -192,8 +196,13 @@ function addonPath(root: string): string {
 /** The binary this process loaded. */
 export const addonFile = addonPath(path.join(__dirname, '..'));
 
-/** The environment entry that hands `addonFile` to a Worker's process. */
-export const inheritAddon = (): Record<string, string> => ({ [kInheritedAddonKey]: `${process.versions.modules}:${addonFile}` });
+/**
+ * The environment entry that hands `addonFile` to a Worker's process, when node-gyp-build found it
+ * (the process would find the same one); a binary named by CROSSPORT_ADDON is not passed on: the
+ * worker's environment decides, as it would without this.
+ */
+export const inheritAddon = (): Record<string, string> =>
+  (addonChosen ? {} : { [kInheritedAddonKey]: `${process.versions.modules}:${addonFile}` });
 
 function load(file: string): Native {
   try {

@@ -330,7 +330,7 @@ const { isMarkedAsUntransferable } = workerThreads as { isMarkedAsUntransferable
 let untransferableProbe: workerThreads.MessageChannel | undefined;
 
 function isUntransferable(buffer: ArrayBuffer): boolean {
-  if (isMarkedAsUntransferable) return false;  // thrown for already
+  if (isMarkedAsUntransferable) return false;  // a marked one was refused before
   untransferableProbe ??= new workerThreads.MessageChannel();
   try {
     untransferableProbe.port1.postMessage(undefined, [buffer, buffer]);

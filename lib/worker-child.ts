@@ -116,7 +116,7 @@ interface WorkerStdio {
  * on first use, streams on the control channel. What the worker wrote before its end is posted
  * at 'exit' (flushSync), and what ports queue is written out after it.
  */
-function defineStdio(control: MessagePort, hasStdin: boolean): () => WorkerStdio | undefined {
+function defineStdio(control: MessagePort, hasStdin: boolean): () => WorkerStdio {
   let stdio: WorkerStdio | undefined;
   const make = (): WorkerStdio => {
     if (stdio !== undefined) return stdio;
@@ -138,17 +138,17 @@ function defineStdio(control: MessagePort, hasStdin: boolean): () => WorkerStdio
   for (const name of ['stdin', 'stdout', 'stderr'] as const) {
     Object.defineProperty(process, name, { configurable: true, enumerable: true, get: () => make()[name] });
   }
-  return () => stdio;
+  return make;
 }
 
 /** What the worker process does with what its Worker sends on the control channel. */
-function onControl(control: MessagePort, stdio: () => WorkerStdio | undefined, message: unknown): void {
+function onControl(control: MessagePort, stdio: () => WorkerStdio, message: unknown): void {
   if (typeof message !== 'object' || message === null) return;
   const { type, stream } = message as { type?: unknown; stream?: unknown };
   if (type === messageTypes.STDIO_PAYLOAD && stream === 'stdin') {
-    pushChunks(stdio()?.stdin, (message as { chunks?: unknown }).chunks);
+    pushChunks(stdio().stdin, (message as { chunks?: unknown }).chunks);
   } else if (type === messageTypes.STDIO_WANTS_MORE_DATA && (stream === 'stdout' || stream === 'stderr')) {
-    stdio()?.[stream].wantsMoreData();
+    stdio()[stream].wantsMoreData();
   } else if (type === messageTypes.REQUEST) {
     const { id, what, options } = message as { id?: unknown; what?: unknown; options?: unknown };
     try {

@@ -50,13 +50,14 @@ export const kStackBufferKb = 192;
 type StdioName = 'stdin' | 'stdout' | 'stderr';
 type Callback = (error?: Error | null) => void;
 
-/** The control port, and how many stdio streams wait on it (each keeps it referenced). */
+/** The control port, and how many stdio streams and requests wait on it (they keep it referenced). */
 export interface StdioPort {
   port: MessagePort;
   waiting: number;
 }
 
-function waitOn(owner: StdioPort, count: number): void {
+/** Counts `count` more (or fewer) waiting on the port: referenced while any does. */
+export function waitOn(owner: StdioPort, count: number): void {
   const before = owner.waiting;
   owner.waiting += count;
   if (before === 0 && owner.waiting > 0) owner.port.ref();

@@ -35,6 +35,7 @@ import {
   pushChunks,
   ReadableWorkerStdio,
   type StdioPort,
+  waitOn,
   WritableWorkerStdio,
 } from './worker-io';
 
@@ -85,41 +86,51 @@ const kControlBatch = 1000;
 
 let nextThreadId = 1;
 
-export class Worker extends EventEmitter {
-  readonly #threadId: number;
-  #limits: Limits;
-  readonly #killSignal: NodeJS.Signals | number;
-  readonly #killTimeout: number;
+/** What a Worker keeps (see Worker#state). */
+interface WorkerState {
+  threadId: number;
+  limits: Limits;
+  killSignal: NodeJS.Signals | number;
+  killTimeout: number;
   /** The execArgv the worker was given (without our V8 flags). */
-  readonly #execArgv: string[];
-  readonly #child: childProcess.ChildProcess;
+  execArgv: string[];
+  child: childProcess.ChildProcess;
   /** Our end of the public channel; null once the worker has exited. */
-  #public: MessagePort | null;
-  #control: MessagePort | null;
-  #noticeFd: number;
+  public: MessagePort | null;
+  control: MessagePort | null;
+  noticeFd: number;
   /** The control port, with the count of stdio streams waiting on it (they keep it referenced). */
-  readonly #stdioPort: StdioPort;
-  readonly #stdio: { stdin: WritableWorkerStdio | null; stdout: ReadableWorkerStdio; stderr: ReadableWorkerStdio };
-  readonly #name: string;
-  #online = false;
-  #onlineAt = 0;
-  #onlineCpuMs = 0;
+  stdioPort: StdioPort;
+  stdio: { stdin: WritableWorkerStdio | null; stdout: ReadableWorkerStdio; stderr: ReadableWorkerStdio };
+  name: string;
+  online: boolean;
+  onlineAt: number;
+  onlineCpuMs: number;
   /** The worker's uncaught exception was reported ('error' emitted). */
-  #uncaught = false;
+  uncaught: boolean;
   /**
    * Control messages held back because the worker process had already ended when this turn of
    * the event loop came to them: its end is handled first, as Node handles a thread's end before
    * its ports' messages when all are pending (the public channel first, then these).
    */
-  #heldBack: unknown[] | null = null;
+  heldBack: unknown[] | null;
   /** Whether the worker process had ended was looked at in this turn of the event loop. */
-  #lookedThisTurn = false;
+  lookedThisTurn: boolean;
   /** Answers awaited from the worker process (getHeapStatistics()...), by request id. */
-  readonly #requests = new Map<number, { resolve(value: unknown): void; reject(error: Error): void }>();
-  #nextRequest = 1;
-  #terminating = false;
-  #killTimer: NodeJS.Timeout | null = null;
-  readonly #forward = (value: unknown) => this.#emitFromPort('message', [value]);
+  readonly requests: Map<number, { resolve(value: unknown): void; reject(error: Error): void }>;
+  nextRequest: number;
+  terminating: boolean;
+  killTimer: NodeJS.Timeout | null;
+  readonly forward: (value: unknown) => void;
+}
+
+export class Worker extends EventEmitter {
+  /**
+   * The Worker's state, not enumerable (Node's Worker keeps its own under symbols). Not in ES
+   * private names: TypeScript declares those as `#private` in worker.d.ts, an error for consumers
+   * compiling for ES5.
+   */
+  private declare readonly state: WorkerState;
   /** Node's Worker#performance: eventLoopUtilization() (approximated, see below). */
   readonly performance: {
     eventLoopUtilization(utilization1?: EventLoopUtilization, utilization2?: EventLoopUtilization): EventLoopUtilization;
@@ -127,6 +138,23 @@ export class Worker extends EventEmitter {
 
   constructor(filename: string | URL, options: WorkerOptions = {}) {
     super();
+    const state: Partial<WorkerState> = {
+      public: null,
+      control: null,
+      noticeFd: -1,
+      online: false,
+      onlineAt: 0,
+      onlineCpuMs: 0,
+      uncaught: false,
+      heldBack: null,
+      lookedThisTurn: false,
+      requests: new Map(),
+      nextRequest: 1,
+      terminating: false,
+      killTimer: null,
+      forward: (value: unknown) => this.emitFromPort('message', [value]),
+    };
+    Object.defineProperty(this, 'state', { value: state });
     // The checks of Node's Worker constructor (lib/internal/worker.js), in its order.
     if (options.execArgv) validateArray(options.execArgv, 'options.execArgv');
     let argv: string[] = [];
@@ -165,15 +193,15 @@ export class Worker extends EventEmitter {
     const cwd = validateCwd(options.cwd);
     validateId(options.uid, 'options.uid');
     validateId(options.gid, 'options.gid');
-    this.#killSignal = validateSignal(options.killSignal);
-    this.#killTimeout = validateKillTimeout(options.killTimeout);
+    this.state.killSignal = validateSignal(options.killSignal);
+    this.state.killTimeout = validateKillTimeout(options.killTimeout);
 
     const limits = launchLimits(parseResourceLimits(options.resourceLimits));
     const userExecArgv = options.execArgv ? options.execArgv.map(String) : withoutEval(process.execArgv);
-    this.#execArgv = userExecArgv;
-    this.#threadId = nextThreadId++;
-    this.#limits = limits;
-    this.#name = name;
+    this.state.execArgv = userExecArgv;
+    this.state.threadId = nextThreadId++;
+    this.state.limits = limits;
+    this.state.name = name;
 
     // The script, workerData and its transfer list go out before the process exists: a value
     // that cannot be cloned throws here, with nothing started, as in Node.
@@ -185,7 +213,7 @@ export class Worker extends EventEmitter {
       execArgv: userExecArgv,
       workerData: options.workerData,
       environmentData: environmentDataForWorker(),
-      threadId: this.#threadId,
+      threadId: this.state.threadId,
       resourceLimits: limits,
       name,
       hasStdin: Boolean(options.stdin),
@@ -221,16 +249,16 @@ export class Worker extends EventEmitter {
       for (const fd of [...noticeFds.slice(1), ...controlFds]) fs.closeSync(fd);
       handleOf(control.port2).dispose();
     }
-    this.#child = child;
-    this.#noticeFd = noticeFds[0];
-    this.#public = child.port;
-    this.#control = control.port1;
-    this.#control.on('message', (message) => this.#deliverControl(message));
-    this.#control.unref();
+    this.state.child = child;
+    this.state.noticeFd = noticeFds[0];
+    this.state.public = child.port;
+    this.state.control = control.port1;
+    this.state.control.on('message', (message) => this.deliverControl(message));
+    this.state.control.unref();
     // As a thread's: stdout and stderr are always streams, piped into ours unless asked for.
-    this.#stdioPort = { port: this.#control, waiting: 0 };
-    const stdout = new ReadableWorkerStdio(this.#stdioPort, 'stdout');
-    const stderr = new ReadableWorkerStdio(this.#stdioPort, 'stderr');
+    this.state.stdioPort = { port: this.state.control, waiting: 0 };
+    const stdout = new ReadableWorkerStdio(this.state.stdioPort, 'stdout');
+    const stderr = new ReadableWorkerStdio(this.state.stdioPort, 'stderr');
     if (!options.stdout) {
       stdout.incrementsPortRef = false;
       pipeWithoutWarning(stdout, process.stdout);
@@ -239,29 +267,29 @@ export class Worker extends EventEmitter {
       stderr.incrementsPortRef = false;
       pipeWithoutWarning(stderr, process.stderr);
     }
-    this.#stdio = { stdin: options.stdin ? new WritableWorkerStdio(this.#stdioPort, 'stdin') : null, stdout, stderr };
-    this.#public.on('messageerror', (error) => this.#emitFromPort('messageerror', [error]));
+    this.state.stdio = { stdin: options.stdin ? new WritableWorkerStdio(this.state.stdioPort, 'stdin') : null, stdout, stderr };
+    this.state.public.on('messageerror', (error) => this.emitFromPort('messageerror', [error]));
     // As Node's setupPortReferencing: the public port listens (and keeps this process alive)
     // while the Worker has 'message' listeners.
     this.on('newListener', (event) => {
-      if (event === 'message' && this.listenerCount('message') === 0) this.#public?.on('message', this.#forward);
+      if (event === 'message' && this.listenerCount('message') === 0) this.state.public?.on('message', this.state.forward);
     });
     this.on('removeListener', (event) => {
-      if (event === 'message' && this.listenerCount('message') === 0) this.#public?.off('message', this.#forward);
+      if (event === 'message' && this.listenerCount('message') === 0) this.state.public?.off('message', this.state.forward);
     });
-    child.once('exit', (code, signal) => this.#onProcessExit(code, signal));
+    child.once('exit', (code, signal) => this.onProcessExit(code, signal));
     child.on('error', (error) => {
       // Only a process that could not be started ends here; a failed kill() changes nothing.
-      if (child.pid === undefined) this.#end(initFailed(error), 1);
+      if (child.pid === undefined) this.finish(initFailed(error), 1);
     });
-    this.performance = { eventLoopUtilization: eventLoopUtilization.bind(this, () => this.#loopTimes()) };
+    this.performance = { eventLoopUtilization: eventLoopUtilization.bind(this, () => this.loopTimes()) };
   }
 
   /** Sends a message to the worker's parentPort (nothing once the worker has exited). */
   postMessage(value: any, transfer?: readonly TransferItem[] | { transfer?: readonly TransferItem[] }): void {
-    if (this.#public === null) return;
+    if (this.state.public === null) return;
     // eslint-disable-next-line prefer-rest-params
-    Reflect.apply(this.#public.postMessage, this.#public, arguments);
+    Reflect.apply(this.state.public.postMessage, this.state.public, arguments);
   }
 
   /**
@@ -274,15 +302,15 @@ export class Worker extends EventEmitter {
     if (typeof callback === 'function') {
       process.emitWarning('Passing a callback to worker.terminate() is deprecated. It returns a Promise instead.',
         'DeprecationWarning', 'DEP0132');
-      if (this.#public === null) return Promise.resolve(undefined);
+      if (this.state.public === null) return Promise.resolve(undefined);
       this.once('exit', (exitCode) => callback(null, exitCode));
     }
-    if (this.#public === null) return Promise.resolve(undefined);
-    if (!this.#terminating) {
-      this.#terminating = true;
-      this.#child.kill(this.#killSignal);
-      if (this.#killTimeout !== Infinity) {
-        this.#killTimer = setTimeout(() => this.#child.kill('SIGKILL'), this.#killTimeout);
+    if (this.state.public === null) return Promise.resolve(undefined);
+    if (!this.state.terminating) {
+      this.state.terminating = true;
+      this.state.child.kill(this.state.killSignal);
+      if (this.state.killTimeout !== Infinity) {
+        this.state.killTimer = setTimeout(() => this.state.child.kill('SIGKILL'), this.state.killTimeout);
       }
     }
     return new Promise((resolve) => this.once('exit', resolve));
@@ -290,31 +318,31 @@ export class Worker extends EventEmitter {
 
   /** Keeps this process alive while the worker runs (the default). */
   ref(): void {
-    if (this.#public === null) return;
-    this.#child.ref();
-    this.#public.ref();
+    if (this.state.public === null) return;
+    this.state.child.ref();
+    this.state.public.ref();
   }
 
   /** Lets this process exit while the worker still runs (the worker then ends with it). */
   unref(): void {
-    if (this.#public === null) return;
-    this.#child.unref();
-    this.#public.unref();
+    if (this.state.public === null) return;
+    this.state.child.unref();
+    this.state.public.unref();
   }
 
   /** A number for this worker, unique in this process; -1 once it has exited. */
   get threadId(): number {
-    return this.#public === null ? -1 : this.#threadId;
+    return this.state.public === null ? -1 : this.state.threadId;
   }
 
   /** The `name` option (Node 22+'s Worker#threadName); null once the worker has exited. */
   get threadName(): string | null {
-    return this.#public === null ? null : this.#name;
+    return this.state.public === null ? null : this.state.name;
   }
 
   /** The worker process's id (not in worker_threads). */
   get pid(): number | undefined {
-    return this.#child.pid;
+    return this.state.child.pid;
   }
 
   /**
@@ -322,22 +350,22 @@ export class Worker extends EventEmitter {
    * heap limit left to V8; after, the worker's own figures (as its resourceLimits export).
    */
   get resourceLimits(): ResourceLimits {
-    return this.#public === null ? {} : { ...this.#limits };
+    return this.state.public === null ? {} : { ...this.state.limits };
   }
 
   /** With `stdin: true`, a Writable to the worker's process.stdin; otherwise null. */
   get stdin(): Writable | null {
-    return this.#stdio.stdin;
+    return this.state.stdio.stdin;
   }
 
   /** The worker's process.stdout (piped into this process's, unless `stdout: true`). */
   get stdout(): Readable {
-    return this.#stdio.stdout;
+    return this.state.stdio.stdout;
   }
 
   /** The worker's process.stderr (piped into this process's, unless `stderr: true`). */
   get stderr(): Readable {
-    return this.#stdio.stderr;
+    return this.state.stdio.stderr;
   }
 
   /** A heap snapshot of the worker process, as Worker#getHeapSnapshot() (a Readable of its JSON). */
@@ -348,13 +376,13 @@ export class Worker extends EventEmitter {
         if (options[key] !== undefined && typeof options[key] !== 'boolean') throw invalidArgType(`options.${key}`, 'boolean', options[key]);
       }
     }
-    return this.#request('heapSnapshot', { exposeInternals: Boolean(options?.exposeInternals), exposeNumericValues: Boolean(options?.exposeNumericValues) })
+    return this.ask('heapSnapshot', { exposeInternals: Boolean(options?.exposeInternals), exposeNumericValues: Boolean(options?.exposeNumericValues) })
       .then((port) => snapshotStream(port as MessagePort));
   }
 
   /** v8.getHeapStatistics() of the worker process (Node 22+'s Worker#getHeapStatistics()). */
   getHeapStatistics(): Promise<unknown> {
-    return this.#request('heapStatistics');
+    return this.ask('heapStatistics');
   }
 
   /**
@@ -373,23 +401,23 @@ export class Worker extends EventEmitter {
         }
       }
     }
-    return this.#request('cpuUsage').then((usage) => {
+    return this.ask('cpuUsage').then((usage) => {
       const { user, system } = usage as { user: number; system: number };
       return prev ? { user: user - prev.user, system: system - prev.system } : { user, system };
     });
   }
 
   /** Asks the worker process; rejects with ERR_WORKER_NOT_RUNNING once it has exited. */
-  #request(what: string, options?: unknown): Promise<unknown> {
+  private ask(what: string, options?: unknown): Promise<unknown> {
     return new Promise((resolve, reject) => {
-      if (this.#control === null) {
+      if (this.state.control === null) {
         reject(codedError(Error, 'ERR_WORKER_NOT_RUNNING', 'Worker instance not running'));
         return;
       }
-      const id = this.#nextRequest++;
-      this.#requests.set(id, { resolve, reject });
-      this.#control.postMessage({ type: messageTypes.REQUEST, id, what, options });
-      this.#control.ref();
+      const id = this.state.nextRequest++;
+      this.state.requests.set(id, { resolve, reject });
+      this.state.control.postMessage({ type: messageTypes.REQUEST, id, what, options });
+      waitOn(this.state.stdioPort, 1);
     });
   }
 
@@ -397,64 +425,64 @@ export class Worker extends EventEmitter {
    * Delivers a control message, then what else the control channel holds: as a thread's internal
    * port goes on delivering what arrives while it delivers (Node's MessagePort::OnMessage).
    */
-  #deliverControl(message: unknown): void {
-    this.#onControl(message);
-    for (let entry, left = kControlBatch; left > 0 && this.#control !== null && (entry = receiveMessageOnPort(this.#control)); left--) {
-      this.#onControl(entry.message);
+  private deliverControl(message: unknown): void {
+    this.onControl(message);
+    for (let entry, left = kControlBatch; left > 0 && this.state.control !== null && (entry = receiveMessageOnPort(this.state.control)); left--) {
+      this.onControl(entry.message);
     }
   }
 
-  #onControl(message: unknown): void {
+  private onControl(message: unknown): void {
     // 'online' first, always (a thread's comes first unless its parent was blocked for its whole
     // life). Anything else that a turn of the event loop reads once the process has ended waits
     // for the end; what a turn began to read while it ran is handled, as a thread's port goes on
     // delivering what it holds.
-    if (this.#heldBack === null && !this.#lookedThisTurn) {
-      this.#lookedThisTurn = true;
-      setImmediate(() => (this.#lookedThisTurn = false));
-      if (processEnded(this.#child.pid)) this.#heldBack = [];
+    if (this.state.heldBack === null && !this.state.lookedThisTurn) {
+      this.state.lookedThisTurn = true;
+      setImmediate(() => (this.state.lookedThisTurn = false));
+      if (processEnded(this.state.child.pid)) this.state.heldBack = [];
     }
-    if (this.#heldBack !== null && !isUpAndRunning(message)) this.#heldBack.push(message);
-    else this.#handleControl(message);
+    if (this.state.heldBack !== null && !isUpAndRunning(message)) this.state.heldBack.push(message);
+    else this.handleControl(message);
   }
 
   /** What Node's Worker does with a message on its internal port ([kOnMessage]). */
-  #handleControl(message: unknown): void {
+  private handleControl(message: unknown): void {
     if (typeof message !== 'object' || message === null) return;
     const { type } = message as { type?: unknown };
     switch (type) {
       case messageTypes.UP_AND_RUNNING: {
-        if (this.#online) return;
-        this.#online = true;
-        this.#onlineAt = performance.now();
-        this.#onlineCpuMs = mainThreadCpuMs(this.#child.pid) ?? 0;
+        if (this.state.online) return;
+        this.state.online = true;
+        this.state.onlineAt = performance.now();
+        this.state.onlineCpuMs = mainThreadCpuMs(this.state.child.pid) ?? 0;
         const limits = (message as { resourceLimits?: unknown }).resourceLimits;
-        if (isLimits(limits)) this.#limits = limits;
-        this.#emitFromPort('online', []);
+        if (isLimits(limits)) this.state.limits = limits;
+        this.emitFromPort('online', []);
         return;
       }
       case messageTypes.ERROR_MESSAGE:
       case messageTypes.COULD_NOT_SERIALIZE_ERROR: {
-        if (this.#uncaught) return;
-        this.#uncaught = true;
+        if (this.state.uncaught) return;
+        this.state.uncaught = true;
         const { error } = message as { error?: unknown };
-        this.#emitFromPort('error', [decodeUncaught(type === messageTypes.ERROR_MESSAGE && error instanceof Uint8Array ? Buffer.from(error) : null)]);
+        this.emitFromPort('error', [decodeUncaught(type === messageTypes.ERROR_MESSAGE && error instanceof Uint8Array ? Buffer.from(error) : null)]);
         return;
       }
       case messageTypes.STDIO_PAYLOAD: {
         const { stream, chunks } = message as { stream?: unknown; chunks?: unknown };
-        if (stream === 'stdout' || stream === 'stderr') pushChunks(this.#stdio[stream], chunks);
+        if (stream === 'stdout' || stream === 'stderr') pushChunks(this.state.stdio[stream], chunks);
         return;
       }
       case messageTypes.STDIO_WANTS_MORE_DATA:
-        if ((message as { stream?: unknown }).stream === 'stdin') this.#stdio.stdin?.wantsMoreData();
+        if ((message as { stream?: unknown }).stream === 'stdin') this.state.stdio.stdin?.wantsMoreData();
         return;
       case messageTypes.RESPONSE: {
         const { id, value, error } = message as { id?: unknown; value?: unknown; error?: unknown };
-        const request = this.#requests.get(id as number);
+        const request = this.state.requests.get(id as number);
         if (request === undefined) return;
-        this.#requests.delete(id as number);
-        if (this.#requests.size === 0) this.#control?.unref();
+        this.state.requests.delete(id as number);
+        waitOn(this.state.stdioPort, -1);
         if (error !== undefined) request.reject(error instanceof Error ? error : new Error(String(error)));
         else request.resolve(value);
       }
@@ -467,12 +495,12 @@ export class Worker extends EventEmitter {
    * 15), so its exception is rethrown from a callback of its own, where Node's usual handling
    * applies (an 'error' nobody listens for is this process's uncaught exception, as in Node).
    */
-  #emitFromPort(event: string, args: unknown[]): void {
+  private emitFromPort(event: string, args: unknown[]): void {
     // 'online' was posted before any message: a message read first brings it in (with what
     // follows it on the control channel, as if that had been read first).
-    if (event === 'message' && !this.#online && this.#control !== null) {
-      const entry = receiveMessageOnPort(this.#control);
-      if (entry !== undefined) this.#deliverControl(entry.message);
+    if (event === 'message' && !this.state.online && this.state.control !== null) {
+      const entry = receiveMessageOnPort(this.state.control);
+      if (entry !== undefined) this.deliverControl(entry.message);
     }
     try {
       this.emit(event, ...args);
@@ -489,62 +517,62 @@ export class Worker extends EventEmitter {
    * (stdio, 'online', the uncaught exception), end stdout and stderr, then 'error' for a death
    * that was not an exception (out of memory, a signal, a failed start) and 'exit'.
    */
-  #onProcessExit(code: number | null, signal: NodeJS.Signals | null): void {
-    if (this.#public === null) return;
-    const outOfMemory = readNotice(this.#noticeFd);
+  private onProcessExit(code: number | null, signal: NodeJS.Signals | null): void {
+    if (this.state.public === null) return;
+    const outOfMemory = readNotice(this.state.noticeFd);
     // What the worker posted is in the rings (a few thousand records at most: 512 KiB of small ones)
     // or on its way in the large ring. The cap is for a worker that handed its parentPort on to a
     // process that lives on and keeps the ring full: its later messages are not the worker's.
     for (let left = kDrainLimit; left > 0; left--) {
       let entry;
       try {
-        entry = receiveMessageOnPort(this.#public);
+        entry = receiveMessageOnPort(this.state.public);
       } catch (error) {
-        this.#emitFromPort('messageerror', [error]);
+        this.emitFromPort('messageerror', [error]);
         continue;
       }
       if (entry === undefined) break;
-      this.#emitFromPort('message', [entry.message]);
+      this.emitFromPort('message', [entry.message]);
     }
-    for (const message of this.#heldBack ?? []) this.#handleControl(message);
-    this.#heldBack = null;
-    for (let entry; this.#control !== null && (entry = receiveMessageOnPort(this.#control)) !== undefined;) {
-      this.#handleControl(entry.message);
+    for (const message of this.state.heldBack ?? []) this.handleControl(message);
+    this.state.heldBack = null;
+    for (let entry; this.state.control !== null && (entry = receiveMessageOnPort(this.state.control)) !== undefined;) {
+      this.handleControl(entry.message);
     }
-    const terminated = this.#terminating && signal !== null;
+    const terminated = this.state.terminating && signal !== null;
     let error: unknown = null;
     let exitCode = code ?? 1;
     if (outOfMemory) {
       error = codedError(Error, 'ERR_WORKER_OUT_OF_MEMORY', 'Worker terminated due to reaching memory limit: JS heap out of memory');
-    } else if (this.#uncaught) {
+    } else if (this.state.uncaught) {
       // Reported already.
     } else if (signal !== null && !terminated) {
       error = killedBy(signal);
-    } else if (!this.#online && !terminated && code !== 0) {
-      error = code === 9 ? invalidExecArgv(this.#execArgv) : initFailed(`the worker process exited with code ${code} before it started`);
+    } else if (!this.state.online && !terminated && code !== 0) {
+      error = code === 9 ? invalidExecArgv(this.state.execArgv) : initFailed(`the worker process exited with code ${code} before it started`);
     }
     // A worker thread that terminate() stops before it ran any JavaScript exits with 0, after with 1.
-    if (signal !== null) exitCode = terminated ? Number(this.#online) : 128 + (os.constants.signals[signal] ?? 0);
-    this.#end(error, exitCode);
+    if (signal !== null) exitCode = terminated ? Number(this.state.online) : 128 + (os.constants.signals[signal] ?? 0);
+    this.finish(error, exitCode);
   }
 
-  #end(error: unknown, exitCode: number): void {
-    if (this.#public === null) return;
-    this.#public.close();
-    this.#control?.close();
-    this.#public = null;
-    this.#control = null;
-    if (this.#noticeFd >= 0) fs.closeSync(this.#noticeFd);
-    this.#noticeFd = -1;
-    if (this.#killTimer !== null) clearTimeout(this.#killTimer);
+  private finish(error: unknown, exitCode: number): void {
+    if (this.state.public === null) return;
+    this.state.public.close();
+    this.state.control?.close();
+    this.state.public = null;
+    this.state.control = null;
+    if (this.state.noticeFd >= 0) fs.closeSync(this.state.noticeFd);
+    this.state.noticeFd = -1;
+    if (this.state.killTimer !== null) clearTimeout(this.state.killTimer);
     this.removeAllListeners('message');
     this.removeAllListeners('messageerror');
-    for (const { stdout, stderr } of [this.#stdio]) {
+    for (const { stdout, stderr } of [this.state.stdio]) {
       if (!stdout.readableEnded) stdout.push(null);
       if (!stderr.readableEnded) stderr.push(null);
     }
-    for (const { reject } of this.#requests.values()) reject(codedError(Error, 'ERR_WORKER_NOT_RUNNING', 'Worker instance not running'));
-    this.#requests.clear();
+    for (const { reject } of this.state.requests.values()) reject(codedError(Error, 'ERR_WORKER_NOT_RUNNING', 'Worker instance not running'));
+    this.state.requests.clear();
     const exit = () => {
       this.emit('exit', exitCode);
       this.removeAllListeners();
@@ -563,11 +591,11 @@ export class Worker extends EventEmitter {
   }
 
   /** [ms since 'online', ms the worker's main thread ran since] for eventLoopUtilization. */
-  #loopTimes(): [number, number] | null {
-    if (!this.#online || this.#public === null) return null;
-    const cpu = mainThreadCpuMs(this.#child.pid);
+  private loopTimes(): [number, number] | null {
+    if (!this.state.online || this.state.public === null) return null;
+    const cpu = mainThreadCpuMs(this.state.child.pid);
     if (cpu === null) return null;
-    return [performance.now() - this.#onlineAt, cpu - this.#onlineCpuMs];
+    return [performance.now() - this.state.onlineAt, cpu - this.state.onlineCpuMs];
   }
 }
 
