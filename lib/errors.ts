@@ -1,6 +1,6 @@
 // Errors shaped as Node throws them from its own MessagePort (name, code, message).
 import { inspect } from 'node:util';
-import * as workerThreads from 'node:worker_threads';
+import { MessageChannel, type MessagePort } from 'node:worker_threads';
 
 export function nodeError<E extends Error>(
   Type: new (message: string) => E,
@@ -34,7 +34,7 @@ export function dataCloneError(message: string): DOMException {
 // holding a port its transfer list lacks: Node 20 throws TypeErrors with codes, Node 22
 // DataCloneErrors. Learned from worker_threads itself, the first time one is needed (a channel
 // made at load time would cost every process that loads crossport).
-function learn(mistake: (port: workerThreads.MessagePort, other: workerThreads.MessagePort) => void,
+function learn(mistake: (port: MessagePort, other: MessagePort) => void,
   fallback: () => Error): () => Error {
   let make: (() => Error) | undefined;
   return () => {
@@ -43,9 +43,9 @@ function learn(mistake: (port: workerThreads.MessagePort, other: workerThreads.M
   };
 }
 
-function learnNow(mistake: (port: workerThreads.MessagePort, other: workerThreads.MessagePort) => void,
+function learnNow(mistake: (port: MessagePort, other: MessagePort) => void,
   fallback: () => Error): () => Error {
-  const { port1, port2 } = new workerThreads.MessageChannel();
+  const { port1, port2 } = new MessageChannel();
   try {
     mistake(port1, port2);
   } catch (error) {

@@ -6,10 +6,10 @@
 // V8's serializer only lets us act on host objects, which Node's handle objects are not, so the
 // sender swaps each handle in the value for a stand-in host object (see replaceHandles).
 import type * as dgram from 'node:dgram';
-import * as fs from 'node:fs';
+import { closeSync } from 'node:fs';
 import type * as fsPromises from 'node:fs/promises';
 import type * as net from 'node:net';
-import * as os from 'node:os';
+import { devNull } from 'node:os';
 
 import { dataCloneError, nodeError } from './errors';
 import { lazy } from './lazy';
@@ -61,7 +61,7 @@ export class FileDescriptor {
     const fd = this.descriptor;
     if (fd < 0) return;
     this.descriptor = -1;
-    fs.closeSync(fd);
+    closeSync(fd);
   }
 }
 
@@ -93,7 +93,7 @@ function isFileHandle(item: object): item is fsPromises.FileHandle {
 /** Called by the addon when a message holds a FileHandle before we can make one. */
 export function loadFileHandles(): void {
   fileHandleLoad ??= fsPromisesModule()
-    .open(os.devNull, 'r')
+    .open(devNull, 'r')
     .then((handle) => {
       learnFileHandleClass(handle);
       return handle.close();
@@ -222,7 +222,7 @@ export function createHandles(kinds: HandleKind[], fds: number[]): object[] {
     for (let i = 0; i < kinds.length; i++) made.push(newHandle(kinds[i], fds[i]));
   } catch (error) {
     discardHandles(made);
-    for (const fd of fds.slice(made.length)) fs.closeSync(fd);
+    for (const fd of fds.slice(made.length)) closeSync(fd);
     throw error;
   }
   return made;

@@ -1,6 +1,6 @@
 // The one place that loads the addon, and the typed shape of what it exports.
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import { existsSync } from 'node:fs';
+import { isAbsolute, join, resolve } from 'node:path';
 
 /** The native half of a MessagePort (native/port.cc). */
 export interface PortHandle {
@@ -157,7 +157,7 @@ function inheritedAddon(): string | undefined {
   delete process.env[kInheritedAddonKey];
   const separator = value.indexOf(':');
   const file = value.slice(separator + 1);
-  return separator > 0 && value.slice(0, separator) === process.versions.modules && path.isAbsolute(file) && fs.existsSync(file)
+  return separator > 0 && value.slice(0, separator) === process.versions.modules && isAbsolute(file) && existsSync(file)
     ? file
     : undefined;
 }
@@ -172,8 +172,8 @@ function addonPath(root: string): string {
   const explicit = process.env.CROSSPORT_ADDON;
   if (explicit) {
     addonChosen = true;
-    const file = path.resolve(explicit);
-    if (!fs.existsSync(file)) {
+    const file = resolve(explicit);
+    if (!existsSync(file)) {
       throw loadError(`crossport-ipc: CROSSPORT_ADDON names ${file}, which does not exist`, 'MODULE_NOT_FOUND');
     }
     return file;
@@ -194,7 +194,7 @@ function addonPath(root: string): string {
 }
 
 /** The binary this process loaded. */
-export const addonFile = addonPath(path.join(__dirname, '..'));
+export const addonFile = addonPath(join(__dirname, '..'));
 
 /**
  * The environment entry that hands `addonFile` to a Worker's process, when node-gyp-build found it

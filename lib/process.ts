@@ -3,7 +3,7 @@
 // them through an environment variable (with the parent's pid) and adopts them as `parentPort`,
 // once it checked that they are what the variable says.
 import type * as childProcess from 'node:child_process';
-import * as fs from 'node:fs';
+import { closeSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 import { nodeError } from './errors';
@@ -83,8 +83,8 @@ export function startChild(
     throw error;
   } finally {
     // The child has its own copies now (or never will): ours go, and so does port2.
-    fs.closeSync(segmentFd);
-    fs.closeSync(socketFd);
+    closeSync(segmentFd);
+    closeSync(socketFd);
     handleOf(port2).dispose();
   }
   return Object.assign(child, { port: port1 });

@@ -6,12 +6,12 @@
 // script. Its process.stdin/stdout/stderr are streams on the control channel, as a thread's are
 // on its internal port.
 import Module from 'node:module';
-import * as os from 'node:os';
-import * as path from 'node:path';
+import { constants } from 'node:os';
+import { join } from 'node:path';
 import type * as v8 from 'node:v8';
 import type * as vm from 'node:vm';
 
-import { serializeError } from './error-serdes';
+import type * as errorSerdes from './error-serdes';
 import { lazy } from './lazy';
 import { native } from './native';
 import { createPort, MessageChannel, type MessagePort, receiveMessageOnPort } from './port';
@@ -32,6 +32,11 @@ const MB = 1024 * 1024;
 // node:v8 only when the parent asks for heap figures, node:vm only for eval.
 const v8Module = lazy<typeof v8>('node:v8');
 const vmModule = lazy<typeof vm>('node:vm');
+// Needed at an uncaught exception only: loaded once the script has started (see run()), off the
+// path to the worker's first message, or then.
+let errorSerdesModule: typeof errorSerdes | undefined;
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const loadErrorSerdes = () => (errorSerdesModule ??= require('./error-serdes') as typeof errorSerdes);
 
 function fail(reason: string): never {
   process.stderr.write(`crossport: ${reason}\n`);
@@ -75,7 +80,7 @@ function isLoadScript(value: unknown): value is LoadScript {
 function run(carrier: MessagePort, control: MessagePort, load: LoadScript): void {
   // A worker thread cannot outlive its process; nor does this one outlive its parent: the
   // kernel kills it when the parent goes (Linux), and the control channel's end says so too.
-  native.setParentDeathSignal(os.constants.signals.SIGKILL);
+  native.setParentDeathSignal(constants.signals.SIGKILL);
   if (process.ppid !== load.parentPid) process.exit(1);
   control.on('close', () => process.exit(1));
   native.watchHeapLimit(load.noticeFd);
@@ -103,6 +108,8 @@ function run(carrier: MessagePort, control: MessagePort, load: LoadScript): void
     default:
       (Module as unknown as { runMain(): void }).runMain();
   }
+  // Ready before an exception can come from a callback (a file cannot be read without a free fd).
+  setImmediate(loadErrorSerdes);
 }
 
 interface WorkerStdio {
@@ -252,7 +259,7 @@ function reportUncaughtExceptions(control: MessagePort): FatalException {
     }
     let serialized: Buffer | undefined;
     try {
-      serialized = serializeError(error);
+      serialized = loadErrorSerdes().serializeError(error);
     } catch {
       // Reported as unserializable.
     }
@@ -280,14 +287,14 @@ function evalScript(name: string, body: string): void {
     _nodeModulePaths(from: string): string[];
   };
   const module = new CJSModule(name);
-  module.filename = path.join(cwd, name);
+  module.filename = join(cwd, name);
   module.paths = CJSModule._nodeModulePaths(cwd);
   const wrapper = `globalThis.module = module; globalThis.exports = exports;
     globalThis.__dirname = __dirname; globalThis.require = require; return (main) => main();`;
   (globalThis as { __filename?: string }).__filename = name;
   const runInWrapper = module._compile(wrapper, `${name}-wrapper`) as (main: () => unknown) => unknown;
-  const { constants, runInThisContext } = vmModule() as typeof vm & { constants?: { USE_MAIN_CONTEXT_DEFAULT_LOADER?: symbol } };
-  const importModuleDynamically = constants?.USE_MAIN_CONTEXT_DEFAULT_LOADER;
+  const { constants: vmConstants, runInThisContext } = vmModule() as typeof vm & { constants?: { USE_MAIN_CONTEXT_DEFAULT_LOADER?: symbol } };
+  const importModuleDynamically = vmConstants?.USE_MAIN_CONTEXT_DEFAULT_LOADER;
   runInWrapper(() => runInThisContext(body, {
     filename: name,
     displayErrors: true,

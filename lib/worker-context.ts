@@ -3,7 +3,7 @@
 // worker_threads thread (worker_threads' own values, so that one worker file serves both kinds of
 // worker) and elsewhere (the main thread's values). Small on purpose: a worker process loads it
 // before its script runs, and not the Worker class.
-import * as workerThreads from 'node:worker_threads';
+import workerThreads = require('node:worker_threads');
 
 import type { MessagePort } from './port';
 import { parentPort as forkParentPort } from './process';

@@ -11,9 +11,9 @@
 // other end as two fds (as fork() passes its own), which its bootstrap (worker-child.ts) adopts.
 import type * as childProcess from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
+import fs = require('node:fs');
+import os = require('node:os');
+import path = require('node:path');
 import { Readable, type Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { inspect } from 'node:util';
