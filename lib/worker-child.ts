@@ -118,12 +118,15 @@ interface WorkerStdio {
   stderr: WritableWorkerStdio;
 }
 
+/** The worker's stdio, made on the call; `made()` says whether it was. */
+type StdioAccess = (() => WorkerStdio) & { made(): boolean };
+
 /**
  * process.stdin/stdout/stderr as a worker thread has them (Node's is_not_main_thread.js): made
  * on first use, streams on the control channel. What the worker wrote before its end is posted
  * at 'exit' (flushSync), and what ports queue is written out after it.
  */
-function defineStdio(control: MessagePort, hasStdin: boolean): () => WorkerStdio {
+function defineStdio(control: MessagePort, hasStdin: boolean): StdioAccess {
   let stdio: WorkerStdio | undefined;
   const make = (): WorkerStdio => {
     if (stdio !== undefined) return stdio;
@@ -145,17 +148,18 @@ function defineStdio(control: MessagePort, hasStdin: boolean): () => WorkerStdio
   for (const name of ['stdin', 'stdout', 'stderr'] as const) {
     Object.defineProperty(process, name, { configurable: true, enumerable: true, get: () => make()[name] });
   }
-  return make;
+  return Object.assign(make, { made: () => stdio !== undefined });
 }
 
 /** What the worker process does with what its Worker sends on the control channel. */
-function onControl(control: MessagePort, stdio: () => WorkerStdio, message: unknown): void {
+function onControl(control: MessagePort, stdio: StdioAccess, message: unknown): void {
   if (typeof message !== 'object' || message === null) return;
   const { type, stream } = message as { type?: unknown; stream?: unknown };
   if (type === messageTypes.STDIO_PAYLOAD && stream === 'stdin') {
     pushChunks(stdio().stdin, (message as { chunks?: unknown }).chunks);
   } else if (type === messageTypes.STDIO_WANTS_MORE_DATA && (stream === 'stdout' || stream === 'stderr')) {
-    stdio()[stream].wantsMoreData();
+    // Streams not made yet have written nothing that waits (the parent asks once at the start).
+    if (stdio.made()) stdio()[stream].wantsMoreData();
   } else if (type === messageTypes.REQUEST) {
     const { id, what, options } = message as { id?: unknown; what?: unknown; options?: unknown };
     try {
