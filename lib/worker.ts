@@ -21,7 +21,7 @@ import { inspect } from 'node:util';
 import { deserializeError } from './error-serdes';
 import { codedError, invalidArgType, invalidArgValue } from './errors';
 import { inheritAddon, native } from './native';
-import { handleOf, MessageChannel, type MessagePort, receiveMessageOnPort, type TransferItem } from './port';
+import { handleOf, MessageChannel, MessagePort, receiveMessageOnPort, type TransferItem } from './port';
 import { startChild, withoutEval } from './process';
 import { environmentDataForWorker, type ResourceLimits } from './worker-context';
 import {
@@ -377,7 +377,10 @@ export class Worker extends EventEmitter {
       }
     }
     return this.ask('heapSnapshot', { exposeInternals: Boolean(options?.exposeInternals), exposeNumericValues: Boolean(options?.exposeNumericValues) })
-      .then((port) => snapshotStream(port as MessagePort));
+      .then((port) => {
+        if (!(port instanceof MessagePort)) throw new Error('crossport: the worker process sent no heap snapshot');
+        return snapshotStream(port);
+      });
   }
 
   /** v8.getHeapStatistics() of the worker process (Node 22+'s Worker#getHeapStatistics()). */
@@ -567,9 +570,8 @@ export class Worker extends EventEmitter {
     if (this.state.killTimer !== null) clearTimeout(this.state.killTimer);
     this.removeAllListeners('message');
     this.removeAllListeners('messageerror');
-    for (const { stdout, stderr } of [this.state.stdio]) {
-      if (!stdout.readableEnded) stdout.push(null);
-      if (!stderr.readableEnded) stderr.push(null);
+    for (const stream of [this.state.stdio.stdout, this.state.stdio.stderr]) {
+      if (!stream.readableEnded) stream.push(null);
     }
     for (const { reject } of this.state.requests.values()) reject(codedError(Error, 'ERR_WORKER_NOT_RUNNING', 'Worker instance not running'));
     this.state.requests.clear();
