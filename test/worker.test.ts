@@ -386,6 +386,17 @@ describe('Worker: what only a process has', () => {
     }
   });
 
+  test("a worker process refuses a control channel its parent did not make (it never runs what came on it)", async () => {
+    const run = await runFixture('worker-stray-control.js');
+    expect(report(run, 'stray')).toEqual({
+      kind: 'stray',
+      code: 1,
+      signal: null,
+      heard: [],
+      output: 'crossport: no control channel from the parent process',
+    });
+  });
+
   test("an execArgv flag Node refuses: 'error' ERR_WORKER_INVALID_EXEC_ARGV", async () => {
     const observed = await process_('unknownFlag');
     expect(observed.events).toEqual([
