@@ -18,5 +18,7 @@ export const {
   workerData,
   threadId,
   resourceLimits,
+  setEnvironmentData,
+  getEnvironmentData,
 } = crossport;
 export default crossport;

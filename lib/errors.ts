@@ -1,6 +1,6 @@
 // Errors shaped as Node throws them from its own MessagePort (name, code, message).
 import { inspect } from 'node:util';
-import * as workerThreads from 'node:worker_threads';
+import { MessageChannel, type MessagePort } from 'node:worker_threads';
 
 export function nodeError<E extends Error>(
   Type: new (message: string) => E,
@@ -32,11 +32,20 @@ export function dataCloneError(message: string): DOMException {
 
 // How this Node reports a transfer list holding something it cannot transfer, and a message
 // holding a port its transfer list lacks: Node 20 throws TypeErrors with codes, Node 22 and later
-// DataCloneErrors. Learned once from this Node's structuredClone, which shares worker_threads'
+// DataCloneErrors. Learned from this Node's structuredClone, which shares worker_threads'
 // serializer and errors (not from a worker_threads port's postMessage: on Node 22-26 that one,
-// caught or not, aborts a process run with --abort-on-uncaught-exception).
-function learn(mistake: (port: workerThreads.MessagePort) => void, fallback: () => Error): () => Error {
-  const { port1, port2 } = new workerThreads.MessageChannel();
+// caught or not, aborts a process run with --abort-on-uncaught-exception), the first time one is
+// needed (a channel made at load time would cost every process that loads crossport).
+function learn(mistake: (port: MessagePort) => void, fallback: () => Error): () => Error {
+  let make: (() => Error) | undefined;
+  return () => {
+    make ??= learnNow(mistake, fallback);
+    return make();
+  };
+}
+
+function learnNow(mistake: (port: MessagePort) => void, fallback: () => Error): () => Error {
+  const { port1, port2 } = new MessageChannel();
   try {
     mistake(port2);
   } catch (error) {
