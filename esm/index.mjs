@@ -18,6 +18,8 @@ export const {
   workerData,
   threadId,
   resourceLimits,
+  setEnvironmentData,
+  getEnvironmentData,
   allocateTransferable,
 } = crossport;
 export default crossport;

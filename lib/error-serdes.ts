@@ -5,7 +5,12 @@
 // other), `cause` encoded the same way; other values are cloned, or described by util.inspect.
 import { Buffer } from 'node:buffer';
 import { inspect } from 'node:util';
-import * as v8 from 'node:v8';
+import type * as v8 from 'node:v8';
+
+import { lazy } from './lazy';
+
+// Loaded when an error is first encoded or decoded (most workers never throw).
+const v8Module = lazy<typeof v8>('node:v8');
 
 const kSerializedError = 0;
 const kSerializedObject = 1;
@@ -76,7 +81,7 @@ export function serializeError(error: unknown, seen: Set<unknown> = new Set()): 
       seen.add(error);
       const constructor = builtinErrorName(error);
       if (constructor !== undefined) {
-        const serialized = v8.serialize({ constructor, properties: allProperties(error, error, seen) });
+        const serialized = v8Module().serialize({ constructor, properties: allProperties(error, error, seen) });
         return Buffer.concat([Buffer.from([kSerializedError]), serialized]);
       }
     }
@@ -91,7 +96,7 @@ export function serializeError(error: unknown, seen: Set<unknown> = new Set()): 
     // Try the next way.
   }
   try {
-    return Buffer.concat([Buffer.from([kSerializedObject]), v8.serialize(error)]);
+    return Buffer.concat([Buffer.from([kSerializedObject]), v8Module().serialize(error)]);
   } catch {
     // Try the next way.
   }
@@ -109,7 +114,7 @@ function text(encoded: Buffer): string {
 export function deserializeError(encoded: Buffer): unknown {
   switch (encoded[0]) {
     case kSerializedError: {
-      const { constructor, properties } = v8.deserialize(encoded.subarray(1)) as {
+      const { constructor, properties } = v8Module().deserialize(encoded.subarray(1)) as {
         constructor: unknown;
         properties: Descriptors;
       };
@@ -126,7 +131,7 @@ export function deserializeError(encoded: Buffer): unknown {
       return Object.create(errors[constructor].prototype, properties);
     }
     case kSerializedObject:
-      return v8.deserialize(encoded.subarray(1));
+      return v8Module().deserialize(encoded.subarray(1));
     case kInspectedError:
       return text(encoded);
     case kInspectedSymbol: {

@@ -1,6 +1,6 @@
 // Errors shaped as Node throws them from its own MessagePort (name, code, message).
 import { inspect } from 'node:util';
-import * as workerThreads from 'node:worker_threads';
+import { MessageChannel, type MessagePort } from 'node:worker_threads';
 
 export function nodeError<E extends Error>(
   Type: new (message: string) => E,
@@ -31,13 +31,23 @@ export function dataCloneError(message: string): DOMException {
 }
 
 // How this Node reports a transfer list holding something it cannot transfer, and a message
-// holding a port its transfer list lacks: Node 20 throws TypeErrors with codes, Node 22
-// DataCloneErrors. Learned once from worker_threads itself.
-function learn(mistake: (port: workerThreads.MessagePort, other: workerThreads.MessagePort) => void,
-  fallback: () => Error): () => Error {
-  const { port1, port2 } = new workerThreads.MessageChannel();
+// holding a port its transfer list lacks: Node 20 throws TypeErrors with codes, Node 22 and later
+// DataCloneErrors. Learned from this Node's structuredClone, which shares worker_threads'
+// serializer and errors (not from a worker_threads port's postMessage: on Node 22-26 that one,
+// caught or not, aborts a process run with --abort-on-uncaught-exception), the first time one is
+// needed (a channel made at load time would cost every process that loads crossport).
+function learn(mistake: (port: MessagePort) => void, fallback: () => Error): () => Error {
+  let make: (() => Error) | undefined;
+  return () => {
+    make ??= learnNow(mistake, fallback);
+    return make();
+  };
+}
+
+function learnNow(mistake: (port: MessagePort) => void, fallback: () => Error): () => Error {
+  const { port1, port2 } = new MessageChannel();
   try {
-    mistake(port1, port2);
+    mistake(port2);
   } catch (error) {
     const { constructor, code, name, message } = error as Error & { code?: unknown };
     if (error instanceof DOMException) return () => new DOMException(message, name);
@@ -50,12 +60,12 @@ function learn(mistake: (port: workerThreads.MessagePort, other: workerThreads.M
 }
 
 export const invalidTransferObject = learn(
-  (port) => port.postMessage(null, [{}] as never),
+  () => structuredClone(null, { transfer: [{}] as never }),
   () => nodeError(TypeError, 'ERR_INVALID_TRANSFER_OBJECT', 'Found invalid object in transferList'),
 );
 
 export const missingTransferable = learn(
-  (port, other) => port.postMessage(other),
+  (port) => structuredClone(port),
   () => nodeError(TypeError, 'ERR_MISSING_TRANSFERABLE_IN_TRANSFER_LIST',
     'Object that needs transfer was found in message but not listed in transferList'),
 );

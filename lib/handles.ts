@@ -5,14 +5,21 @@
 //
 // V8's serializer only lets us act on host objects, which Node's handle objects are not, so the
 // sender swaps each handle in the value for a stand-in host object (see replaceHandles).
-import * as dgram from 'node:dgram';
-import * as fs from 'node:fs';
-import * as fsPromises from 'node:fs/promises';
-import * as net from 'node:net';
-import * as os from 'node:os';
+import type * as dgram from 'node:dgram';
+import { closeSync } from 'node:fs';
+import type * as fsPromises from 'node:fs/promises';
+import type * as net from 'node:net';
+import { devNull } from 'node:os';
 
 import { dataCloneError, nodeError } from './errors';
+import { lazy } from './lazy';
 import { native } from './native';
+
+// Loaded when a handle is first met: a process that never sends or receives one does not pay for
+// them (a process that has a net.Socket, a dgram.Socket or a FileHandle has loaded its module).
+const netModule = lazy<typeof net>('node:net');
+const dgramModule = lazy<typeof dgram>('node:dgram');
+const fsPromisesModule = lazy<typeof fsPromises>('node:fs/promises');
 
 /** The kinds of native/message.h (HandleKind). */
 export const enum HandleKind {
@@ -54,7 +61,7 @@ export class FileDescriptor {
     const fd = this.descriptor;
     if (fd < 0) return;
     this.descriptor = -1;
-    fs.closeSync(fd);
+    closeSync(fd);
   }
 }
 
@@ -85,8 +92,8 @@ function isFileHandle(item: object): item is fsPromises.FileHandle {
 
 /** Called by the addon when a message holds a FileHandle before we can make one. */
 export function loadFileHandles(): void {
-  fileHandleLoad ??= fsPromises
-    .open(os.devNull, 'r')
+  fileHandleLoad ??= fsPromisesModule()
+    .open(devNull, 'r')
     .then((handle) => {
       learnFileHandleClass(handle);
       return handle.close();
@@ -100,9 +107,10 @@ export function loadFileHandles(): void {
 /** The kind of handle `item` is, or `undefined` when it is none (its state is not checked). */
 function kindOf(item: object): HandleKind | undefined {
   if (item instanceof FileDescriptor) return HandleKind.FileDescriptor;
-  if (item instanceof net.Socket) return HandleKind.Socket;
-  if (item instanceof net.Server) return HandleKind.Server;
-  if (item instanceof dgram.Socket) {
+  const { Socket, Server } = netModule();
+  if (item instanceof Socket) return HandleKind.Socket;
+  if (item instanceof Server) return HandleKind.Server;
+  if (item instanceof dgramModule().Socket) {
     return (item as { type?: string }).type === 'udp6' ? HandleKind.Udp6 : HandleKind.Udp4;
   }
   if (isFileHandle(item)) {
@@ -186,12 +194,12 @@ let fsBinding: { FileHandle: new (fd: number) => unknown } | undefined;
 function newHandle(kind: HandleKind, fd: number): object {
   switch (kind) {
     case HandleKind.Socket:
-      return new net.Socket({ fd, readable: true, writable: true });
+      return new (netModule().Socket)({ fd, readable: true, writable: true });
     case HandleKind.Server:
-      return net.createServer().listen({ fd });
+      return netModule().createServer().listen({ fd });
     case HandleKind.Udp4:
     case HandleKind.Udp6: {
-      const socket = dgram.createSocket(kind === HandleKind.Udp6 ? 'udp6' : 'udp4');
+      const socket = dgramModule().createSocket(kind === HandleKind.Udp6 ? 'udp6' : 'udp4');
       socket.bind({ fd });
       return socket;
     }
@@ -214,7 +222,7 @@ export function createHandles(kinds: HandleKind[], fds: number[]): object[] {
     for (let i = 0; i < kinds.length; i++) made.push(newHandle(kinds[i], fds[i]));
   } catch (error) {
     discardHandles(made);
-    for (const fd of fds.slice(made.length)) fs.closeSync(fd);
+    for (const fd of fds.slice(made.length)) closeSync(fd);
     throw error;
   }
   return made;

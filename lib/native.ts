@@ -1,6 +1,6 @@
 // The one place that loads the addon, and the typed shape of what it exports.
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { isAbsolute, join, resolve, sep } from 'node:path';
 
 /** The native half of a MessagePort (native/port.cc). */
 export interface PortHandle {
@@ -138,6 +138,11 @@ export interface Native {
    * granted (less when the stack is smaller), or 0 when the limit stays as it was.
    */
   setStackSize(kib: number): number;
+  /**
+   * [this process's heap limit (V8's heap_size_limit: old + young generation), the young
+   * generation V8 gives a heap by default], in bytes.
+   */
+  heapLimits(): [number, number];
   /** Asks for `signal` when the parent process ends; false where the system cannot. */
   setParentDeathSignal(signal: number): boolean;
   /**
@@ -155,6 +160,10 @@ export interface Native {
 interface BindingResolver {
   /** The file to load: build/Release, build/Debug, then prebuilds/<platform>-<arch>/; throws if none. */
   path(packageRoot: string): string;
+  /** The tags of a prebuilt binary's file name (abi, runtime, libc...). */
+  parseTags(file: string): object | undefined;
+  /** A filter: the parsed tags fit this runtime and ABI. */
+  matchTags(runtime: string, abi: string): (tags: object | undefined) => boolean;
 }
 
 const kRebuild = 'Run `npm rebuild crossport-ipc` to build it for this Node.js.';
@@ -165,21 +174,50 @@ function loadError(message: string, code: string, cause?: unknown): Error {
   return Object.assign(new Error(message, { cause }), { code });
 }
 
-/** Which binary: an explicit choice, else the one node-gyp-build finds for this Node. */
+// A Worker tells its process which binary it loaded (`<NODE_MODULE_VERSION>:<path>`): the process
+// runs the same Node, and need not load node-gyp-build and search for it (some 2 ms of its start).
+// Read once and never passed on, as CROSSPORT_PARENT_PORT.
+const kInheritedAddonKey = 'CROSSPORT_WORKER_ADDON';
+
+function inheritedAddon(): string | undefined {
+  const value = process.env[kInheritedAddonKey];
+  if (value === undefined) return undefined;
+  delete process.env[kInheritedAddonKey];
+  const separator = value.indexOf(':');
+  const file = value.slice(separator + 1);
+  return separator > 0 && value.slice(0, separator) === process.versions.modules && isAbsolute(file) && existsSync(file)
+    ? file
+    : undefined;
+}
+
+/** Which binary: an explicit choice, the parent's (in a Worker's process), else the one node-gyp-build finds. */
+/** The binary was named by CROSSPORT_ADDON. */
+let addonChosen = false;
+
 function addonPath(root: string): string {
+  const inherited = inheritedAddon();
   // An explicit path, e.g. the cmake-js or sanitizer build, or a prebuild under test.
   const explicit = process.env.CROSSPORT_ADDON;
   if (explicit) {
-    const file = path.resolve(explicit);
-    if (!fs.existsSync(file)) {
+    addonChosen = true;
+    const file = resolve(explicit);
+    if (!existsSync(file)) {
       throw loadError(`crossport-ipc: CROSSPORT_ADDON names ${file}, which does not exist`, 'MODULE_NOT_FOUND');
     }
     return file;
   }
+  if (inherited !== undefined) return inherited;
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const resolver = require('node-gyp-build') as BindingResolver;
   try {
-    return resolver.path(root);
+    const file = resolver.path(root);
+    // node-gyp-build prefers a local build to a prebuilt binary. A local build made under another
+    // Node (the user switched Node since) would be refused: the prebuilt one for this Node wins.
+    const build = join(root, 'build');
+    if (file.startsWith(build + sep) && builtForAbi(build) !== process.versions.modules) {
+      return prebuiltForThisNode(resolver, root) ?? file;
+    }
+    return file;
   } catch (error) {
     throw loadError(
       `crossport-ipc: the native addon is neither built nor prebuilt for ${thisNode}. ${kRebuild}\n` +
@@ -190,8 +228,41 @@ function addonPath(root: string): string {
   }
 }
 
-function load(): Native {
-  const file = addonPath(path.join(__dirname, '..'));
+/** The NODE_MODULE_VERSION node-gyp built `build` for (from its config.gypi), if it says. */
+function builtForAbi(build: string): string | undefined {
+  try {
+    return /"node_module_version":\s*(\d+)/.exec(readFileSync(join(build, 'config.gypi'), 'utf8'))?.[1];
+  } catch {
+    return undefined;
+  }
+}
+
+/** This Node's prebuilt binary in the package, if there is one. */
+function prebuiltForThisNode(resolver: BindingResolver, root: string): string | undefined {
+  const directory = join(root, 'prebuilds', `${process.platform}-${process.arch}`);
+  let files: string[];
+  try {
+    files = readdirSync(directory);
+  } catch {
+    return undefined;
+  }
+  const fits = resolver.matchTags('node', process.versions.modules);
+  const file = files.find((name) => fits(resolver.parseTags(name)));
+  return file === undefined ? undefined : join(directory, file);
+}
+
+/** The binary this process loaded. */
+export const addonFile = addonPath(join(__dirname, '..'));
+
+/**
+ * The environment entry that hands `addonFile` to a Worker's process, when node-gyp-build found it
+ * (the process would find the same one); a binary named by CROSSPORT_ADDON is not passed on: the
+ * worker's environment decides, as it would without this.
+ */
+export const inheritAddon = (): Record<string, string> =>
+  (addonChosen ? {} : { [kInheritedAddonKey]: `${process.versions.modules}:${addonFile}` });
+
+function load(file: string): Native {
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     return require(file) as Native;
@@ -209,4 +280,4 @@ function load(): Native {
   }
 }
 
-export const native: Native = load();
+export const native: Native = load(addonFile);

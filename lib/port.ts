@@ -167,6 +167,7 @@ export class MessagePort extends NodeEventTarget {
     const handles: object[] = [];
     const handleFds: number[] = [];  // kind, fd, kind, fd, ...
     for (const item of transferListOf(transfer)) {
+      if (isMarkedAsUntransferable?.(item)) throw dataCloneError('Cannot transfer object of unsupported type.');
       if (item instanceof ArrayBuffer) {
         if (buffers.includes(item)) throw dataCloneError('Transfer list contains duplicate ArrayBuffer');
         buffers.push(item);
@@ -192,7 +193,7 @@ export class MessagePort extends NodeEventTarget {
       value = replaceHandles(value, standIns);
       objects = [...standIns.values(), ...ports];
     }
-    const detach = buffers.filter((buffer) => !isBufferPool(buffer));
+    const detach = buffers.filter((buffer) => !isUntransferable(buffer));
     // A port of another transport (a remote port on a local link, a local port on a remote one)
     // travels as the far end of a new channel of this port's kind, bridged to it here.
     const carried = ports.map(handleOf);
@@ -395,12 +396,23 @@ function isIterable(value: unknown): value is Iterable<unknown> {
   );
 }
 
-/**
- * Node copies rather than detaches the ArrayBuffer behind its pool of small Buffers. Node 20
- * gives no public test for that mark, so we recognise the current pool by identity.
- */
-function isBufferPool(buffer: ArrayBuffer): boolean {
-  return buffer.byteLength === Buffer.poolSize && Buffer.from([0]).buffer === buffer;
+// An object marked with markAsUntransferable() (e.g. the pool behind small Buffers) in a transfer
+// list: Node 21+ throws; Node 20, which has no public test for the mark, copies such an ArrayBuffer
+// rather than detach it. There, a transfer list naming it twice is no error (it is skipped), as it
+// is for any other ArrayBuffer: that asks Node itself, detaching nothing.
+const { isMarkedAsUntransferable } = workerThreads as { isMarkedAsUntransferable?: (value: unknown) => boolean };
+let untransferableProbe: workerThreads.MessageChannel | undefined;
+
+function isUntransferable(buffer: ArrayBuffer): boolean {
+  if (isMarkedAsUntransferable) return false;  // a marked one was refused before
+  untransferableProbe ??= new workerThreads.MessageChannel();
+  try {
+    untransferableProbe.port1.postMessage(undefined, [buffer, buffer]);
+  } catch {
+    return false;
+  }
+  workerThreads.receiveMessageOnPort(untransferableProbe.port2);
+  return true;
 }
 
 /** Makes the port object for a native handle (also called by the addon for received ports). */
@@ -453,6 +465,10 @@ export const portHooks = {
     // leaves for the addon, which reports it as Node reports its own callbacks' and delivers the
     // rest of the batch on the next loop turn, as Node's MessagePort does.
     const asyncId = executionAsyncId();
+    // What a listener that threw left queued (its microtasks, its ticks) runs before the next
+    // message, as it does between two messages. (Otherwise nothing is queued here: a batch starts
+    // from the event loop, after Node ran everything the previous callback queued.)
+    runNextTicks();
     for (;;) {
       const data = handle.next();
       if (data === EMPTY) return;

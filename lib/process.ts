@@ -2,14 +2,18 @@
 // the channel (its segment and socket fds) is passed as two extra stdio entries; the child finds
 // them through an environment variable (with the parent's pid) and adopts them as `parentPort`,
 // once it checked that they are what the variable says.
-import * as childProcess from 'node:child_process';
-import * as fs from 'node:fs';
+import type * as childProcess from 'node:child_process';
+import { closeSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 
 import { nodeError } from './errors';
+import { lazy } from './lazy';
 import { native } from './native';
 import { createPort, handleOf, MessageChannel, type MessagePort } from './port';
 
 const kEnvironmentKey = 'CROSSPORT_PARENT_PORT';
+// A child (and a Worker's process) adopts its parentPort without child_process.
+const childProcessModule = lazy<typeof childProcess>('node:child_process');
 
 /** A ChildProcess with the parent's end of its channel. */
 export interface CrossportChildProcess extends childProcess.ChildProcess {
@@ -43,25 +47,61 @@ export function fork(
     }
     options = argsOrOptions as childProcess.ForkOptions;
   }
-  const stdio = forkStdio(options);
+  return startChild(modulePath, args, options, forkStdio(options));
+}
+
+/**
+ * fork()'s work, and (with stdio that has no 'ipc') a Node process without child_process's IPC
+ * channel: a Worker's process needs only its crossport channels, and the IPC channel costs both
+ * processes some milliseconds to set up. `stdio` is the child's, to which the channel's two fds
+ * are appended.
+ */
+export function startChild(
+  modulePath: string | URL,
+  args: readonly string[],
+  options: childProcess.ForkOptions,
+  stdio: childProcess.StdioOptions & unknown[],
+): CrossportChildProcess {
   const { port1, port2 } = new MessageChannel();
   const [segmentFd, socketFd, side] = handleOf(port2).exportFds();
   const first = stdio.length;
-  stdio.push(segmentFd, socketFd);
+  stdio = [...stdio, segmentFd, socketFd] as typeof stdio;
   const env = { ...(options.env ?? process.env), [kEnvironmentKey]: `${process.pid},${first},${first + 1},${side}` };
   let child: childProcess.ChildProcess;
   try {
-    child = childProcess.fork(modulePath, args, { ...options, stdio, env });
+    if (stdio.includes('ipc')) {
+      child = childProcessModule().fork(modulePath, args, { ...options, stdio, env });
+    } else {
+      // What child_process.fork does, less the channel.
+      const execArgv = options.execArgv ?? withoutEval(process.execArgv);
+      const file = typeof modulePath === 'string' ? modulePath : fileURLToPath(modulePath);
+      child = childProcessModule().spawn(options.execPath ?? process.execPath, [...execArgv, file, ...args],
+        { ...options, stdio, env, shell: false });
+    }
   } catch (error) {
     port1.close();
     throw error;
   } finally {
     // The child has its own copies now (or never will): ours go, and so does port2.
-    fs.closeSync(segmentFd);
-    fs.closeSync(socketFd);
+    closeSync(segmentFd);
+    closeSync(socketFd);
     handleOf(port2).dispose();
   }
   return Object.assign(child, { port: port1 });
+}
+
+/**
+ * This process's execArgv as child_process.fork passes it on: without the `-e <code>` that made
+ * this process (a child would run that code rather than its script).
+ */
+export function withoutEval(execArgv: readonly string[]): string[] {
+  const copy = [...execArgv];
+  const evaluated = (process as { _eval?: string })._eval;
+  if (evaluated != null) {
+    const index = copy.lastIndexOf(evaluated);
+    if (index > 0) copy.splice(index - 1, 2);
+  }
+  return copy;
 }
 
 function forkStdio(options: childProcess.ForkOptions): childProcess.StdioOptions & unknown[] {

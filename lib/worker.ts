@@ -9,32 +9,40 @@
 // is made, and the script posted on it, before the process is started, so that a workerData that
 // cannot be cloned throws with nothing started, as in Node; the process inherits the channel's
 // other end as two fds (as fork() passes its own), which its bootstrap (worker-child.ts) adopts.
-import * as childProcess from 'node:child_process';
+import type * as childProcess from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
-import { performance } from 'node:perf_hooks';
-import type { Readable, Writable } from 'node:stream';
+import fs = require('node:fs');
+import os = require('node:os');
+import path = require('node:path');
+import { Readable, type Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { inspect } from 'node:util';
-import * as workerThreads from 'node:worker_threads';
 
 import { deserializeError } from './error-serdes';
 import { codedError, invalidArgType, invalidArgValue } from './errors';
-import { native } from './native';
-import { handleOf, MessageChannel, type MessagePort, receiveMessageOnPort, type TransferItem } from './port';
-import { fork, parentPort as forkParentPort } from './process';
+import { inheritAddon, native } from './native';
+import { handleOf, MessageChannel, MessagePort, receiveMessageOnPort, type TransferItem } from './port';
+import { startChild, withoutEval } from './process';
+import { environmentDataForWorker, type ResourceLimits } from './worker-context';
+import {
+  kControlFds,
+  kNoticeFd,
+  kStackBufferKb,
+  type Limits,
+  type LoadScript,
+  messageTypes,
+  pipeWithoutWarning,
+  pushChunks,
+  ReadableWorkerStdio,
+  type StdioPort,
+  waitOn,
+  WritableWorkerStdio,
+} from './worker-io';
+
+export type { ResourceLimits } from './worker-context';
 
 /** worker_threads.SHARE_ENV, which a process cannot honour (see WorkerOptions.env). */
 const SHARE_ENV = Symbol.for('nodejs.worker_threads.SHARE_ENV');
-
-export interface ResourceLimits {
-  maxYoungGenerationSizeMb?: number;
-  maxOldGenerationSizeMb?: number;
-  codeRangeSizeMb?: number;
-  stackSizeMb?: number;
-}
 
 /** worker_threads.WorkerOptions, and what only a process can add. */
 export interface WorkerOptions {
@@ -67,65 +75,62 @@ export interface WorkerOptions {
   killTimeout?: number;
 }
 
-type Limits = Required<ResourceLimits>;
-
-// What travels on the control channel (as Node's messageTypes in lib/internal/worker/io.js).
-const LOAD_SCRIPT = 'loadScript';
-const UP_AND_RUNNING = 'upAndRunning';
-const ERROR_MESSAGE = 'errorMessage';
-const COULD_NOT_SERIALIZE_ERROR = 'couldNotSerializeError';
-
-/** The first message on the control channel: what the worker process is to run. */
-export interface LoadScript {
-  type: typeof LOAD_SCRIPT;
-  filename: string;
-  /** false: a file; 'classic': filename is a script to evaluate; 'module': a data: URL. */
-  doEval: false | 'classic' | 'module';
-  argv: string[];
-  execArgv: string[];
-  workerData: unknown;
-  threadId: number;
-  resourceLimits: Limits;
-  name: string;
-  noticeFd: number;
-  parentPid: number;
-}
-
 const kDefaultKillTimeout = 5000;
-// Node's stack guard for a worker thread (kStackBufferSize in src/node_worker.h) and its default
-// stack (Worker::kStackSize).
-export const kStackBufferKb = 192;
+// Node's default stack for a worker thread (Worker::kStackSize in src/node_worker.h).
 const kDefaultStackSizeMb = 4;
-// Where a worker process finds its out-of-memory notice fd (after stdin, stdout, stderr, ipc),
-// then its end of the control channel (segment, socket).
-const kNoticeFd = 4;
-export const kControlFds = [5, 6] as const;
 const bootstrap = path.join(__dirname, 'worker-child.js');
 // The most messages delivered from the public channel once the worker process has ended.
 const kDrainLimit = 1 << 16;
+// The most control messages delivered in a turn beyond those the port delivers (Node's limit).
+const kControlBatch = 1000;
 
 let nextThreadId = 1;
 
-export class Worker extends EventEmitter {
-  readonly #threadId: number;
-  #limits: Limits;
-  readonly #killSignal: NodeJS.Signals | number;
-  readonly #killTimeout: number;
+/** What a Worker keeps (see Worker#state). */
+interface WorkerState {
+  threadId: number;
+  limits: Limits;
+  killSignal: NodeJS.Signals | number;
+  killTimeout: number;
   /** The execArgv the worker was given (without our V8 flags). */
-  readonly #execArgv: string[];
-  readonly #child: childProcess.ChildProcess;
+  execArgv: string[];
+  child: childProcess.ChildProcess;
   /** Our end of the public channel; null once the worker has exited. */
-  #public: MessagePort | null;
-  #control: MessagePort | null;
-  #noticeFd: number;
-  #online = false;
-  #onlineAt = 0;
-  #onlineCpuMs = 0;
-  /** The worker's uncaught exception, encoded, until the process has ended. */
-  #uncaught: { error: Buffer } | { unserializable: true } | null = null;
-  #terminating = false;
-  #killTimer: NodeJS.Timeout | null = null;
-  readonly #forward = (value: unknown) => this.#emitFromPort('message', value);
+  public: MessagePort | null;
+  control: MessagePort | null;
+  noticeFd: number;
+  /** The control port, with the count of stdio streams waiting on it (they keep it referenced). */
+  stdioPort: StdioPort;
+  stdio: { stdin: WritableWorkerStdio | null; stdout: ReadableWorkerStdio; stderr: ReadableWorkerStdio };
+  name: string;
+  online: boolean;
+  onlineAt: number;
+  onlineCpuMs: number;
+  /** The worker's uncaught exception was reported ('error' emitted). */
+  uncaught: boolean;
+  /**
+   * Control messages held back because the worker process had already ended when this turn of
+   * the event loop came to them: its end is handled first, as Node handles a thread's end before
+   * its ports' messages when all are pending (the public channel first, then these).
+   */
+  heldBack: unknown[] | null;
+  /** Whether the worker process had ended was looked at in this turn of the event loop. */
+  lookedThisTurn: boolean;
+  /** Answers awaited from the worker process (getHeapStatistics()...), by request id. */
+  readonly requests: Map<number, { resolve(value: unknown): void; reject(error: Error): void }>;
+  nextRequest: number;
+  terminating: boolean;
+  killTimer: NodeJS.Timeout | null;
+  readonly forward: (value: unknown) => void;
+}
+
+export class Worker extends EventEmitter {
+  /**
+   * The Worker's state, not enumerable (Node's Worker keeps its own under symbols). Not in ES
+   * private names: TypeScript declares those as `#private` in worker.d.ts, an error for consumers
+   * compiling for ES5.
+   */
+  private declare readonly state: WorkerState;
   /** Node's Worker#performance: eventLoopUtilization() (approximated, see below). */
   readonly performance: {
     eventLoopUtilization(utilization1?: EventLoopUtilization, utilization2?: EventLoopUtilization): EventLoopUtilization;
@@ -133,6 +138,23 @@ export class Worker extends EventEmitter {
 
   constructor(filename: string | URL, options: WorkerOptions = {}) {
     super();
+    const state: Partial<WorkerState> = {
+      public: null,
+      control: null,
+      noticeFd: -1,
+      online: false,
+      onlineAt: 0,
+      onlineCpuMs: 0,
+      uncaught: false,
+      heldBack: null,
+      lookedThisTurn: false,
+      requests: new Map(),
+      nextRequest: 1,
+      terminating: false,
+      killTimer: null,
+      forward: (value: unknown) => this.emitFromPort('message', [value]),
+    };
+    Object.defineProperty(this, 'state', { value: state });
     // The checks of Node's Worker constructor (lib/internal/worker.js), in its order.
     if (options.execArgv) validateArray(options.execArgv, 'options.execArgv');
     let argv: string[] = [];
@@ -171,32 +193,35 @@ export class Worker extends EventEmitter {
     const cwd = validateCwd(options.cwd);
     validateId(options.uid, 'options.uid');
     validateId(options.gid, 'options.gid');
-    this.#killSignal = validateSignal(options.killSignal);
-    this.#killTimeout = validateKillTimeout(options.killTimeout);
+    this.state.killSignal = validateSignal(options.killSignal);
+    this.state.killTimeout = validateKillTimeout(options.killTimeout);
 
     const limits = launchLimits(parseResourceLimits(options.resourceLimits));
-    const userExecArgv = options.execArgv ? options.execArgv.map(String) : inheritedExecArgv();
-    this.#execArgv = userExecArgv;
-    this.#threadId = nextThreadId++;
-    this.#limits = limits;
+    const userExecArgv = options.execArgv ? options.execArgv.map(String) : withoutEval(process.execArgv);
+    this.state.execArgv = userExecArgv;
+    this.state.threadId = nextThreadId++;
+    this.state.limits = limits;
+    this.state.name = name;
 
     // The script, workerData and its transfer list go out before the process exists: a value
     // that cannot be cloned throws here, with nothing started, as in Node.
     const load: LoadScript = {
-      type: LOAD_SCRIPT,
+      type: messageTypes.LOAD_SCRIPT,
       filename: filename as string,
       doEval,
       argv,
       execArgv: userExecArgv,
       workerData: options.workerData,
-      threadId: this.#threadId,
+      environmentData: environmentDataForWorker(),
+      threadId: this.state.threadId,
       resourceLimits: limits,
       name,
+      hasStdin: Boolean(options.stdin),
       noticeFd: kNoticeFd,
       parentPid: process.pid,
     };
     const control = new MessageChannel();
-    let child: ReturnType<typeof fork>;
+    let child: ReturnType<typeof startChild>;
     let noticeFds: number[] = [];
     let controlFds: number[] = [];
     try {
@@ -205,15 +230,16 @@ export class Worker extends EventEmitter {
       control.port1.postMessage(load, transferList as TransferItem[]);
       const [segmentFd, socketFd, side] = handleOf(control.port2).exportFds();
       controlFds = [segmentFd, socketFd];
-      child = fork(bootstrap, [doEval === false ? (filename as string) : '[worker eval]', String(side)], {
+      // As in a worker thread, the worker has no process.send() (no IPC channel), and its
+      // process.stdin/stdout/stderr are streams on the control channel. Its fds 1 and 2 are ours,
+      // as a thread's are: what native code or a child process writes there reaches them.
+      child = startChild(bootstrap, [doEval === false ? (filename as string) : '[worker eval]', String(side)], {
         execArgv: [...v8Flags(limits), ...userExecArgv],
-        env,
+        env: { ...env, ...inheritAddon() },
         cwd: cwd as string | undefined,  // a Buffer too, as child_process takes it
         uid: options.uid,
         gid: options.gid,
-        stdio: [options.stdin ? 'pipe' : 'ignore', options.stdout ? 'pipe' : 'inherit',
-          options.stderr ? 'pipe' : 'inherit', 'ipc', noticeFds[1], segmentFd, socketFd],
-      });
+      }, ['ignore', 'inherit', 'inherit', noticeFds[1], segmentFd, socketFd]);
     } catch (error) {
       control.port1.close();
       if (noticeFds.length > 0) fs.closeSync(noticeFds[0]);
@@ -223,37 +249,47 @@ export class Worker extends EventEmitter {
       for (const fd of [...noticeFds.slice(1), ...controlFds]) fs.closeSync(fd);
       handleOf(control.port2).dispose();
     }
-    this.#child = child;
-    this.#noticeFd = noticeFds[0];
-    // The IPC channel that child_process.fork insists on is not used: as in a worker thread,
-    // the worker has no process.send().
-    if (child.connected) child.disconnect();
-    this.#public = child.port;
-    this.#control = control.port1;
-    this.#control.on('message', (message) => this.#onControl(message));
-    this.#control.unref();
-    this.#public.on('messageerror', (error) => this.#emitFromPort('messageerror', error));
+    this.state.child = child;
+    this.state.noticeFd = noticeFds[0];
+    this.state.public = child.port;
+    this.state.control = control.port1;
+    this.state.control.on('message', (message) => this.deliverControl(message));
+    this.state.control.unref();
+    // As a thread's: stdout and stderr are always streams, piped into ours unless asked for.
+    this.state.stdioPort = { port: this.state.control, waiting: 0 };
+    const stdout = new ReadableWorkerStdio(this.state.stdioPort, 'stdout');
+    const stderr = new ReadableWorkerStdio(this.state.stdioPort, 'stderr');
+    if (!options.stdout) {
+      stdout.incrementsPortRef = false;
+      pipeWithoutWarning(stdout, process.stdout);
+    }
+    if (!options.stderr) {
+      stderr.incrementsPortRef = false;
+      pipeWithoutWarning(stderr, process.stderr);
+    }
+    this.state.stdio = { stdin: options.stdin ? new WritableWorkerStdio(this.state.stdioPort, 'stdin') : null, stdout, stderr };
+    this.state.public.on('messageerror', (error) => this.emitFromPort('messageerror', [error]));
     // As Node's setupPortReferencing: the public port listens (and keeps this process alive)
     // while the Worker has 'message' listeners.
     this.on('newListener', (event) => {
-      if (event === 'message' && this.listenerCount('message') === 0) this.#public?.on('message', this.#forward);
+      if (event === 'message' && this.listenerCount('message') === 0) this.state.public?.on('message', this.state.forward);
     });
     this.on('removeListener', (event) => {
-      if (event === 'message' && this.listenerCount('message') === 0) this.#public?.off('message', this.#forward);
+      if (event === 'message' && this.listenerCount('message') === 0) this.state.public?.off('message', this.state.forward);
     });
-    child.once('exit', (code, signal) => this.#onProcessExit(code, signal));
+    child.once('exit', (code, signal) => this.onProcessExit(code, signal));
     child.on('error', (error) => {
       // Only a process that could not be started ends here; a failed kill() changes nothing.
-      if (child.pid === undefined) this.#end(initFailed(error), 1);
+      if (child.pid === undefined) this.finish(initFailed(error), 1);
     });
-    this.performance = { eventLoopUtilization: eventLoopUtilization.bind(this, () => this.#loopTimes()) };
+    this.performance = { eventLoopUtilization: eventLoopUtilization.bind(this, () => this.loopTimes()) };
   }
 
   /** Sends a message to the worker's parentPort (nothing once the worker has exited). */
   postMessage(value: any, transfer?: readonly TransferItem[] | { transfer?: readonly TransferItem[] }): void {
-    if (this.#public === null) return;
+    if (this.state.public === null) return;
     // eslint-disable-next-line prefer-rest-params
-    Reflect.apply(this.#public.postMessage, this.#public, arguments);
+    Reflect.apply(this.state.public.postMessage, this.state.public, arguments);
   }
 
   /**
@@ -266,15 +302,15 @@ export class Worker extends EventEmitter {
     if (typeof callback === 'function') {
       process.emitWarning('Passing a callback to worker.terminate() is deprecated. It returns a Promise instead.',
         'DeprecationWarning', 'DEP0132');
-      if (this.#public === null) return Promise.resolve(undefined);
+      if (this.state.public === null) return Promise.resolve(undefined);
       this.once('exit', (exitCode) => callback(null, exitCode));
     }
-    if (this.#public === null) return Promise.resolve(undefined);
-    if (!this.#terminating) {
-      this.#terminating = true;
-      this.#child.kill(this.#killSignal);
-      if (this.#killTimeout !== Infinity) {
-        this.#killTimer = setTimeout(() => this.#child.kill('SIGKILL'), this.#killTimeout);
+    if (this.state.public === null) return Promise.resolve(undefined);
+    if (!this.state.terminating) {
+      this.state.terminating = true;
+      this.state.child.kill(this.state.killSignal);
+      if (this.state.killTimeout !== Infinity) {
+        this.state.killTimer = setTimeout(() => this.state.child.kill('SIGKILL'), this.state.killTimeout);
       }
     }
     return new Promise((resolve) => this.once('exit', resolve));
@@ -282,84 +318,193 @@ export class Worker extends EventEmitter {
 
   /** Keeps this process alive while the worker runs (the default). */
   ref(): void {
-    if (this.#public === null) return;
-    this.#child.ref();
-    this.#public.ref();
-    for (const stream of this.#pipes()) stream.ref();
+    if (this.state.public === null) return;
+    this.state.child.ref();
+    this.state.public.ref();
   }
 
   /** Lets this process exit while the worker still runs (the worker then ends with it). */
   unref(): void {
-    if (this.#public === null) return;
-    this.#child.unref();
-    this.#public.unref();
-    for (const stream of this.#pipes()) stream.unref();
+    if (this.state.public === null) return;
+    this.state.child.unref();
+    this.state.public.unref();
   }
 
   /** A number for this worker, unique in this process; -1 once it has exited. */
   get threadId(): number {
-    return this.#public === null ? -1 : this.#threadId;
+    return this.state.public === null ? -1 : this.state.threadId;
+  }
+
+  /** The `name` option (Node 22+'s Worker#threadName); null once the worker has exited. */
+  get threadName(): string | null {
+    return this.state.public === null ? null : this.state.name;
   }
 
   /** The worker process's id (not in worker_threads). */
   get pid(): number | undefined {
-    return this.#child.pid;
+    return this.state.child.pid;
   }
 
   /**
    * The limits the worker runs with ({} once it has exited). Before 'online', -1 stands for a
-   * limit left to V8; after, the worker's own figures (as its resourceLimits export).
+   * heap limit left to V8; after, the worker's own figures (as its resourceLimits export).
    */
   get resourceLimits(): ResourceLimits {
-    return this.#public === null ? {} : { ...this.#limits };
+    return this.state.public === null ? {} : { ...this.state.limits };
   }
 
   /** With `stdin: true`, a Writable to the worker's process.stdin; otherwise null. */
   get stdin(): Writable | null {
-    return this.#child.stdin;
+    return this.state.stdio.stdin;
   }
 
-  /** With `stdout: true`, a Readable of the worker's process.stdout; otherwise null (see docs). */
-  get stdout(): Readable | null {
-    return this.#child.stdout;
+  /** The worker's process.stdout (piped into this process's, unless `stdout: true`). */
+  get stdout(): Readable {
+    return this.state.stdio.stdout;
   }
 
-  /** With `stderr: true`, a Readable of the worker's process.stderr; otherwise null. */
-  get stderr(): Readable | null {
-    return this.#child.stderr;
+  /** The worker's process.stderr (piped into this process's, unless `stderr: true`). */
+  get stderr(): Readable {
+    return this.state.stdio.stderr;
   }
 
-  /** The stdio pipes (net.Sockets) of stdin/stdout/stderr: true. */
-  #pipes(): { ref(): void; unref(): void }[] {
-    const { stdin, stdout, stderr } = this.#child;
-    return [stdin, stdout, stderr].filter((stream) => stream !== null) as unknown as { ref(): void; unref(): void }[];
+  /** A heap snapshot of the worker process, as Worker#getHeapSnapshot() (a Readable of its JSON). */
+  getHeapSnapshot(options?: { exposeInternals?: boolean; exposeNumericValues?: boolean }): Promise<Readable> {
+    if (options !== undefined) {
+      if (typeof options !== 'object' || options === null) throw invalidArgType('options', 'Object', options);
+      for (const key of ['exposeInternals', 'exposeNumericValues'] as const) {
+        if (options[key] !== undefined && typeof options[key] !== 'boolean') throw invalidArgType(`options.${key}`, 'boolean', options[key]);
+      }
+    }
+    return this.ask('heapSnapshot', { exposeInternals: Boolean(options?.exposeInternals), exposeNumericValues: Boolean(options?.exposeNumericValues) })
+      .then((port) => {
+        if (!(port instanceof MessagePort)) throw new Error('crossport: the worker process sent no heap snapshot');
+        return snapshotStream(port);
+      });
   }
 
-  #onControl(message: unknown): void {
+  /** v8.getHeapStatistics() of the worker process (Node 22+'s Worker#getHeapStatistics()). */
+  getHeapStatistics(): Promise<unknown> {
+    return this.ask('heapStatistics');
+  }
+
+  /**
+   * The CPU time of the worker process in µs, `{ user, system }`, less `prev` if given (Node
+   * 22+'s Worker#cpuUsage(), which counts the worker's thread).
+   */
+  cpuUsage(prev?: { user: number; system: number }): Promise<{ user: number; system: number }> {
+    if (prev) {
+      if (typeof prev !== 'object') throw invalidArgType('prev', 'object', prev);
+      for (const key of ['user', 'system'] as const) {
+        const value = prev[key];
+        if (typeof value !== 'number') throw invalidArgType(`prev.${key}`, 'number', value);
+        if (!(value >= 0 && value <= Number.MAX_SAFE_INTEGER)) {
+          throw codedError(RangeError, 'ERR_OUT_OF_RANGE',
+            `The value of "prev.${key}" is out of range. It must be >= 0 && <= ${Number.MAX_SAFE_INTEGER}. Received ${inspect(value)}`);
+        }
+      }
+    }
+    return this.ask('cpuUsage').then((usage) => {
+      const { user, system } = usage as { user: number; system: number };
+      return prev ? { user: user - prev.user, system: system - prev.system } : { user, system };
+    });
+  }
+
+  /** Asks the worker process; rejects with ERR_WORKER_NOT_RUNNING once it has exited. */
+  private ask(what: string, options?: unknown): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      if (this.state.control === null) {
+        reject(codedError(Error, 'ERR_WORKER_NOT_RUNNING', 'Worker instance not running'));
+        return;
+      }
+      const id = this.state.nextRequest++;
+      this.state.requests.set(id, { resolve, reject });
+      this.state.control.postMessage({ type: messageTypes.REQUEST, id, what, options });
+      waitOn(this.state.stdioPort, 1);
+    });
+  }
+
+  /**
+   * Delivers a control message, then what else the control channel holds: as a thread's internal
+   * port goes on delivering what arrives while it delivers (Node's MessagePort::OnMessage).
+   */
+  private deliverControl(message: unknown): void {
+    this.onControl(message);
+    for (let entry, left = kControlBatch; left > 0 && this.state.control !== null && (entry = receiveMessageOnPort(this.state.control)); left--) {
+      this.onControl(entry.message);
+    }
+  }
+
+  private onControl(message: unknown): void {
+    // 'online' first, always (a thread's comes first unless its parent was blocked for its whole
+    // life). Anything else that a turn of the event loop reads once the process has ended waits
+    // for the end; what a turn began to read while it ran is handled, as a thread's port goes on
+    // delivering what it holds.
+    if (this.state.heldBack === null && !this.state.lookedThisTurn) {
+      this.state.lookedThisTurn = true;
+      setImmediate(() => (this.state.lookedThisTurn = false));
+      if (processEnded(this.state.child.pid)) this.state.heldBack = [];
+    }
+    if (this.state.heldBack !== null && !isUpAndRunning(message)) this.state.heldBack.push(message);
+    else this.handleControl(message);
+  }
+
+  /** What Node's Worker does with a message on its internal port ([kOnMessage]). */
+  private handleControl(message: unknown): void {
     if (typeof message !== 'object' || message === null) return;
     const { type } = message as { type?: unknown };
-    if (type === UP_AND_RUNNING && !this.#online) {
-      this.#online = true;
-      this.#onlineAt = performance.now();
-      this.#onlineCpuMs = mainThreadCpuMs(this.#child.pid) ?? 0;
-      const limits = (message as { resourceLimits?: unknown }).resourceLimits;
-      if (isLimits(limits)) this.#limits = limits;
-      this.#emitFromPort('online');
-    } else if (type === ERROR_MESSAGE) {
-      const { error } = message as { error?: unknown };
-      this.#uncaught = error instanceof Uint8Array ? { error: Buffer.from(error) } : { unserializable: true };
-    } else if (type === COULD_NOT_SERIALIZE_ERROR) {
-      this.#uncaught = { unserializable: true };
+    switch (type) {
+      case messageTypes.UP_AND_RUNNING: {
+        if (this.state.online) return;
+        this.state.online = true;
+        this.state.onlineAt = performance.now();
+        this.state.onlineCpuMs = mainThreadCpuMs(this.state.child.pid) ?? 0;
+        const limits = (message as { resourceLimits?: unknown }).resourceLimits;
+        if (isLimits(limits)) this.state.limits = limits;
+        this.emitFromPort('online', []);
+        return;
+      }
+      case messageTypes.ERROR_MESSAGE:
+      case messageTypes.COULD_NOT_SERIALIZE_ERROR: {
+        if (this.state.uncaught) return;
+        this.state.uncaught = true;
+        const { error } = message as { error?: unknown };
+        this.emitFromPort('error', [decodeUncaught(type === messageTypes.ERROR_MESSAGE && error instanceof Uint8Array ? Buffer.from(error) : null)]);
+        return;
+      }
+      case messageTypes.STDIO_PAYLOAD: {
+        const { stream, chunks } = message as { stream?: unknown; chunks?: unknown };
+        if (stream === 'stdout' || stream === 'stderr') pushChunks(this.state.stdio[stream], chunks);
+        return;
+      }
+      case messageTypes.STDIO_WANTS_MORE_DATA:
+        if ((message as { stream?: unknown }).stream === 'stdin') this.state.stdio.stdin?.wantsMoreData();
+        return;
+      case messageTypes.RESPONSE: {
+        const { id, value, error } = message as { id?: unknown; value?: unknown; error?: unknown };
+        const request = this.state.requests.get(id as number);
+        if (request === undefined) return;
+        this.state.requests.delete(id as number);
+        waitOn(this.state.stdioPort, -1);
+        if (error !== undefined) request.reject(error instanceof Error ? error : new Error(String(error)));
+        else request.resolve(value);
+      }
     }
   }
 
   /**
-   * Emits what a port delivered. A listener that throws must not throw through the port's
-   * dispatch (a listener's exception there is not yet handled as Node handles it: issue 15), so
-   * its exception is rethrown from a callback of its own, where Node's usual handling applies.
+   * Emits an event for what a port delivered. A listener that throws must not throw through the
+   * port's dispatch (a listener's exception there is not yet handled as Node handles it: issue
+   * 15), so its exception is rethrown from a callback of its own, where Node's usual handling
+   * applies (an 'error' nobody listens for is this process's uncaught exception, as in Node).
    */
-  #emitFromPort(event: string, ...args: unknown[]): void {
-    if (event === 'message' && !this.#online) this.#drainControl();
+  private emitFromPort(event: string, args: unknown[]): void {
+    // 'online' was posted before any message: a message read first brings it in (with what
+    // follows it on the control channel, as if that had been read first).
+    if (event === 'message' && !this.state.online && this.state.control !== null) {
+      const entry = receiveMessageOnPort(this.state.control);
+      if (entry !== undefined) this.deliverControl(entry.message);
+    }
     try {
       this.emit(event, ...args);
     } catch (error) {
@@ -369,63 +514,67 @@ export class Worker extends EventEmitter {
     }
   }
 
-  /** What the worker posted on the control channel before now ('online' comes first). */
-  #drainControl(): void {
-    for (let entry; this.#control !== null && (entry = receiveMessageOnPort(this.#control)) !== undefined;) {
-      this.#onControl(entry.message);
-    }
-  }
-
   /**
-   * The process has ended: everything it posted is in the channels now. Deliver it, then
-   * 'error' (its uncaught exception, or how it died) and 'exit'.
+   * The process has ended: everything it posted is in the channels now. As Node's Worker
+   * [kOnExit]: deliver what the public channel holds, then the control channel's messages
+   * (stdio, 'online', the uncaught exception), end stdout and stderr, then 'error' for a death
+   * that was not an exception (out of memory, a signal, a failed start) and 'exit'.
    */
-  #onProcessExit(code: number | null, signal: NodeJS.Signals | null): void {
-    if (this.#public === null) return;
-    const outOfMemory = readNotice(this.#noticeFd);
-    this.#drainControl();
+  private onProcessExit(code: number | null, signal: NodeJS.Signals | null): void {
+    if (this.state.public === null) return;
+    const outOfMemory = readNotice(this.state.noticeFd);
     // What the worker posted is in the rings (a few thousand records at most: 512 KiB of small ones)
     // or on its way in the large ring. The cap is for a worker that handed its parentPort on to a
     // process that lives on and keeps the ring full: its later messages are not the worker's.
     for (let left = kDrainLimit; left > 0; left--) {
       let entry;
       try {
-        entry = receiveMessageOnPort(this.#public);
+        entry = receiveMessageOnPort(this.state.public);
       } catch (error) {
-        this.#emitFromPort('messageerror', error);
+        this.emitFromPort('messageerror', [error]);
         continue;
       }
       if (entry === undefined) break;
-      this.#emitFromPort('message', entry.message);
+      this.emitFromPort('message', [entry.message]);
     }
-    const terminated = this.#terminating && signal !== null;
+    for (const message of this.state.heldBack ?? []) this.handleControl(message);
+    this.state.heldBack = null;
+    for (let entry; this.state.control !== null && (entry = receiveMessageOnPort(this.state.control)) !== undefined;) {
+      this.handleControl(entry.message);
+    }
+    const terminated = this.state.terminating && signal !== null;
     let error: unknown = null;
     let exitCode = code ?? 1;
     if (outOfMemory) {
       error = codedError(Error, 'ERR_WORKER_OUT_OF_MEMORY', 'Worker terminated due to reaching memory limit: JS heap out of memory');
-    } else if (this.#uncaught !== null) {
-      error = decodeUncaught(this.#uncaught);
+    } else if (this.state.uncaught) {
+      // Reported already.
     } else if (signal !== null && !terminated) {
       error = killedBy(signal);
-    } else if (!this.#online && !terminated && code !== 0) {
-      error = code === 9 ? invalidExecArgv(this.#execArgv) : initFailed(`the worker process exited with code ${code} before it started`);
+    } else if (!this.state.online && !terminated && code !== 0) {
+      error = code === 9 ? invalidExecArgv(this.state.execArgv) : initFailed(`the worker process exited with code ${code} before it started`);
     }
     // A worker thread that terminate() stops before it ran any JavaScript exits with 0, after with 1.
-    if (signal !== null) exitCode = terminated ? Number(this.#online) : 128 + (os.constants.signals[signal] ?? 0);
-    this.#end(error, exitCode);
+    if (signal !== null) exitCode = terminated ? Number(this.state.online) : 128 + (os.constants.signals[signal] ?? 0);
+    this.finish(error, exitCode);
   }
 
-  #end(error: unknown, exitCode: number): void {
-    if (this.#public === null) return;
-    this.#public.close();
-    this.#control?.close();
-    this.#public = null;
-    this.#control = null;
-    if (this.#noticeFd >= 0) fs.closeSync(this.#noticeFd);
-    this.#noticeFd = -1;
-    if (this.#killTimer !== null) clearTimeout(this.#killTimer);
+  private finish(error: unknown, exitCode: number): void {
+    if (this.state.public === null) return;
+    this.state.public.close();
+    this.state.control?.close();
+    this.state.public = null;
+    this.state.control = null;
+    if (this.state.noticeFd >= 0) fs.closeSync(this.state.noticeFd);
+    this.state.noticeFd = -1;
+    if (this.state.killTimer !== null) clearTimeout(this.state.killTimer);
     this.removeAllListeners('message');
     this.removeAllListeners('messageerror');
+    for (const stream of [this.state.stdio.stdout, this.state.stdio.stderr]) {
+      if (!stream.readableEnded) stream.push(null);
+    }
+    for (const { reject } of this.state.requests.values()) reject(codedError(Error, 'ERR_WORKER_NOT_RUNNING', 'Worker instance not running'));
+    this.state.requests.clear();
     const exit = () => {
       this.emit('exit', exitCode);
       this.removeAllListeners();
@@ -444,11 +593,11 @@ export class Worker extends EventEmitter {
   }
 
   /** [ms since 'online', ms the worker's main thread ran since] for eventLoopUtilization. */
-  #loopTimes(): [number, number] | null {
-    if (!this.#online || this.#public === null) return null;
-    const cpu = mainThreadCpuMs(this.#child.pid);
+  private loopTimes(): [number, number] | null {
+    if (!this.state.online || this.state.public === null) return null;
+    const cpu = mainThreadCpuMs(this.state.child.pid);
     if (cpu === null) return null;
-    return [performance.now() - this.#onlineAt, cpu - this.#onlineCpuMs];
+    return [performance.now() - this.state.onlineAt, cpu - this.state.onlineCpuMs];
   }
 }
 
@@ -514,15 +663,43 @@ function readNotice(fd: number): boolean {
   }
 }
 
-function decodeUncaught(uncaught: { error: Buffer } | { unserializable: true }): unknown {
-  if ('error' in uncaught) {
+function decodeUncaught(encoded: Buffer | null): unknown {
+  if (encoded !== null) {
     try {
-      return deserializeError(uncaught.error);
+      return deserializeError(encoded);
     } catch {
       // What the worker sent is not an encoded error.
     }
   }
   return codedError(Error, 'ERR_WORKER_UNSERIALIZABLE_ERROR', 'Serializing an uncaught exception failed');
+}
+
+function isUpAndRunning(message: unknown): boolean {
+  return typeof message === 'object' && message !== null && (message as { type?: unknown }).type === messageTypes.UP_AND_RUNNING;
+}
+
+/**
+ * True when process `pid` has ended and waits to be reaped (its exit not yet handled here), from
+ * its state in /proc: as a thread's end is seen before its ports' messages when both are pending.
+ */
+function processEnded(pid: number | undefined): boolean {
+  if (pid === undefined) return false;
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return /^\s*[ZX]/.test(stat.slice(stat.lastIndexOf(')') + 1));
+  } catch {
+    return false;
+  }
+}
+
+/** The Readable of Worker#getHeapSnapshot(): the chunks the worker process posts on `port`, then its close. */
+function snapshotStream(port: MessagePort): Readable {
+  const stream = new Readable({ read() {} });
+  port.on('message', (chunk) => {
+    if (chunk instanceof Uint8Array) stream.push(chunk);
+  });
+  port.once('close', () => stream.push(null));
+  return stream;
 }
 
 /** 'error' for a worker process that a signal ended (other than terminate()'s). */
@@ -622,20 +799,6 @@ function workerEnv(option: unknown): NodeJS.ProcessEnv {
   throw invalidArgType('options.env', ['object', 'undefined', 'null', 'worker_threads.SHARE_ENV'], option);
 }
 
-/**
- * The parent's execArgv, as child_process.fork passes it on: without the `-e <code>` that made
- * this process (a worker would run that code rather than its script).
- */
-function inheritedExecArgv(): string[] {
-  const execArgv = [...process.execArgv];
-  const evaluated = (process as { _eval?: string })._eval;
-  if (evaluated != null) {
-    const index = execArgv.lastIndexOf(evaluated);
-    if (index > 0) execArgv.splice(index - 1, 2);
-  }
-  return execArgv;
-}
-
 /** resourceLimits as Node reads them: numbers only, -1 for what is left to V8. */
 function parseResourceLimits(option: unknown): Limits {
   const limits: Limits = { maxYoungGenerationSizeMb: -1, maxOldGenerationSizeMb: -1, codeRangeSizeMb: -1, stackSizeMb: -1 };
@@ -680,45 +843,3 @@ function isLimits(value: unknown): value is Limits {
   return ['maxYoungGenerationSizeMb', 'maxOldGenerationSizeMb', 'codeRangeSizeMb', 'stackSizeMb']
     .every((key) => typeof limits[key] === 'number');
 }
-
-// ---------------------------------------------------------------------------------------------
-// In the worker: isMainThread, parentPort, workerData, threadId, resourceLimits.
-
-interface WorkerContext {
-  parentPort: MessagePort;
-  workerData: unknown;
-  threadId: number;
-  resourceLimits: Limits;
-}
-
-// Set on `process` by the worker's bootstrap, so that another copy of this package loaded in
-// the same worker process (a second node_modules) sees the same values.
-const kWorkerContext = Symbol.for('crossport.workerContext');
-const inherited = (process as unknown as { [kWorkerContext]?: WorkerContext })[kWorkerContext];
-const inThread = !workerThreads.isMainThread;
-
-/** False in a worker: a crossport Worker's process, or a worker_threads thread. */
-export let isMainThread = !inThread && inherited === undefined;
-/**
- * In a worker, the port to its parent (a worker thread: worker_threads' own parentPort); in a
- * process started by fork(), the port to its parent; otherwise null.
- */
-export let parentPort: MessagePort | workerThreads.MessagePort | null = inThread ? workerThreads.parentPort : inherited?.parentPort ?? forkParentPort;
-/** In a worker, a clone of the workerData given to its Worker; null in the main thread. */
-export let workerData: any = inThread ? workerThreads.workerData : inherited ? inherited.workerData : null;
-/** In a worker, its Worker's threadId; 0 in the main thread. */
-export let threadId: number = inThread ? workerThreads.threadId : inherited?.threadId ?? 0;
-/** In a worker, the limits it runs with; {} in the main thread. */
-export let resourceLimits: ResourceLimits = inThread ? workerThreads.resourceLimits : inherited?.resourceLimits ?? {};
-
-/** Called by the bootstrap of a worker process before the worker's script runs. */
-export function enterWorker(context: WorkerContext): void {
-  Object.defineProperty(process, kWorkerContext, { value: context });
-  isMainThread = false;
-  parentPort = context.parentPort;
-  workerData = context.workerData;
-  threadId = context.threadId;
-  resourceLimits = context.resourceLimits;
-}
-
-export const controlTypes = { LOAD_SCRIPT, UP_AND_RUNNING, ERROR_MESSAGE, COULD_NOT_SERIALIZE_ERROR } as const;

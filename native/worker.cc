@@ -1,7 +1,9 @@
 #include "worker.h"
 
+#include <algorithm>
 #include <memory>
 #include <unordered_set>
+#include <uv.h>
 #include <v8.h>
 
 #include "addon.h"
@@ -101,12 +103,33 @@ Napi::Value SetParentDeathSignal(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), os::SetParentDeathSignal(signal));
 }
 
+// heapLimits(): [this isolate's heap limit, the young generation V8 gives a heap by default], in
+// bytes. V8 reports only the limit (old + young generation); the default young generation is what
+// Node's Worker reports for a thread given no limits (ResourceConstraints::ConfigureDefaults with
+// the memory Node tells V8 about, as SetIsolateCreateParamsForNode), and what a process started
+// without heap flags has.
+Napi::Value HeapLimits(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  v8::HeapStatistics statistics;
+  v8::Isolate::GetCurrent()->GetHeapStatistics(&statistics);
+  uint64_t memory = uv_get_total_memory();
+  uint64_t constrained = uv_get_constrained_memory();
+  if (constrained > 0) memory = std::min(memory, constrained);
+  v8::ResourceConstraints defaults;
+  if (memory > 0) defaults.ConfigureDefaults(memory, 0);
+  Napi::Array limits = Napi::Array::New(env, 2);
+  limits.Set(0u, Napi::Number::New(env, static_cast<double>(statistics.heap_size_limit())));
+  limits.Set(1u, Napi::Number::New(env, static_cast<double>(defaults.max_young_generation_size_in_bytes())));
+  return limits;
+}
+
 }  // namespace
 
 void DefineWorker(Napi::Env env, Napi::Object exports) {
   exports.Set("noticePair", Napi::Function::New(env, NoticePair, "noticePair"));
   exports.Set("watchHeapLimit", Napi::Function::New(env, WatchHeapLimit, "watchHeapLimit"));
   exports.Set("setStackSize", Napi::Function::New(env, SetStackSize, "setStackSize"));
+  exports.Set("heapLimits", Napi::Function::New(env, HeapLimits, "heapLimits"));
   exports.Set("setParentDeathSignal",
               Napi::Function::New(env, SetParentDeathSignal, "setParentDeathSignal"));
 }

@@ -49,6 +49,22 @@ describe('Worker: worker_threads and crossport observed alike', () => {
     }
   });
 
+  // Node emits a thread's 'error' when its internal port delivers it and its messages when the
+  // public port does: racy, but deterministic when this parent is blocked until the worker is gone.
+  test("'error' among the messages, the parent blocked inside 'online': 'error' first, then the messages", async () => {
+    const { threads, crossport } = await both('errorOrderInOnline');
+    expect(crossport).toEqual(threads);
+    expect(crossport.events).toEqual(['online', { error: 'after the messages' }, { messages: [0, 19] }, { exit: 1 }]);
+  });
+
+  test("'error' among the messages, the parent blocked from the start: the messages, then 'error'", async () => {
+    const { threads, crossport } = await both('errorOrderBlocked');
+    // Node then emits 'online' after the messages too; crossport's 'online' always comes first.
+    const withoutOnline = (events: unknown[]) => events.filter((event) => event !== 'online');
+    expect(withoutOnline(crossport.events)).toEqual(withoutOnline(threads.events));
+    expect(crossport.events).toEqual(['online', { messages: [0, 19] }, { error: 'after the messages' }, { exit: 1 }]);
+  });
+
   test("an exception the worker's own 'uncaughtException' listener handles is not an 'error'", async () => {
     const { threads, crossport } = await both('handled');
     expect(crossport).toEqual(threads);
@@ -182,6 +198,50 @@ describe('Worker: worker_threads and crossport observed alike', () => {
     }
   });
 
+  test('a worker that writes 2 MB to stdout and leaves at once (exit, throw, natural end): worker.stdout gets all of it', async () => {
+    const { threads, crossport } = await both('stdoutFlood');
+    expect(crossport).toEqual(threads);
+    const all = { bytes: 20000 * 'line  \n'.length + 20000 * 90 + 'END\n'.length + [...Array(20000).keys()].join('').length, tail: 'END\n', readable: true };
+    // As in a thread, the worker's process.stdout/stderr are streams, not TTYs, without an fd.
+    const stderr = 'stderr: isTTY undefined undefined fd undefined\n';
+    expect(crossport).toEqual({ exit: { code: 0, ...all, stderr }, natural: { code: 0, ...all, stderr }, throw: { code: 1, ...all, stderr } });
+  });
+
+  test("by default the worker's output is piped into ours, all of it, in order", async () => {
+    const { threads, crossport, runs } = await both('stdoutFloodDefault');
+    expect(crossport).toEqual(threads);
+    expect(crossport).toEqual({ code: 0, stdoutIsStream: true, stderrIsStream: true });
+    // What this parent writes from its 'exit' listener may come before the end of the worker's
+    // output, which is still flowing through the pipe (in Node too): set it aside.
+    const ours = (run: Run) => run.stdout.split('\n').filter((line) => line !== 'parent: at exit' && !line.startsWith('{'));
+    const [threadsRun, crossportRun] = runs;
+    expect(ours(crossportRun)).toEqual(ours(threadsRun));
+    expect(ours(crossportRun)).toEqual(['parent: before', ...[...Array(2000).keys()].map((i) => `line ${i} ${'x'.repeat(90)}`), 'END', '']);
+    expect(crossportRun.stdout).toContain('parent: at exit\n');
+    expect(crossportRun.stderr).toBe(threadsRun.stderr);
+  });
+
+  test('setEnvironmentData(): each Worker gets a copy of the data as it was when it was made; a value that cannot be cloned throws', async () => {
+    const { threads, crossport } = await both('environmentData');
+    expect(crossport).toEqual(threads);
+    expect(crossport.seen).toEqual({ k: { list: [1, 'two'], map: [['m', 3]] }, later: null });
+    expect(crossport.thrown).toMatchObject({ ctor: 'DOMException', name: 'DataCloneError' });
+  });
+
+  test("resourceLimits with no limit given: V8's figures, in the worker and from the Worker", async () => {
+    const { threads, crossport } = await both('defaultLimits');
+    expect(crossport).toEqual(threads);
+    expect(crossport.inWorker.maxYoungGenerationSizeMb).toBeGreaterThan(0);
+    expect(crossport.inWorker.maxOldGenerationSizeMb).toBeGreaterThan(0);
+  });
+
+  test('markAsUntransferable(): an ArrayBuffer so marked (and the pool of small Buffers) in a transfer list, as this Node treats it', async () => {
+    const { threads, crossport } = await both('untransferable');
+    expect(crossport).toEqual(threads);
+    expect(crossport.plain).toEqual({ threw: null, left: 0 });
+    expect(crossport.pooledStillUsable).toBe('after');
+  });
+
   test('bad arguments: the same errors (class, name, code, message) from both constructors', async () => {
     const run = await runFixture('worker-arguments.js');
     const result = report(run, 'arguments');
@@ -249,6 +309,20 @@ const killedBy = (signal: string, exit: number) => [
 ];
 
 describe('Worker: what only a process has', () => {
+  test("getHeapStatistics(), cpuUsage(), getHeapSnapshot(), threadName; ERR_WORKER_NOT_RUNNING once it has exited", async () => {
+    const notRunning = { ctor: 'Error', name: 'Error', code: 'ERR_WORKER_NOT_RUNNING', message: 'Worker instance not running' };
+    expect(await process_('diagnostics')).toEqual({
+      statisticsKeys: true,
+      heapLimitMb: expect.any(Number),
+      cpu: ['number', 'number', true, true],
+      badPrev: { ctor: 'RangeError', name: 'RangeError', code: 'ERR_OUT_OF_RANGE', message: expect.stringContaining('"prev.user" is out of range') },
+      snapshotNodes: true,
+      threadName: 'diagnosed',
+      threadNameAfter: null,
+      after: [notRunning, notRunning, notRunning],
+    });
+  });
+
   test("a SIGKILLed worker: 'error' then 'exit' 137, every message posted before it there", async () => {
     const observed = await process_('sigkill');
     expect(observed).toEqual({ messages: 1001, tail: killedBy('SIGKILL', 137), complete: true });
@@ -307,6 +381,17 @@ describe('Worker: what only a process has', () => {
     } finally {
       killIfThere(pid);  // a worker that outlived its parent must not outlive the test
     }
+  });
+
+  test("a worker process refuses a control channel its parent did not make (it never runs what came on it)", async () => {
+    const run = await runFixture('worker-stray-control.js');
+    expect(report(run, 'stray')).toEqual({
+      kind: 'stray',
+      code: 1,
+      signal: null,
+      heard: [],
+      output: 'crossport: no control channel from the parent process',
+    });
   });
 
   test("an execArgv flag Node refuses: 'error' ERR_WORKER_INVALID_EXEC_ARGV", async () => {

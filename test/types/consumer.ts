@@ -6,11 +6,16 @@ import {
   FileDescriptor,
   MessageChannel,
   MessagePort,
+  Server,
+  Worker,
+  type WorkerOptions,
   connect,
   fork,
+  getEnvironmentData,
   listen,
   parentPort,
   receiveMessageOnPort,
+  setEnvironmentData,
 } from 'crossport-ipc';
 
 function nodePortOnly(port: workerThreads.MessagePort): workerThreads.MessagePort {
@@ -48,11 +53,26 @@ port.postMessage(descriptor, [descriptor]);
 const server = listen('/tmp/crossport-types.sock', { mode: 0o600 });
 server.on('connection', (accepted: MessagePort, peer) => peer.pid + peer.uid + accepted.bufferedAmount);
 connect('/tmp/crossport-types.sock').then((connected: MessagePort) => nodePortOnly(connected));
+const asServer: Server = server;
+const isServer: boolean = server instanceof Server;
+
+// Worker: a class (loaded on first use), as a value and a type, with worker_threads' shapes.
+const options: WorkerOptions = { workerData: { n: 1 }, resourceLimits: { maxOldGenerationSizeMb: 64 }, stdout: true };
+const worker: Worker = new Worker('./task.js', options);
+worker.on('message', (value: unknown) => value);
+const exitCode: Promise<number | undefined> = worker.terminate();
+const output: NodeJS.ReadableStream = worker.stdout;
+class NamedWorker extends Worker {}
+const named: Worker = new NamedWorker(new URL('file:///task.js'), { name: 'n' });
+setEnvironmentData('key', { any: 'clonable value' });
+const environment: unknown = getEnvironmentData('key');
 
 // The checks bite: each line below must be a type error (an unused directive fails the run).
 // @ts-expect-error a port is not a number: its type is not any
 const notANumber: number = port;
 // @ts-expect-error the transfer list must be a list or { transfer }
 port.postMessage(1, 'transfer');
+// @ts-expect-error Worker is not any either
+const notAString: string = worker;
 
-export { buffered, nodeChannel, nodeReceive, notANumber, received };
+export { asServer, buffered, environment, exitCode, isServer, named, nodeChannel, nodeReceive, notANumber, notAString, output, received };
