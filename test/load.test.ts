@@ -9,10 +9,32 @@ import { fixture, runFixture } from './helpers';
 
 const strace = spawnSync('strace', ['-V']).status === 0;
 
-/** Starts one process that spins for ever per CPU; returns a function that stops them. */
-function busyEveryCpu(): () => void {
-  const busy: ChildProcess[] = os.cpus().map(() => spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' }));
-  return () => busy.forEach((child) => child.kill('SIGKILL'));
+/**
+ * Starts one process that spins for ever per CPU and waits until each one spins (each says so
+ * just before its loop: a Node process takes a while to start, several times longer under the
+ * sanitizers, and a ping-pong started before them would run on idle CPUs). Returns a function
+ * that stops them.
+ */
+async function busyEveryCpu(): Promise<() => void> {
+  const busy: ChildProcess[] = os.cpus().map(() =>
+    spawn(process.execPath, ['-e', "process.stdout.write('spinning\\n'); for (;;) {}"], { stdio: ['ignore', 'pipe', 'ignore'] }),
+  );
+  const stop = () => busy.forEach((child) => child.kill('SIGKILL'));
+  try {
+    await Promise.all(
+      busy.map(
+        (child) =>
+          new Promise<void>((resolve, reject) => {
+            child.stdout!.once('data', () => resolve());
+            child.once('exit', (code, signal) => reject(new Error(`a busy process ended before it spun (${code ?? signal})`)));
+          }),
+      ),
+    );
+  } catch (error) {
+    stop();
+    throw error;
+  }
+  return stop;
 }
 
 describe('with every CPU busy', () => {
@@ -21,7 +43,7 @@ describe('with every CPU busy', () => {
   // CPU to a busy neighbour for a whole time slice (milliseconds inside a round trip): there the
   // window must stay closed and the port sleep at once, as worker_threads does.
   (strace ? test : test.skip)('a ping-pong gives its CPU up by sleeping, not by yielding it to the busy processes', async () => {
-    const stop = busyEveryCpu();
+    const stop = await busyEveryCpu();
     const counts = path.join(os.tmpdir(), `crossport-yields-${process.pid}.txt`);
     try {
       const run = await new Promise<{ code: number | null; stdout: string }>((resolve, reject) => {
@@ -48,7 +70,7 @@ describe('with every CPU busy', () => {
   });
 
   test('a ping-pong still completes', async () => {
-    const stop = busyEveryCpu();
+    const stop = await busyEveryCpu();
     try {
       const run = await runFixture('pingpong.js', ['2000']);
       expect(run.code).toBe(0);
