@@ -283,8 +283,9 @@ void DecodeAsPort(IncomingRecord* record, uv_loop_t* loop, Client* client) {
       // As AdoptIncoming maps them: whatever the peer sent, every page mapped reads.
       uint64_t size = 0;
       size_t mapped_length = 0;
+      crossport::os::SystemError error{0, nullptr};
       void* base = crossport::os::MapSealedChunks(chunks.data(), chunks.size(), uint64_t{1} << 34,
-                                                  &size, &mapped_length, nullptr);
+                                                  &size, &mapped_length, &error);
       if (base != nullptr) {
         volatile uint8_t sum = 0;
         for (uint64_t at = 0; at < size; at += 4096) sum += static_cast<const uint8_t*>(base)[at];
