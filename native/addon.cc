@@ -229,14 +229,56 @@ bool CanCallJavaScript(Napi::Env env) {
          napi_strict_equals(env, undefined, undefined, &same) == napi_ok;
 }
 
-bool CallFromEventLoop(Napi::Env env, Napi::AsyncContext* context, Napi::Object recv,
+// The current AsyncLocalStorage frame (V8 12 and 13 type it as a Value, 14 as Data). Node 20's
+// AsyncLocalStorage keeps its stores on the async resource, which the AsyncContext restores.
+static v8::Local<v8::Data> CurrentFrame(v8::Isolate* isolate) {
+#if V8_MAJOR_VERSION >= 14
+  return isolate->GetContinuationPreservedEmbedderDataV2();
+#elif V8_MAJOR_VERSION >= 12
+  return isolate->GetContinuationPreservedEmbedderData();
+#else
+  return v8::Undefined(isolate);
+#endif
+}
+
+static void SetCurrentFrame(v8::Isolate* isolate, v8::Local<v8::Data> frame) {
+#if V8_MAJOR_VERSION >= 14
+  isolate->SetContinuationPreservedEmbedderDataV2(frame);
+#elif V8_MAJOR_VERSION >= 12
+  isolate->SetContinuationPreservedEmbedderData(frame.As<v8::Value>());
+#else
+  (void)isolate, (void)frame;
+#endif
+}
+
+CallbackContext::CallbackContext(Napi::Env env, const char* name, Napi::Object resource)
+    : async_(env, name, resource) {
+  v8::Isolate* isolate = v8::Isolate::GetCurrent();
+  frame_.Reset(isolate, CurrentFrame(isolate));
+}
+
+CallbackContext::CallbackContext(Napi::Env env, const char* name) : async_(env, name) {
+  v8::Isolate* isolate = v8::Isolate::GetCurrent();
+  frame_.Reset(isolate, CurrentFrame(isolate));
+}
+
+CallbackContext::FrameScope::FrameScope(const CallbackContext& context)
+    : isolate_(v8::Isolate::GetCurrent()) {
+  prior_.Reset(isolate_, CurrentFrame(isolate_));
+  SetCurrentFrame(isolate_, context.frame_.Get(isolate_));
+}
+
+CallbackContext::FrameScope::~FrameScope() { SetCurrentFrame(isolate_, prior_.Get(isolate_)); }
+
+bool CallFromEventLoop(Napi::Env env, CallbackContext* context, Napi::Object recv,
                        Napi::Function function, napi_value arg) {
   if (!CanCallJavaScript(env)) return false;
   // node::CallbackScope, whose TryCatch is verbose: an exception reaching it goes to Node's
   // message listener (TriggerUncaughtException) before the call returns, and marks the scope
   // failed (no 'after' hook, no tick processing), as for Node's timers. Called through V8
   // rather than napi_call_function, whose own (silent) TryCatch would catch it first.
-  Napi::CallbackScope scope(env, *context);
+  Napi::CallbackScope scope(env, context->async());
+  CallbackContext::FrameScope frame(*context);
   v8::Isolate* isolate = v8::Isolate::GetCurrent();
   v8::Local<v8::Value> argv[1] = {ToV8(arg)};
   v8::MaybeLocal<v8::Value> result = ToV8(function).As<v8::Function>()->Call(

@@ -79,6 +79,34 @@ void RunFromEventLoop(Napi::Env env, Body&& body) {
     if (CanCallJavaScript(env)) napi_fatal_exception(env, error.Value());
   }
 }
+// The async context a native object's callbacks run in, as Node's own handles (AsyncWrap) keep
+// it: an async_hooks resource, and the AsyncLocalStorage frame current when the object was made.
+// From Node 24 on, AsyncLocalStorage keeps its stores in V8's continuation-preserved embedder
+// data, which napi_async_init does not capture: without the frame, listeners would see no store.
+class CallbackContext {
+ public:
+  CallbackContext(Napi::Env env, const char* name, Napi::Object resource);
+  explicit CallbackContext(Napi::Env env, const char* name);
+  Napi::AsyncContext& async() { return async_; }
+
+  // While it lives, the frame captured with the context is current; the one before comes back.
+  class FrameScope {
+   public:
+    explicit FrameScope(const CallbackContext& context);
+    ~FrameScope();
+    FrameScope(const FrameScope&) = delete;
+    FrameScope& operator=(const FrameScope&) = delete;
+
+   private:
+    v8::Isolate* isolate_;
+    v8::Global<v8::Data> prior_;
+  };
+
+ private:
+  Napi::AsyncContext async_;
+  v8::Global<v8::Data> frame_;
+};
+
 // Calls `function(arg)` with `recv` from the event loop as Node calls its own callbacks: inside a
 // callback scope of `context` (the listener runs in that async context; nextTicks and microtasks
 // run as the scope closes). An exception that escapes is reported the way Node reports one from its
@@ -87,7 +115,7 @@ void RunFromEventLoop(Napi::Env env, Body&& body) {
 // id stack, so a nextTick that threw inside `function` and left its async context pushed cannot
 // make the scope's close fail (see InternalCallbackScope::Close and TriggerUncaughtException in
 // Node's src/). False when it threw or JavaScript cannot run.
-bool CallFromEventLoop(Napi::Env env, Napi::AsyncContext* context, Napi::Object recv,
+bool CallFromEventLoop(Napi::Env env, CallbackContext* context, Napi::Object recv,
                        Napi::Function function, napi_value arg);
 Napi::Object Init(Napi::Env env, Napi::Object exports);
 
