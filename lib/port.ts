@@ -68,7 +68,27 @@ interface PortState {
   handlers: Map<string, Listener>;
 }
 
-const kState = Symbol('crossport.state');
+// One addon serves every copy of this module in a process: Node keeps an addon loaded once per
+// file, while a test runner that resets its module registry between test files (jest) loads lib/
+// afresh. The copies share, through the addon, the key of a port's state and the markers receive()
+// and next() return, so that the hooks the last copy installed serve the ports an earlier copy made
+// (they threw 'Illegal invocation' at every delivery, for ever, and an earlier copy's
+// receiveMessageOnPort took the later copy's marker for a message).
+interface SharedAcrossCopies {
+  state: symbol;
+  /** What the addon returns from receive() when no message waits. */
+  empty: object;
+  /** What next() returns for a message it delivered itself (with ports, or a messageerror). */
+  handled: object;
+}
+const shared = ((native as { crossportShared?: SharedAcrossCopies }).crossportShared ??= {
+  state: Symbol('crossport.state'),
+  empty: Object.freeze({}),
+  handled: Object.freeze({}),
+});
+const kState = shared.state;
+const EMPTY = shared.empty;
+const HANDLED = shared.handled;
 
 /** The state of a port; for anything else (an object inheriting from a port too) Node's error. */
 function stateOf(port: MessagePort): PortState {
@@ -438,11 +458,6 @@ export function createPort(handle: PortHandle): MessagePort {
   handle.setOwner(port);
   return port;
 }
-
-/** What the addon returns from receive() when no message waits. */
-const EMPTY: object = Object.freeze({});
-/** What next() returns for a message it delivered itself (with ports, or a messageerror). */
-const HANDLED: object = Object.freeze({});
 
 // Memory for received ArrayBuffers, filled at once: V8's own allocation, so that the collector
 // counts it, without zeroing it first (which cost more than the copy: perf, u8-64k-clone).
