@@ -1,0 +1,53 @@
+// Every example in README.md and docs/*.md runs as written and prints what the document says
+// (scripts/doc-examples.js explains how a document marks them).
+import * as path from 'node:path';
+
+import { fixture } from './helpers';
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const docs = require('../scripts/doc-examples.js');
+
+describe('the documentation runs', () => {
+  for (const file of docs.documents() as string[]) {
+    const { examples, errors } = docs.examplesOf(file);
+    const name = path.relative(path.join(__dirname, '..'), file);
+    test(`${name}: every code block is run by an example`, () => {
+      expect(errors).toEqual([]);
+    });
+    for (const example of examples) {
+      test(`${name}:${example.line} ${example.heading}`, () => {
+        expect(docs.runExample(example)).toEqual([]);
+      });
+    }
+  }
+});
+
+describe('the example runner catches a broken example', () => {
+  const { examples, errors } = docs.examplesOf(fixture('docs/broken.md'));
+  const byHeading = (heading: string) => examples.find((e: { heading: string }) => e.heading === heading);
+
+  test('a code block that nothing runs', () => {
+    expect(errors).toEqual([expect.stringMatching(/broken\.md:\d+: a js block that no ```console block runs \(under "Untested"\)/)]);
+  });
+
+  test('a working example passes, with … standing for any text and any lines', () => {
+    expect(docs.runExample(byHeading('Works'))).toEqual([]);
+  });
+
+  test('wrong output', () => {
+    expect(docs.runExample(byHeading('Wrong output'))).toEqual([expect.stringContaining('printed\nchild says hi')]);
+  });
+
+  test('a wrong exit code', () => {
+    expect(docs.runExample(byHeading('Throws'))).toEqual([expect.stringContaining('exit 1, expected 0')]);
+  });
+
+  test('an example that hangs', () => {
+    process.env.DOC_EXAMPLE_TIMEOUT_MS = '3000';
+    try {
+      expect(docs.runExample(byHeading('Hangs'))).toEqual([expect.stringContaining('did not finish')]);
+    } finally {
+      delete process.env.DOC_EXAMPLE_TIMEOUT_MS;
+    }
+  });
+});
