@@ -16,6 +16,10 @@
 //   exit status the command must end with (0 otherwise).
 // - Commands are `node …` (run with this Node) and `tsc …` (this checkout's TypeScript: `.ts`
 //   files are compiled strictly against the package's own declarations).
+// - A command ending in ` &` runs in the background, as in a shell: a server that the next
+//   commands connect to. The runner goes on once it has printed its first line (so a server
+//   prints one when it is ready), and at the end of the example waits for it to end on its own;
+//   the lines after it are everything it prints, and `(exit code N)` its status, as above.
 // - Code blocks that no console block runs before the next heading are an error: a document
 //   cannot show code that is not tested.
 // Each command has 30 s (DOC_EXAMPLE_TIMEOUT_MS); a hang is a failure.
@@ -95,8 +99,13 @@ function examplesOf(file) {
 function parseConsole(body) {
   const commands = [];
   for (const line of body.split('\n')) {
-    if (line.startsWith('$ ')) commands.push({ command: line.slice(2).trim(), expected: [] });
-    else if (commands.length > 0) commands[commands.length - 1].expected.push(line);
+    if (line.startsWith('$ ')) {
+      const text = line.slice(2).trim();
+      const background = /\s&$/.test(text);
+      commands.push({ command: background ? text.slice(0, -1).trim() : text, background, expected: [] });
+    } else if (commands.length > 0) {
+      commands[commands.length - 1].expected.push(line);
+    }
   }
   for (const command of commands) {
     while (command.expected.length > 0 && command.expected[command.expected.length - 1].trim() === '') {
@@ -163,46 +172,105 @@ function commandLine(command) {
   throw new Error(`only \`node …\` and \`tsc …\` commands run in examples, not \`${command}\``);
 }
 
-function run(dir, command) {
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Starts a command with standard output and standard error into one file (so that their lines
+ * keep the order in which they were written, as on a terminal).
+ */
+function start(dir, command, index) {
   const [program, args] = commandLine(command.command);
-  const output = path.join(dir, '.output');
+  const output = path.join(dir, `.output-${index}`);
   const fd = fs.openSync(output, 'w');
-  const result = childProcess.spawnSync(program, args, {
+  const child = childProcess.spawn(program, args, {
     cwd: dir,
     stdio: ['ignore', fd, fd],
-    timeout: timeoutMs(),
-    killSignal: 'SIGKILL',
     env: { ...process.env, NODE_OPTIONS: '', FORCE_COLOR: '0', NO_COLOR: '1' },
   });
   fs.closeSync(fd);
-  const text = fs.readFileSync(output, 'utf8');
-  fs.rmSync(output);
-  const lines = text.replace(/\n$/, '').split('\n');
-  return { lines: text === '' ? [] : lines, status: result.status, signal: result.signal, error: result.error };
+  const ended = new Promise((resolve) => {
+    child.once('error', (error) => resolve({ status: null, signal: null, error }));
+    child.once('exit', (status, signal) => resolve({ status, signal }));
+  });
+  let done = false;
+  ended.then(() => (done = true));
+  const read = () => fs.readFileSync(output, 'utf8');
+  return {
+    command,
+    read,
+    lines: () => {
+      const text = read();
+      return text === '' ? [] : text.replace(/\n$/, '').split('\n');
+    },
+    /** Resolves to how it ended, or to { timedOut } after `ms` (then it is killed). */
+    async end(ms) {
+      let timer;
+      const timeout = new Promise((resolve) => (timer = setTimeout(resolve, ms, { timedOut: true })));
+      const result = await Promise.race([ended, timeout]);
+      clearTimeout(timer);
+      if (result.timedOut) {
+        child.kill('SIGKILL');
+        await ended;
+      }
+      return result;
+    },
+    /** Resolves once it printed a whole line, or ended, or `ms` passed. */
+    async firstLine(ms) {
+      for (const deadline = Date.now() + ms; Date.now() < deadline && !done && !read().includes('\n');) await sleep(10);
+    },
+    kill() {
+      if (!done) child.kill('SIGKILL');
+      return ended;
+    },
+  };
 }
 
-/** Runs one example; returns a list of failures (empty when it passed). */
-function runExample(example) {
+/** What is wrong with how a command ended and what it printed, or undefined. */
+function check(example, running, result) {
+  const { command } = running;
+  const lines = running.lines();
+  const where = `${example.file}:${example.line} (${example.heading}) \`${command.command}${command.background ? ' &' : ''}\``;
+  if (result.timedOut) return `${where}: did not finish within ${timeoutMs()} ms\n${lines.join('\n')}`;
+  if (result.error) return `${where}: ${result.error.message}`;
+  if (result.status !== command.exitCode || result.signal !== null) {
+    return `${where}: exit ${result.status ?? result.signal}, expected ${command.exitCode}\n${lines.join('\n')}`;
+  }
+  if (!matches(command.expected, lines)) {
+    return `${where}: printed\n${lines.join('\n')}\n--- expected\n${command.expected.join('\n')}`;
+  }
+  return undefined;
+}
+
+/** Runs one example; resolves to a list of failures (empty when it passed). */
+async function runExample(example) {
   const dir = prepare(example);
   const failures = [];
+  const background = [];
   try {
-    for (const command of example.commands) {
-      const { lines, status, signal, error } = run(dir, command);
-      const where = `${example.file}:${example.line} (${example.heading}) \`${command.command}\``;
-      if (error && error.code === 'ETIMEDOUT') {
-        failures.push(`${where}: did not finish within ${timeoutMs()} ms\n${lines.join('\n')}`);
-        break;
+    for (const [index, command] of example.commands.entries()) {
+      const running = start(dir, command, index);
+      if (command.background) {
+        background.push(running);
+        await running.firstLine(timeoutMs());
+        continue;
       }
-      if (status !== command.exitCode || signal !== null) {
-        failures.push(`${where}: exit ${status ?? signal}, expected ${command.exitCode}\n${lines.join('\n')}`);
-        break;
-      }
-      if (!matches(command.expected, lines)) {
-        failures.push(`${where}: printed\n${lines.join('\n')}\n--- expected\n${command.expected.join('\n')}`);
+      const failure = check(example, running, await running.end(timeoutMs()));
+      if (failure !== undefined) {
+        failures.push(failure);
         break;
       }
     }
+    // Background commands end on their own once the others are done.
+    for (const running of background) {
+      if (failures.length > 0) {
+        await running.kill();
+        continue;
+      }
+      const failure = check(example, running, await running.end(timeoutMs()));
+      if (failure !== undefined) failures.push(failure);
+    }
   } finally {
+    await Promise.all(background.map((running) => running.kill()));
     fs.rmSync(dir, { recursive: true, force: true });
   }
   return failures;
@@ -220,33 +288,35 @@ function documents() {
 module.exports = { examplesOf, runExample, documents, matches, parseMarkdown };
 
 if (require.main === module) {
-  const args = process.argv.slice(2);
-  const list = args.includes('--list');
-  const files = args.filter((a) => a !== '--list');
-  let failed = 0;
-  let passed = 0;
-  for (const file of files.length > 0 ? files.map((f) => path.resolve(f)) : documents()) {
-    const { examples, errors } = examplesOf(file);
-    for (const error of errors) {
-      console.log(`FAIL ${error}`);
-      failed++;
-    }
-    for (const example of examples) {
-      const name = `${path.relative(ROOT, example.file)}:${example.line} ${example.heading}`;
-      if (list) {
-        console.log(`${name}: ${example.files.map((f) => f.name).join(', ')}; ${example.commands.map((c) => c.command).join('; ')}`);
-        continue;
-      }
-      const failures = runExample(example);
-      if (failures.length === 0) {
-        passed++;
-        console.log(`ok   ${name}`);
-      } else {
+  (async () => {
+    const args = process.argv.slice(2);
+    const list = args.includes('--list');
+    const files = args.filter((a) => a !== '--list');
+    let failed = 0;
+    let passed = 0;
+    for (const file of files.length > 0 ? files.map((f) => path.resolve(f)) : documents()) {
+      const { examples, errors } = examplesOf(file);
+      for (const error of errors) {
+        console.log(`FAIL ${error}`);
         failed++;
-        console.log(`FAIL ${failures.join('\n')}`);
+      }
+      for (const example of examples) {
+        const name = `${path.relative(ROOT, example.file)}:${example.line} ${example.heading}`;
+        if (list) {
+          console.log(`${name}: ${example.files.map((f) => f.name).join(', ')}; ${example.commands.map((c) => c.command).join('; ')}`);
+          continue;
+        }
+        const failures = await runExample(example);
+        if (failures.length === 0) {
+          passed++;
+          console.log(`ok   ${name}`);
+        } else {
+          failed++;
+          console.log(`FAIL ${failures.join('\n')}`);
+        }
       }
     }
-  }
-  if (!list) console.log(`${passed} examples passed, ${failed} failed`);
-  process.exitCode = failed > 0 ? 1 : 0;
+    if (!list) console.log(`${passed} examples passed, ${failed} failed`);
+    process.exitCode = failed > 0 ? 1 : 0;
+  })();
 }

@@ -15,8 +15,8 @@ describe('the documentation runs', () => {
       expect(errors).toEqual([]);
     });
     for (const example of examples) {
-      test(`${name}:${example.line} ${example.heading}`, () => {
-        expect(docs.runExample(example)).toEqual([]);
+      test(`${name}:${example.line} ${example.heading}`, async () => {
+        expect(await docs.runExample(example)).toEqual([]);
       });
     }
   }
@@ -30,22 +30,43 @@ describe('the example runner catches a broken example', () => {
     expect(errors).toEqual([expect.stringMatching(/broken\.md:\d+: a js block that no ```console block runs \(under "Untested"\)/)]);
   });
 
-  test('a working example passes, with … standing for any text and any lines', () => {
-    expect(docs.runExample(byHeading('Works'))).toEqual([]);
+  test('a working example passes, with … standing for any text and any lines', async () => {
+    expect(await docs.runExample(byHeading('Works'))).toEqual([]);
   });
 
-  test('wrong output', () => {
-    expect(docs.runExample(byHeading('Wrong output'))).toEqual([expect.stringContaining('printed\nchild says hi')]);
+  test('wrong output', async () => {
+    expect(await docs.runExample(byHeading('Wrong output'))).toEqual([expect.stringContaining('printed\nchild says hi')]);
   });
 
-  test('a wrong exit code', () => {
-    expect(docs.runExample(byHeading('Throws'))).toEqual([expect.stringContaining('exit 1, expected 0')]);
+  test('a wrong exit code', async () => {
+    expect(await docs.runExample(byHeading('Throws'))).toEqual([expect.stringContaining('exit 1, expected 0')]);
   });
 
-  test('an example that hangs', () => {
+  test('an example that hangs', async () => {
     process.env.DOC_EXAMPLE_TIMEOUT_MS = '3000';
     try {
-      expect(docs.runExample(byHeading('Hangs'))).toEqual([expect.stringContaining('did not finish')]);
+      expect(await docs.runExample(byHeading('Hangs'))).toEqual([expect.stringContaining('did not finish')]);
+    } finally {
+      delete process.env.DOC_EXAMPLE_TIMEOUT_MS;
+    }
+  });
+
+  test('a server in the background that a client reaches; all it printed is checked when it ends', async () => {
+    expect(await docs.runExample(byHeading('Server'))).toEqual([]);
+  });
+
+  test('a background server that prints what the document does not say', async () => {
+    expect(await docs.runExample(byHeading('Server, wrong output'))).toEqual([
+      expect.stringMatching(/`node server\.js &`: printed\nlistening\nserved 21\n--- expected/),
+    ]);
+  });
+
+  test('a background server that does not end', async () => {
+    process.env.DOC_EXAMPLE_TIMEOUT_MS = '3000';
+    try {
+      expect(await docs.runExample(byHeading('Server that stays'))).toEqual([
+        expect.stringMatching(/`node server\.js &`: did not finish within 3000 ms/),
+      ]);
     } finally {
       delete process.env.DOC_EXAMPLE_TIMEOUT_MS;
     }
