@@ -1,5 +1,6 @@
 // Every example in README.md and docs/*.md runs as written and prints what the document says
 // (scripts/doc-examples.js explains how a document marks them).
+import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 
 import { fixture } from './helpers';
@@ -21,6 +22,14 @@ describe('the documentation runs', () => {
     }
   }
 });
+
+test('the demo (npm run demo) ends on its own with exit code 0 and says what it showed', () => {
+  const demo = spawnSync(process.execPath, [path.join(__dirname, '..', 'demo', 'demo.js')], { encoding: 'utf8', timeout: 140000 });
+  expect(demo.stderr).toBe('');
+  expect(demo.stdout).not.toContain('CHECK FAILED');
+  expect(demo.stdout).toContain('What this showed, every step checked:');
+  expect(demo.status).toBe(0);
+}, 150000);
 
 describe('the example runner catches a broken example', () => {
   const { examples, errors } = docs.examplesOf(fixture('docs/broken.md'));
