@@ -197,7 +197,6 @@ function start(dir, command, index) {
   const read = () => fs.readFileSync(output, 'utf8');
   return {
     command,
-    read,
     lines: () => {
       const text = read();
       return text === '' ? [] : text.replace(/\n$/, '').split('\n');
@@ -260,12 +259,8 @@ async function runExample(example) {
         break;
       }
     }
-    // Background commands end on their own once the others are done.
-    for (const running of background) {
-      if (failures.length > 0) {
-        await running.kill();
-        continue;
-      }
+    // Background commands end on their own once the others are done (else they are killed below).
+    for (const running of failures.length === 0 ? background : []) {
       const failure = check(example, running, await running.end(timeoutMs()));
       if (failure !== undefined) failures.push(failure);
     }
