@@ -22,7 +22,8 @@
 //   the lines after it are everything it prints, and `(exit code N)` its status, as above.
 // - Code blocks that no console block runs before the next heading are an error: a document
 //   cannot show code that is not tested.
-// Each command has 30 s (DOC_EXAMPLE_TIMEOUT_MS); a hang is a failure.
+// Each command has 30 s (DOC_EXAMPLE_TIMEOUT_MS), `tsc` four times that (a strict check of the
+// declarations takes 15 s on a busy 2-core machine); a hang is a failure.
 const childProcess = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
@@ -34,6 +35,7 @@ const CODE_LANGUAGES = new Map([
   ['js', 'js'], ['javascript', 'js'], ['cjs', 'cjs'], ['mjs', 'mjs'], ['ts', 'ts'], ['typescript', 'ts'],
 ]);
 const timeoutMs = () => Number(process.env.DOC_EXAMPLE_TIMEOUT_MS) || 30000;
+const budgetOf = (command) => (command.command.startsWith('tsc') ? 4 : 1) * timeoutMs();
 const ELLIPSIS = '…';
 
 /** The fenced blocks and headings of a Markdown text, in order, with their line numbers. */
@@ -229,7 +231,7 @@ function check(example, running, result) {
   const { command } = running;
   const lines = running.lines();
   const where = `${example.file}:${example.line} (${example.heading}) \`${command.command}${command.background ? ' &' : ''}\``;
-  if (result.timedOut) return `${where}: did not finish within ${timeoutMs()} ms\n${lines.join('\n')}`;
+  if (result.timedOut) return `${where}: did not finish within ${budgetOf(command)} ms\n${lines.join('\n')}`;
   if (result.error) return `${where}: ${result.error.message}`;
   if (result.status !== command.exitCode || result.signal !== null) {
     return `${where}: exit ${result.status ?? result.signal}, expected ${command.exitCode}\n${lines.join('\n')}`;
@@ -253,7 +255,7 @@ async function runExample(example) {
         await running.firstLine(timeoutMs());
         continue;
       }
-      const failure = check(example, running, await running.end(timeoutMs()));
+      const failure = check(example, running, await running.end(budgetOf(command)));
       if (failure !== undefined) {
         failures.push(failure);
         break;
@@ -261,7 +263,7 @@ async function runExample(example) {
     }
     // Background commands end on their own once the others are done (else they are killed below).
     for (const running of failures.length === 0 ? background : []) {
-      const failure = check(example, running, await running.end(timeoutMs()));
+      const failure = check(example, running, await running.end(budgetOf(running.command)));
       if (failure !== undefined) failures.push(failure);
     }
   } finally {

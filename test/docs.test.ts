@@ -18,7 +18,7 @@ describe('the documentation runs', () => {
     for (const example of examples) {
       test(`${name}:${example.line} ${example.heading}`, async () => {
         expect(await docs.runExample(example)).toEqual([]);
-      });
+      }, 300000);  // (the runner itself bounds each command)
     }
   }
 });
