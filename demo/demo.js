@@ -43,6 +43,7 @@ async function handOver() {
   say('', '1. A port handed between processes');
   const ping = fork(here('peer.js'), ['ping']);
   const pong = fork(here('peer.js'), ['pong']);
+  const exited = Promise.all([once(ping, 'exit'), once(pong, 'exit')]);  // (A may be gone before we look)
   const { port1, port2 } = new MessageChannel();
   const rounds = 10000;
   const cpuBefore = process.cpuUsage();
@@ -59,7 +60,7 @@ async function handOver() {
   check(played.pings === rounds && played.inOrder, `B got ${played.pings} pings of ${rounds}, in order: ${played.inOrder}`);
   check(played.pingsFrom.length === 2 && played.pingsFrom[0][0] === ping.pid && played.pingsFrom[1][0] === handedTo,
     'the pings came from A, then from C');
-  await Promise.all([once(ping, 'exit'), once(pong, 'exit')]);
+  await exited;
 }
 
 async function serverMove() {
@@ -68,6 +69,7 @@ async function serverMove() {
   await once(server.listen(0, '127.0.0.1'), 'listening');
   const { port } = server.address();
   const child = fork(here('server.js'));
+  const exited = once(child, 'exit');
   child.port.postMessage({ server }, [server]);
   say(`   The parent listened on 127.0.0.1:${port}, then posted the server to a new child (pid ${child.pid}).`,
     `   Here, server.listening is now ${server.listening}; in the child: ${JSON.stringify(await next(child.port))}.`);
@@ -81,12 +83,13 @@ async function serverMove() {
   say('   Three clients connected to that port. They were answered:', ...answers.map((text) => `     ${text}`));
   check(answers.every((text) => text.startsWith(`hello from pid ${child.pid}`)), 'every client was served by the child');
   child.port.postMessage('stop');
-  await once(child, 'exit');
+  await exited;
 }
 
 async function backpressure() {
   say('', "3. Backpressure: bufferedAmount and 'drain'");
   const child = fork(here('consumer.js'));
+  const exited = once(child, 'exit');
   const { port } = child;
   const items = 20000;
   const body = 'x'.repeat(1000);
@@ -122,7 +125,7 @@ async function backpressure() {
   check(unbounded > 4 * limit, 'without the idiom, several MB waited in the parent');
   check(waits > 0 && peak <= limit + 2048, `with the idiom, at most 1 MiB and a message waited (${peak} bytes)`);
   port.close();
-  await once(child, 'exit');
+  await exited;
 }
 
 // ---- 4. Speed ---------------------------------------------------------------------------------
@@ -154,6 +157,7 @@ async function speed() {
   const child = fork(here('sink.js'));
   const { port1, port2 } = new workerThreads.MessageChannel();
   const worker = new workerThreads.Worker(here('sink.js'), { workerData: { port: port2 }, transferList: [port2] });
+  const exited = Promise.all([once(child, 'exit'), once(worker, 'exit')]);
   const rates = { crossport: [], worker_threads: [] };
   // A warm-up round each, then rounds taken in turn, so that both meet the same moments of the
   // machine; the first of each pair alternates.
@@ -178,7 +182,7 @@ async function speed() {
     '   A few seconds on one machine: `npm run bench` measures every case in fresh processes (README, Measured).');
   child.port.close();
   port1.close();
-  await Promise.all([once(child, 'exit'), once(worker, 'exit')]);
+  await exited;
 }
 
 (async () => {
