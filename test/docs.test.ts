@@ -8,10 +8,25 @@ import { fixture } from './helpers';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const docs = require('../scripts/doc-examples.js');
 
+// Documents not yet in the runner's form, each with why. Their tests are reported as skipped (never
+// left out silently), and a test fails as soon as one passes the runner's check, so that it is
+// taken off this list.
+const notYetRunnable = new Map([
+  ['docs/nats.md', "its examples need a nats-server, which the runner does not start; branch nats2 rewrites it in the runner's form"],
+]);
+
 describe('the documentation runs', () => {
   for (const file of docs.documents() as string[]) {
     const { examples, errors } = docs.examplesOf(file);
     const name = path.relative(path.join(__dirname, '..'), file);
+    const pending = notYetRunnable.get(name);
+    if (pending !== undefined) {
+      test.skip(`${name}: not run (${pending})`, () => {});
+      test(`${name} still fails the runner's check (else take it off notYetRunnable)`, () => {
+        expect(errors).not.toEqual([]);
+      });
+      continue;
+    }
     test(`${name}: every code block is run by an example`, () => {
       expect(errors).toEqual([]);
     });
