@@ -53,7 +53,8 @@ async function handOver() {
     '   MessageChannel and sent one end to each. A and B now play ping-pong over it directly.');
   const [{ handedTo }, played] = await Promise.all([next(ping.port), next(pong.port)]);
   const cpu = process.cpuUsage(cpuBefore);
-  say(`   Halfway, A forked C (pid ${handedTo}), handed its end of the channel to C, and exited.`,
+  say(`   Halfway, A forked C (pid ${handedTo}), handed its end of the channel to C, and exited;`,
+    '   C took the game up once A was gone.',
     `   B got ${count(played.pings)} pings, in order: ${played.pingsFrom.map(([pid, n]) =>
       `${count(n)} from ${pid === ping.pid ? 'A' : pid === handedTo ? 'C' : `pid ${pid}`}`).join(', then ')}.`,
     `   The parent spent ${((cpu.user + cpu.system) / 1000).toFixed(0)} ms of CPU meanwhile: no message went through it.`);

@@ -2,10 +2,12 @@
 // Act 1 of the demo: a player in a game of ping-pong over a port that its parent handed it.
 //   node demo/peer.js ping|pong|relief   (started by demo.js, or by a ping player, with fork())
 // The ping player serves the first half of the rounds, then forks a relief player, hands it the
-// port in the middle of the game and exits; the pong player never learns that it happened.
+// port in the middle of the game and exits; the relief player takes the game up once the ping
+// player is gone, and the pong player never learns that it happened.
 const { fork, parentPort } = require('crossport-ipc');
 
 const role = process.argv[2];
+let relief = null;  // (held, so that its port closes when this process ends, not when collected)
 
 function serve(port, from, rounds, handOverAt) {
   let round = from;
@@ -14,11 +16,12 @@ function serve(port, from, rounds, handOverAt) {
     round++;
     if (round === handOverAt) {
       // Hand the port over, mid-game, to a process of our own, and leave.
-      const relief = fork(__filename, ['relief']);
+      relief = fork(__filename, ['relief']);
       relief.port.postMessage({ port, from: round, rounds }, [port]);
       parentPort.postMessage({ handedTo: relief.pid });
       parentPort.close();
-      relief.disconnect();                     // (child_process' IPC channel would keep us here)
+      relief.disconnect();                     // (child_process' IPC channel would keep us here,
+      relief.unref();                          // and so would a child still running)
       return;
     }
     if (round === rounds) port.close();        // the game is over: 'close' on both ends
@@ -42,8 +45,12 @@ parentPort.once('message', ({ port, from = 0, rounds, handOverAt }) => {
       parentPort.postMessage({ pings: expected, inOrder, pingsFrom: [...pingsFrom] });
       parentPort.close();
     });
+  } else if (role === 'relief') {
+    // Its parent, the ping player, is leaving: the game goes on once it has gone (its end of
+    // parentPort closes when its process ends), so the game ends only if the ping player could.
+    port.ref();
+    parentPort.once('close', () => serve(port, from, rounds));
   } else {
-    serve(port, from, rounds, role === 'ping' ? handOverAt : undefined);
-    if (role === 'relief') parentPort.close();  // its parent has left already
+    serve(port, from, rounds, handOverAt);
   }
 });
