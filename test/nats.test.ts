@@ -91,6 +91,22 @@ describeNats('remote ports over NATS', () => {
     });
   });
 
+  test('messages posted in one turn go out together, each NATS message under max_payload, and arrive once each in order', async () => {
+    const config = path.join(os.tmpdir(), `crossport-nats-payload-${process.pid}.conf`);
+    fs.writeFileSync(config, 'max_payload: 4096\n');
+    const small: NatsServer = await startNatsServer(['-c', config]);
+    try {
+      const result = report(await runFixture('nats-packing.js', [small.url('packing'), '4096']), 'result');
+      expect(result.inOrder).toBe(true);
+      expect(result.largest).toBeLessThanOrEqual(4096);
+      // 601 messages: a few packed NATS messages (hundreds of small messages fit in 4 KiB), the chunks.
+      expect(result.natsMessages).toBeLessThan(result.sent / 10);
+    } finally {
+      await small.stop();
+      fs.unlinkSync(config);
+    }
+  });
+
   test('what cannot cross hosts, and what is copied or bridged', async () => {
     const result = report(await runFixture('nats-transfers.js', [address('transfers'), 'parent', String(server.pid)]), 'result');
     // An OS handle: DataCloneError at the sender, nothing sent, the handle untouched.
@@ -184,6 +200,9 @@ describeNats('remote ports over NATS', () => {
         { error: 'DataCloneError', code: 25 },  // extras that are not JSON
         { error: 'DataCloneError', code: 25 },  // a port descriptor with bad subjects
         { error: 'DataCloneError', code: 25 },  // a section longer than the message
+        { message: 'packed-1' },  // three packed frames in one NATS message: each taken as a frame
+        { error: 'Error' },
+        { message: 'packed-3' },
         { error: 'Error', code: 'ERR_CROSSPORT_NATS_FORGED' },
       ]);
       expect(result.memoryGrowth).toBeLessThan(64 * 1024 * 1024);
