@@ -128,6 +128,35 @@ describeNats('remote ports over NATS', () => {
     expect(result.last.slice(3)).toEqual([{ overLocalPort: 'ping' }, 'local port closed']);
   });
 
+  describe("'drain', as on a local port", () => {
+    // What the producer's side observed, comparable between a remote and a local port.
+    const observed = (run: Awaited<ReturnType<typeof runFixture>>) => {
+      const done = report(run, 'done');
+      return { received: done.received, inOrder: done.inOrder, waited: done.waits > 0, producerExit: report(run, 'producer exit').code };
+    };
+
+    test('a producer awaiting drain, with nothing else to keep its process alive, posts every item', async () => {
+      const socket = path.join(os.tmpdir(), `crossport-drain-${process.pid}.sock`);
+      const local = observed(await runFixture('nats-drain.js', ['consumer', socket]));
+      const remote = observed(await runFixture('nats-drain.js', ['consumer', address('drain'), String(server.pid)]));
+      expect(local).toEqual({ received: 5000, inOrder: true, waited: true, producerExit: 0 });
+      expect(remote).toEqual(local);
+    });
+
+    test.each(['kill', 'frozen'])("the peer dies (SIGKILL) while the producer awaits 'drain' (%s): the wait ends", async (how) => {
+      const own: NatsServer = await startNatsServer();
+      try {
+        const run = await runFixture('nats-drain.js', ['peer-dies', own.url('drain.dies'), how, String(own.pid)]);
+        const settled = report(run, 'settled');
+        expect(settled.events.slice(0, 2)).toEqual(['waiting', 'drained 0']);
+        expect(settled.bufferedAmount).toBe(0);
+        expect(run.code).toBe(0);
+      } finally {
+        await own.stop();
+      }
+    });
+  });
+
   test('a port passed process -> process -> local child, joined only through NATS', async () => {
     const url = address('chain');
     const a = startFixture('nats-chain.js', ['a', url]);

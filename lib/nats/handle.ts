@@ -154,6 +154,9 @@ export class NatsPortHandle implements PortHandle, Ticked {
   #started = false;
   #refed = false;
   #watched = false;
+  #drainListened = false;
+  #holdingLoop = false;  // see #updateLoopHold
+  #drainAtEnd = false;
   #owner: WeakRef<object> | undefined;
   #heldOwner: object | undefined;
   #pendingClose = false;
@@ -245,6 +248,7 @@ export class NatsPortHandle implements PortHandle, Ticked {
     this.#packStart = at;
     this.#packEnd = at + length;
     this.#scheduleFlush();
+    if (this.#drainListened && !this.#holdingLoop) this.#updateLoopHold();
   }
 
   #scheduleFlush(): void {
@@ -341,9 +345,14 @@ export class NatsPortHandle implements PortHandle, Ticked {
     this.#setStarted(false);
   }
 
-  watch(listened: boolean): void {
+  watch(listened: boolean, drainListened: boolean): void {
     this.#watched = listened;
+    this.#drainListened = drainListened;
     this.#updateHold();
+    // A listener that comes after the bytes were published ('drain' awaited once bufferedAmount
+    // is over a limit) is told too.
+    if (drainListened && this.#state === State.Open && this.bufferedAmount() > 0) this.session.awaitDrain(this);
+    this.#updateLoopHold();
   }
 
   ref(): void {
@@ -463,15 +472,16 @@ export class NatsPortHandle implements PortHandle, Ticked {
     } else {
       this.session.publish(this.#peer, frames, this);
     }
+    if (this.#drainListened && !this.#holdingLoop) this.#updateLoopHold();
   }
 
   wantsDrain(): boolean {
-    return this.#watched;
+    return this.#drainListened;
   }
 
   /** Called by the session: the client holds nothing this port published any more. */
   drained(): void {
-    if (this.#state === State.Open && this.#watched) {
+    if (this.#state === State.Open && this.#drainListened) {
       this.#pendingDrain = true;
       this.#schedule();
     }
@@ -480,19 +490,21 @@ export class NatsPortHandle implements PortHandle, Ticked {
   // --- Receiving ------------------------------------------------------------------------------
 
   #onData(data: Uint8Array): void {
+    const now = Date.now();
     for (let at = 0; at < data.byteLength;) {
       const frame = parseFrame(data, at);
-      if (frame === undefined) return;  // not ours: ignored, and what follows it too
+      if (frame === undefined) break;  // not ours: ignored, and what follows it too
       at += frame.raw.byteLength;
-      this.#onFrame(frame);
+      this.#onFrame(frame, now);
     }
+    this.#received();
   }
 
-  #onFrame(frame: Frame): void {
+  #onFrame(frame: Frame, now: number): void {
     if (this.#state === State.Moving || this.#state === State.Forwarding) return this.#forward(frame);
     if (this.#state !== State.Open || this.#inputEnded) return;
     if (frame.type === FrameType.Ready) return;  // only a moving port waits for one
-    this.#lastHeard = Date.now();
+    this.#lastHeard = now;
     if (frame.type === FrameType.Heartbeat) {
       if (frame.seq < this.#nextIn + kReorderWindow) this.#peerLastSent = Math.max(this.#peerLastSent, frame.seq);
       return;
@@ -504,8 +516,8 @@ export class NatsPortHandle implements PortHandle, Ticked {
       if (this.#recent.differs(frame)) this.#endInput(forged());
       return;
     }
-    if (this.#reorder.has(frame.seq)) return;
     if (frame.seq > this.#nextIn) {
+      if (this.#reorder.has(frame.seq)) return;
       if (frame.seq - this.#nextIn >= kReorderWindow || this.#reorderBytes + frame.raw.byteLength > kMaxReorderBytes) return;
       this.#reorder.set(frame.seq, frame);
       this.#reorderBytes += frame.raw.byteLength;
@@ -514,7 +526,10 @@ export class NatsPortHandle implements PortHandle, Ticked {
     this.#recent.note(frame);
     this.#accept(frame);
     this.#nextIn++;
-    for (let next = this.#reorder.get(this.#nextIn); next !== undefined; next = this.#reorder.get(this.#nextIn)) {
+    // (The reorder buffer holds only numbers after the next one.)
+    while (this.#reorder.size > 0) {
+      const next = this.#reorder.get(this.#nextIn);
+      if (next === undefined) break;
       this.#reorder.delete(this.#nextIn);
       this.#reorderBytes -= next.raw.byteLength;
       this.#recent.note(next);
@@ -522,7 +537,6 @@ export class NatsPortHandle implements PortHandle, Ticked {
       this.#nextIn++;
     }
     this.#stalledSince = 0;
-    this.#received();
   }
 
   /** Takes the next frame in order (checked against the limits before anything is kept). */
@@ -819,12 +833,21 @@ export class NatsPortHandle implements PortHandle, Ticked {
     }
     if (this.#pendingDrain) {
       this.#pendingDrain = false;
+      this.#updateLoopHold();
       const owner = this.#ownerObject();
       if (this.#state === State.Open && owner !== undefined) portHooks.drain(owner);
     }
     if (this.#pendingClose && this.#immediate === undefined) {
-      this.#pendingClose = false;
       const owner = this.#ownerObject();
+      if (this.#drainAtEnd) {
+        // What it held is gone with the channel (or moved with the port): bufferedAmount is 0,
+        // and a producer awaiting 'drain' gets it, then 'close' on the next turn (as a local port).
+        this.#drainAtEnd = false;
+        this.#schedule();
+        if (owner !== undefined) portHooks.drain(owner);
+        return;
+      }
+      this.#pendingClose = false;
       if (!this.#closeEmitted && owner !== undefined) {
         this.#closeEmitted = true;
         portHooks.close(owner);
@@ -857,13 +880,29 @@ export class NatsPortHandle implements PortHandle, Ticked {
 
   /** Leaves the open state (closed, or moved away), owing a 'close' event if `emitClose`. */
   #end(emitClose: boolean, next: State = State.Closed): void {
+    // It holds bytes, or owes the 'drain' for bytes the client just wrote out.
+    this.#drainAtEnd = this.#state === State.Open &&
+      (this.bufferedAmount() > 0 || this.#pendingDrain || this.session.awaitsDrain(this));
     this.#state = next;
     this.#started = false;
     this.unref();
     if (next === State.Closed) this.#release();
     this.#pendingClose = this.#pendingClose || emitClose;
     this.#updateHold();
+    this.#updateLoopHold();
     if (emitClose) this.#schedule();
+  }
+
+  // As native/port.cc UpdateLoopHold: a producer awaiting 'drain' (`await once(port, 'drain')`)
+  // must not see its process exit meanwhile, as a socket's pending writes keep it alive: while
+  // this port has bytes the client still holds, or owes 'drain', and someone listens for it.
+  // (When the port ends, its 'close', with the 'drain' before it, keeps the process alive itself.)
+  #updateLoopHold(): void {
+    const hold = this.#state === State.Open && this.#drainListened && (this.#pendingDrain || this.bufferedAmount() > 0);
+    if (hold === this.#holdingLoop) return;
+    this.#holdingLoop = hold;
+    if (hold) this.session.ref();
+    else this.session.unref();
   }
 
   #unsubscribe(): void {

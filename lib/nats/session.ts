@@ -144,10 +144,18 @@ export class Session {
     } catch {
       return;  // closed or closing: the port learns it from connectionClosed()
     }
-    if (owner?.wantsDrain()) {
-      this.#draining.add(owner);
-      this.#drainCheck ??= setTimeout(() => this.#checkDrain(), 0).unref();
-    }
+    if (owner?.wantsDrain()) this.awaitDrain(owner);
+  }
+
+  /** `owner.drained()` once the client holds nothing (again). */
+  awaitDrain(owner: Publisher): void {
+    this.#draining.add(owner);
+    this.#drainCheck ??= setTimeout(() => this.#checkDrain(), 0).unref();
+  }
+
+  /** `owner` waits for its drained(). */
+  awaitsDrain(owner: Publisher): boolean {
+    return this.#draining.has(owner);
   }
 
   /** What `owner` published that the client still holds. */
