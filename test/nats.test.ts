@@ -157,6 +157,23 @@ describeNats('remote ports over NATS', () => {
     });
   });
 
+  test('exportPort() hands a remote port to a worker thread, as a local port', async () => {
+    const socket = path.join(os.tmpdir(), `crossport-export-${process.pid}.sock`);
+    const local = report(await runFixture('nats-export.js', [socket]), 'result');
+    const remote = report(await runFixture('nats-export.js', [address('export')]), 'result');
+    // The thread's messages reach the peer as they were (a Date, a Map, a BigInt), its answers
+    // reach the thread, the thread's close reaches the peer; the exported port object is
+    // neutered ('close', a second export is a DataCloneError).
+    const sent = [{ from: 'thread', when: '1970-01-01T00:00:00.000Z', lines: { map: [[1, 'pen']] } }, { bigint: '123' }];
+    expect(local).toEqual({
+      kind: 'result',
+      thread: sent.map((echo) => ({ echo })),
+      peer: [{ ...sent[0], isDate: true }, sent[1]],
+      old: { closeEvents: 1, exportAgain: { name: 'DataCloneError', message: 'MessagePort is already detached' }, postAfterExport: 'undefined' },
+    });
+    expect(remote).toEqual(local);
+  });
+
   test('a port passed process -> process -> local child, joined only through NATS', async () => {
     const url = address('chain');
     const a = startFixture('nats-chain.js', ['a', url]);

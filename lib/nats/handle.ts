@@ -18,7 +18,7 @@
 // answers (MoveAck): traffic then goes directly between the peer and the new owner.
 import { dataCloneError, nodeError } from '../errors';
 import { native, type PortHandle } from '../native';
-import { createPort, portHooks } from '../port';
+import { createPort, handOffBridged, portHooks, type MessagePort } from '../port';
 import {
   bodyLength, bodyOf, bodyText, controlFrame, FrameType, isOrdered, kFirstHeaderSize, kHasExtras, kHeaderSize,
   kPacked, parseFrame, writeHeader, type Frame,
@@ -393,8 +393,12 @@ export class NatsPortHandle implements PortHandle, Ticked {
     if (this.#state === State.Open) this.#end(false);
   }
 
+  // A thread of this process has no NATS connection of its own: it gets a local channel, which
+  // this thread relays to the remote port (lib/bridge.ts), as for a port posted to a local child.
   handOff(): number {
-    throw nodeError(Error, 'ERR_CROSSPORT_REMOTE_PORT', 'A remote port cannot be handed to another thread; post it on a crossport port instead');
+    const owner = this.#ownerObject();
+    if (this.#state !== State.Open || owner === undefined) throw new Error('The port is closed');
+    return handOffBridged(owner as MessagePort);
   }
 
   // A remote port moves over this carrier when its new owner can reach its subjects: both use
