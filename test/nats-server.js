@@ -91,4 +91,4 @@ async function startNatsServer(args = []) {
   };
 }
 
-module.exports = { natsServerBinary, startNatsServer };
+module.exports = { freePort, natsServerBinary, startNatsServer };

@@ -8,7 +8,7 @@ import { report, runFixture } from './helpers';
 import { startFixture } from './live-fixture';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const { natsServerBinary, startNatsServer } = require('./nats-server');
+const { freePort, natsServerBinary, startNatsServer } = require('./nats-server');
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const values: [string, () => unknown][] = require('./fixtures/values');
 
@@ -296,6 +296,39 @@ describeNats('remote ports over NATS', () => {
       expect(result.outsider).toBe('EACCES');
     } finally {
       await secured.stop();
+      fs.unlinkSync(config);
+    }
+  });
+
+  test('listen() and connect() to one server with equal NATS options share one connection, closed when nothing uses it', async () => {
+    const config = path.join(os.tmpdir(), `crossport-nats-users-${process.pid}.conf`);
+    fs.writeFileSync(config, `authorization {
+  users = [
+    { user: a, password: "a-secret" }
+    { user: b, password: "b-secret" }
+  ]
+}
+`);
+    const monitor: number = await freePort();
+    const own: NatsServer = await startNatsServer(['-c', config, '-m', String(monitor)]);
+    try {
+      const run = await runFixture('nats-sharing.js', [new URL(own.url('x')).host, String(monitor)]);
+      expect(report(run, 'result').steps).toEqual({
+        before: 0,
+        hundredChannels: 1,  // a listener and 100 connect() calls with different timeoutMs: one connection
+        hundredWork: true,
+        threeMore: 4,  // another user, another client name, shareConnection: false
+        threeWork: true,
+        users: ['a', 'a', 'a', 'b'],
+        afterClosingThree: 1,
+        hundredStillWork: true,
+        allClosed: 0,  // the last port closed: its connection closes
+        again: 1,
+        againWorks: true,
+      });
+      expect(run.code).toBe(0);  // and nothing keeps the process alive
+    } finally {
+      await own.stop();
       fs.unlinkSync(config);
     }
   });

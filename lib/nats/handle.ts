@@ -24,7 +24,7 @@ import {
   kPacked, parseFrame, writeHeader, type Frame,
 } from './frame';
 import { decodeMessage, encodeExtras, type PortDescriptor } from './message';
-import { newToken, type Session, type Ticked } from './session';
+import { newToken, tickMsOf, type Session, type Settings, type Ticked } from './session';
 
 const enum State {
   Open,
@@ -117,6 +117,8 @@ function prefixOf(subject: string): string {
 }
 
 export interface EndpointInit {
+  /** The port's timing and limits (its listen()/connect() options'). */
+  settings: Settings;
   inbox: string;
   /** null: not known yet (connect() before the listener answered); frames wait for it. */
   peer: string | null;
@@ -126,6 +128,8 @@ export interface EndpointInit {
 
 export class NatsPortHandle implements PortHandle, Ticked {
   readonly session: Session;
+  readonly settings: Settings;
+  readonly tickMs: number;
   #state = State.Open;
   #inbox: string;
   #subscription: { unsubscribe(): void } | undefined;
@@ -157,6 +161,7 @@ export class NatsPortHandle implements PortHandle, Ticked {
   #drainListened = false;
   #holdingLoop = false;  // see #updateLoopHold
   #drainAtEnd = false;
+  #released = false;
   #owner: WeakRef<object> | undefined;
   #heldOwner: object | undefined;
   #pendingClose = false;
@@ -175,6 +180,8 @@ export class NatsPortHandle implements PortHandle, Ticked {
 
   constructor(session: Session, init: EndpointInit) {
     this.session = session;
+    this.settings = init.settings;
+    this.tickMs = tickMsOf(init.settings);
     this.#inbox = init.inbox;
     this.#peer = init.peer;
     this.#nextOut = init.nextOut;
@@ -415,9 +422,10 @@ export class NatsPortHandle implements PortHandle, Ticked {
     const prefix = prefixOf(this.#inbox);
     const first = `${prefix}.${newToken()}`;
     const second = `${prefix}.${newToken()}`;
+    const { settings } = this;
     return [
-      new NatsPortHandle(this.session, { inbox: first, peer: second, nextOut: 1, nextIn: 1 }),
-      new NatsPortHandle(this.session, { inbox: second, peer: first, nextOut: 1, nextIn: 1 }),
+      new NatsPortHandle(this.session, { settings, inbox: first, peer: second, nextOut: 1, nextIn: 1 }),
+      new NatsPortHandle(this.session, { settings, inbox: second, peer: first, nextOut: 1, nextIn: 1 }),
     ];
   }
 
@@ -558,7 +566,7 @@ export class NatsPortHandle implements PortHandle, Ticked {
         return;
       case FrameType.First: {
         const { chunks, total } = frame;
-        if (total > this.session.settings.maxMessageSize || chunks < 2 || chunks > total ||
+        if (total > this.settings.maxMessageSize || chunks < 2 || chunks > total ||
             bodyLength(frame) > total) {
           this.#push({ kind: 'error', error: unreadable(), frames: [frame] });
           this.#discarding = true;
@@ -663,7 +671,7 @@ export class NatsPortHandle implements PortHandle, Ticked {
     const handles: NatsPortHandle[] = [];
     const ports: object[] = [];
     for (const descriptor of message.ports) {
-      const handle = adopt(this.session, descriptor);
+      const handle = adopt(this.session, this.settings, descriptor);
       handles.push(handle);
       ports.push(createPort(handle));
     }
@@ -735,8 +743,10 @@ export class NatsPortHandle implements PortHandle, Ticked {
     }
   }
 
+  /** Done with the session: unsubscribed, no longer ticked, the session's user count down. */
   #release(): void {
-    if (this.#state === State.Closed) return;
+    if (this.#released) return;
+    this.#released = true;
     this.#state = State.Closed;
     this.#unsubscribe();
     this.session.release(this);
@@ -745,7 +755,7 @@ export class NatsPortHandle implements PortHandle, Ticked {
   // --- Liveness (called by the session's timer) -------------------------------------------------
 
   tick(now: number): void {
-    const { heartbeatMs, timeoutMs } = this.session.settings;
+    const { heartbeatMs, timeoutMs } = this.settings;
     if (this.#state === State.Moving || this.#state === State.Forwarding) {
       // The new owner never answered (it or its process is gone), or the peer went quiet: stop.
       if (now - Math.max(this.#movedAt, this.#lastHeard) > timeoutMs) {
@@ -940,8 +950,9 @@ function flushDelivered(): void {
 }
 
 /** The new owner's end of a moved port (see moveOut). */
-export function adopt(session: Session, descriptor: PortDescriptor): NatsPortHandle {
+export function adopt(session: Session, settings: Settings, descriptor: PortDescriptor): NatsPortHandle {
   const handle = new NatsPortHandle(session, {
+    settings,
     inbox: descriptor.inbox,
     peer: descriptor.peer,
     nextOut: descriptor.out,

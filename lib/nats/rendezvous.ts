@@ -9,7 +9,7 @@ import { nodeError } from '../errors';
 import { createPort, type MessagePort } from '../port';
 import { isSubject } from './frame';
 import { NatsPortHandle } from './handle';
-import { newToken, openSession, parseAddress, type NatsOptions, type Session } from './session';
+import { newToken, openSession, parseAddress, settingsOf, type NatsOptions, type Session, type Settings } from './session';
 
 /** Who connected, as the peer's NATS server described the peer's connection to it (INFO). */
 export interface NatsPeer {
@@ -81,10 +81,10 @@ export class NatsServer extends EventEmitter {
   readonly #address: string;
   #subscription: { unsubscribe(): void } | undefined;
   #refed = true;
-  readonly #ticked = { tick() {}, connectionClosed: () => this.close() };
+  readonly #ticked = { tickMs: Infinity, tick() {}, connectionClosed: () => this.close() };
 
   /** @internal use listen() */
-  constructor(session: Session, subject: string, address: string, options: NatsOptions) {
+  constructor(session: Session, settings: Settings, subject: string, address: string, options: NatsOptions) {
     super();
     this.#session = session;
     this.#subject = subject;
@@ -99,6 +99,7 @@ export class NatsServer extends EventEmitter {
         const hello = parseHandshake(msg.data);
         if (hello === undefined) return;  // not a crossport Hello: ignored
         const handle = new NatsPortHandle(session, {
+          settings,
           inbox: `${subject}.${newToken()}`,
           peer: hello.inbox,
           nextOut: 1,
@@ -169,22 +170,29 @@ export interface NatsServer {
 export async function listenNats(address: string, options: NatsOptions = {}): Promise<NatsServer> {
   const parsed = parseAddress(address);
   const { subject } = parsed;
+  const settings = settingsOf(options);
   const session = await openSession(parsed, options);
-  const listener = new NatsServer(session, subject, address, options);
-  // Subscribed at the server before anyone is told we listen.
-  await session.nc.flush();
-  return listener;
+  try {
+    const listener = new NatsServer(session, settings, subject, address, options);
+    // Subscribed at the server before anyone is told we listen.
+    await session.nc.flush();
+    return listener;
+  } finally {
+    session.release();
+  }
 }
 
 export async function connectNats(address: string, options: NatsOptions = {}): Promise<MessagePort> {
   const parsed = parseAddress(address);
   const { subject } = parsed;
+  const settings = settingsOf(options);
   const session = await openSession(parsed, options);
-  const handle = new NatsPortHandle(session, { inbox: `${subject}.${newToken()}`, peer: null, nextOut: 1, nextIn: 1 });
+  const handle = new NatsPortHandle(session, { settings, inbox: `${subject}.${newToken()}`, peer: null, nextOut: 1, nextIn: 1 });
+  session.release();  // the handle holds it now
   session.ref();  // the handshake keeps the process alive
   try {
     const reply = await session.nc.request(subject, handshake(handle.inbox, identity(session, options)), {
-      timeout: session.settings.connectTimeoutMs,
+      timeout: settings.connectTimeoutMs,
     });
     const welcome = parseHandshake(reply.data);
     if (welcome === undefined) {
@@ -204,7 +212,7 @@ export async function connectNats(address: string, options: NatsOptions = {}): P
       throw Object.assign(nodeError(Error, 'EACCES', `connect EACCES ${address} (${message})`), { address });
     }
     if (name === 'TimeoutError' || /timeout/i.test(message)) {
-      throw Object.assign(nodeError(Error, 'ETIMEDOUT', `connect ETIMEDOUT ${address} (no answer in ${session.settings.connectTimeoutMs} ms)`),
+      throw Object.assign(nodeError(Error, 'ETIMEDOUT', `connect ETIMEDOUT ${address} (no answer in ${settings.connectTimeoutMs} ms)`),
         { address });
     }
     throw error;

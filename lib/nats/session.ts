@@ -1,7 +1,9 @@
 // One NATS connection as crossport uses it: the endpoints (remote ports) and listeners on it,
 // one timer that sends heartbeats and watches liveness for all of them, and whether the process
 // must stay alive for them (the connection itself never keeps it alive: see unrefTransport).
-import { randomBytes } from 'node:crypto';
+// listen()/connect() calls of one thread to the same server with equal options share one
+// connection (openSession); a connection of the user's own has one session too.
+import { createHash, randomBytes } from 'node:crypto';
 
 import { nodeError } from '../errors';
 import { natsClient, type NatsConnection, type NatsSubscription } from './client';
@@ -36,6 +38,8 @@ export interface Publisher {
 
 /** What the session asks of the endpoints it ticks. */
 export interface Ticked {
+  /** How often it wants tick() (ms). */
+  readonly tickMs: number;
   tick(now: number): void;
   /** The connection closed for good. */
   connectionClosed(): void;
@@ -59,14 +63,24 @@ export function newToken(): string {
   return randomBytes(16).toString('base64url');
 }
 
+/** How often a port with `settings` checks its peer and sends heartbeats (ms). */
+export function tickMsOf(settings: Settings): number {
+  return Math.max(10, Math.min(settings.heartbeatMs, settings.timeoutMs / 4));
+}
+
 export class Session {
   readonly nc: NatsConnection;
-  readonly settings: Settings;
+  /** Whose connection: crossport's (closed when its last user is done), or the user's own. */
   readonly #owned: boolean;
+  /** Called once the session is done with (its connection closing or closed). */
+  readonly #onDone: () => void;
   readonly #ticked = new Set<Ticked>();
   #users = 0;
   #refs = 0;
-  #timer: NodeJS.Timeout;
+  /** While the session has users: ticks them, and is what keeps the process alive (ref()). */
+  #timer: NodeJS.Timeout | undefined;
+  #tickMs = Infinity;
+  #done = false;
   // bufferedAmount: what the NATS client still holds (its outbound buffer and its socket's write
   // queue, see held()). Each endpoint counts what it published since the client last held
   // nothing (an epoch: a new one starts at each publish that finds the client empty).
@@ -75,14 +89,18 @@ export class Session {
   readonly #draining = new Set<Publisher>();
   #drainCheck: NodeJS.Timeout | undefined;
 
-  constructor(nc: NatsConnection, settings: Settings, owned: boolean) {
+  constructor(nc: NatsConnection, owned: boolean, onDone: () => void) {
     this.nc = nc;
-    this.settings = settings;
     this.#owned = owned;
-    this.#timer = setInterval(() => this.#tick(), Math.max(10, Math.min(settings.heartbeatMs, settings.timeoutMs / 4)));
-    this.#timer.unref();
+    this.#onDone = onDone;
     if (owned) unrefTransport(nc);
+    nc.closed().then(() => this.closed(), () => this.closed());
     void this.#watch();
+  }
+
+  /** Closing or closed: a new user needs another session. */
+  get done(): boolean {
+    return this.#done;
   }
 
   /** The largest payload the server takes. */
@@ -90,11 +108,15 @@ export class Session {
     return this.nc.info?.max_payload ?? 1024 * 1024;
   }
 
-  /** An endpoint or listener starts using the session (and release() when done). */
+  /** An endpoint, a listener or a pending listen()/connect() starts using the session (release() when done). */
   retain(ticked?: Ticked): void {
     this.#users++;
     liveSessions.add(this);
-    if (ticked) this.#ticked.add(ticked);
+    if (ticked) {
+      this.#ticked.add(ticked);
+      if (ticked.tickMs < this.#tickMs) this.#startTimer(ticked.tickMs);
+    }
+    if (this.#timer === undefined) this.#startTimer(this.#tickMs === Infinity ? 1000 : this.#tickMs);
   }
 
   release(ticked?: Ticked): void {
@@ -102,23 +124,44 @@ export class Session {
     if (--this.#users > 0) return;
     liveSessions.delete(this);
     clearInterval(this.#timer);
-    // Publishes still buffered go out first.
-    if (this.#owned) this.nc.close().catch(() => {});
+    this.#timer = undefined;
+    this.#tickMs = Infinity;
+    if (this.#owned) {
+      // Its last user is done: the connection closes (what it buffered goes out first).
+      this.#finish();
+      this.nc.close().catch(() => {});
+    }
+  }
+
+  #startTimer(tickMs: number): void {
+    clearInterval(this.#timer);
+    this.#tickMs = tickMs;
+    this.#timer = setInterval(() => this.#tick(), tickMs);
+    if (this.#refs === 0) this.#timer.unref();
+  }
+
+  #finish(): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#onDone();
   }
 
   /** The process is exiting: every open port says goodbye, and what is buffered goes out. */
   farewell(): void {
     for (const ticked of this.#ticked) ticked.farewell?.();
-    if (this.#owned) this.nc.close().catch(() => {});
+    if (this.#owned) {
+      this.#finish();
+      this.nc.close().catch(() => {});
+    }
   }
 
   /** Something on this session keeps the process alive (ports listening, listeners, connects). */
   ref(): void {
-    if (this.#refs++ === 0) this.#timer.ref();
+    if (this.#refs++ === 0) this.#timer?.ref();
   }
 
   unref(): void {
-    if (--this.#refs === 0) this.#timer.unref();
+    if (--this.#refs === 0) this.#timer?.unref();
   }
 
   subscribe(subject: string, onData: (data: Uint8Array) => void): NatsSubscription {
@@ -219,7 +262,9 @@ export class Session {
 
   /** Called once the connection closed for good. */
   closed(): void {
+    this.#finish();
     clearInterval(this.#timer);
+    this.#timer = undefined;
     liveSessions.delete(this);
     for (const ticked of [...this.#ticked]) ticked.connectionClosed();
   }
@@ -253,6 +298,11 @@ function unrefTransport(nc: NatsConnection): void {
 export interface NatsOptions extends Partial<Settings> {
   /** A connection of your own to use (crossport never closes it); the address's host is then ignored. */
   connection?: NatsConnection;
+  /**
+   * Share the NATS connection with the other listen()/connect() calls of this thread to the same
+   * server with equal NATS options (default true); false: a connection of its own.
+   */
+  shareConnection?: boolean;
   [natsOption: string]: unknown;
 }
 
@@ -286,7 +336,7 @@ export function parseAddress(address: string): NatsAddress {
   return parsed;
 }
 
-function settingsOf(options: NatsOptions): Settings {
+export function settingsOf(options: NatsOptions): Settings {
   const settings = { ...kDefaultSettings };
   for (const key of Object.keys(kDefaultSettings) as (keyof Settings)[]) {
     const value = options[key];
@@ -302,20 +352,75 @@ function settingsOf(options: NatsOptions): Settings {
   return settings;
 }
 
-/** A session for `address` with `options`: a new connection, or the caller's own. */
+// Sessions of the connections crossport opened, by server and NATS options (see poolKey), while
+// they have users; and the sessions of connections users gave (options.connection).
+const pool = new Map<string, Promise<Session>>();
+const theirs = new WeakMap<NatsConnection, Session>();
+
+/**
+ * A session for `address` with `options`, retained once for the caller (who releases it when its
+ * listener or port holds it): the connection given in the options, a connection this thread
+ * opened already to the same server with equal NATS options, or a new one.
+ */
 export async function openSession(address: NatsAddress, options: NatsOptions): Promise<Session> {
-  const settings = settingsOf(options);
-  const { connection, ...natsOptions } = options;
+  const { connection, shareConnection = true, ...natsOptions } = options;
   for (const key of Object.keys(kDefaultSettings)) delete natsOptions[key];
-  if (connection !== undefined) return sessionOf(connection, settings, false);
+  if (connection !== undefined) {
+    let session = theirs.get(connection);
+    if (session === undefined || session.done) {
+      session = new Session(connection, false, () => {});
+      theirs.set(connection, session);
+    }
+    session.retain();
+    return session;
+  }
   // Credentials in the address, unless the options give their own.
   const credentials = address.user === undefined ? {} : { user: address.user, pass: address.pass };
-  const nc = await natsClient().connect({ ...credentials, ...natsOptions, servers: address.server });
-  return sessionOf(nc, settings, true);
+  const clientOptions = { ...credentials, ...natsOptions, servers: address.server };
+  const key = shareConnection ? poolKey(clientOptions) : undefined;
+  for (;;) {
+    let pending = key === undefined ? undefined : pool.get(key);
+    if (pending === undefined) {
+      pending = natsClient().connect(clientOptions).then((nc) => new Session(nc, true, () => {
+        if (key !== undefined && pool.get(key) === pending) pool.delete(key);
+      }));
+      if (key !== undefined) {
+        pool.set(key, pending);
+        pending.catch(() => pool.get(key) === pending && pool.delete(key));
+      }
+    }
+    const session = await pending;
+    if (session.done) continue;  // its last user left while we waited: its connection closes
+    session.retain();
+    return session;
+  }
 }
 
-function sessionOf(nc: NatsConnection, settings: Settings, owned: boolean): Session {
-  const session = new Session(nc, settings, owned);
-  nc.closed().then(() => session.closed(), () => session.closed());
-  return session;
+// Values without an identity of their own (functions, class instances) are known by this number.
+const identities = new WeakMap<object, number>();
+let lastIdentity = 0;
+
+/**
+ * Equal client options give equal keys: plain objects and arrays by content (keys sorted), bytes
+ * (a certificate or key in `tls`) by content, functions (an authenticator) and other objects by
+ * identity. Hashed, so that credentials are not kept as text in the map.
+ */
+function poolKey(options: Record<string, unknown>): string {
+  const canonical = (value: unknown): string => {
+    if (typeof value === 'string') return JSON.stringify(value);
+    if ((typeof value !== 'object' && typeof value !== 'function') || value === null) return `${typeof value}:${String(value)}`;
+    if (ArrayBuffer.isView(value)) return `bytes:${Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64')}`;
+    if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
+    const prototype = Object.getPrototypeOf(value);
+    if (typeof value === 'object' && (prototype === Object.prototype || prototype === null)) {
+      const record = value as Record<string, unknown>;
+      const keys = Object.keys(record).filter((key) => record[key] !== undefined).sort();  // { a: undefined } as {}
+      const entries = keys.map((key) => `${JSON.stringify(key)}:${canonical(record[key])}`);
+      return `{${entries.join(',')}}`;
+    }
+    let id = identities.get(value);
+    if (id === undefined) identities.set(value, (id = ++lastIdentity));
+    return `identity:${id}`;
+  };
+  return createHash('sha256').update(canonical(options)).digest('base64');
 }
