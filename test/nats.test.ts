@@ -1,5 +1,6 @@
 // Remote ports over NATS, against a real nats-server that the tests start on 127.0.0.1 (Debian's
 // nats-server package; CI installs it: a missing server fails there, and is skipped elsewhere).
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -331,6 +332,93 @@ describeNats('remote ports over NATS', () => {
       await own.stop();
       fs.unlinkSync(config);
     }
+  });
+
+  test("connect() and listen() fail with Node's codes, and never show the password", async () => {
+    const config = path.join(os.tmpdir(), `crossport-nats-user-${process.pid}.conf`);
+    fs.writeFileSync(config, 'authorization { users = [ { user: a, password: "a-secret" } ] }\n');
+    const own: NatsServer = await startNatsServer(['-c', config]);
+    try {
+      const result = report(await runFixture('nats-connect.js', ['errors', new URL(own.url('x')).host, String(await freePort())]), 'result');
+      const error = (name: string, code: string) => ({ name, code, leaks: false });
+      expect(result.cases).toEqual({
+        noServer: error('Error', 'ECONNREFUSED'),  // nothing at that host:port
+        badPassword: error('Error', 'EACCES'),
+        badPasswordListen: error('Error', 'EACCES'),
+        nobodyListens: error('Error', 'ECONNREFUSED'),  // the server, but no listener on the subject
+        tlsAddressPlainServer: error('Error', 'EPROTO'),  // tls:// requires TLS
+        noEcho: error('TypeError', 'ERR_INVALID_ARG_VALUE'),
+        invalidAddress: error('TypeError', 'ERR_INVALID_URL'),
+      });
+      expect(result.serverAddress).toBe(own.url('x.y').replace('nats://', 'nats://a:***@'));
+    } finally {
+      await own.stop();
+      fs.unlinkSync(config);
+    }
+  });
+
+  describe('TLS', () => {
+    const openssl = (() => {
+      try {
+        execFileSync('openssl', ['version'], { stdio: 'ignore' });
+        return true;
+      } catch {
+        return false;
+      }
+    })();
+    if (!openssl) {
+      // eslint-disable-next-line no-console
+      console.warn('TLS tests skipped: openssl is not installed (it makes their certificates)');
+    }
+    const testTls = openssl ? test : test.skip;
+    let dir: string;
+
+    /** A CA, a certificate for the server at 127.0.0.1 and one for a client, signed by it. */
+    beforeAll(() => {
+      if (!openssl) return;
+      dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crossport-tls-'));
+      const run = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
+      run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=crossport test CA');
+      // (The client checks a certificate reached at an IP address against the name 'localhost'.)
+      fs.writeFileSync(path.join(dir, 'server.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
+      for (const name of ['server', 'client']) {
+        run('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`);
+        run('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.pem`,
+          '-days', '2', ...(name === 'server' ? ['-extfile', 'server.ext'] : []));
+      }
+    });
+    afterAll(() => {
+      if (dir) fs.rmSync(dir, { recursive: true, force: true });
+    });
+
+    async function withServer(tlsBlock: string, use: (host: string) => Promise<void>) {
+      const config = path.join(dir, 'server.conf');
+      fs.writeFileSync(config, `tls {\n  cert_file: "${dir}/server.pem"\n  key_file: "${dir}/server.key"\n${tlsBlock}}\n`);
+      const own: NatsServer = await startNatsServer(['-c', config]);
+      try {
+        await use(new URL(own.url('x')).host);
+      } finally {
+        await own.stop();
+      }
+    }
+
+    testTls('a channel over tls:// with the CA; without it, Node\'s certificate error', async () => {
+      await withServer('', async (host) => {
+        const result = report(await runFixture('nats-connect.js', ['tls', host, path.join(dir, 'ca.pem')]), 'result');
+        expect(result.roundTrip).toBe('ping back');
+        expect(result.withoutCa).toEqual({ name: 'Error', code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', leaks: false });
+      });
+    });
+
+    testTls('client certificates pass through (a server that verifies them)', async () => {
+      await withServer(`  ca_file: "${dir}/ca.pem"\n  verify: true\n`, async (host) => {
+        const result = report(await runFixture('nats-connect.js',
+          ['tls', host, ...['ca.pem', 'client.pem', 'client.key'].map((file) => path.join(dir, file))]), 'result');
+        expect(result.roundTrip).toBe('ping back');
+        // The server ends the session when no certificate comes: the client gives up at its timeout.
+        expect(result.withoutClientCert).toEqual({ name: 'Error', code: 'ETIMEDOUT', leaks: false });
+      });
+    });
   });
 
   describe('a NATS server restart', () => {

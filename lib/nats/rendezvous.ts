@@ -112,7 +112,7 @@ export class NatsServer extends EventEmitter {
     });
   }
 
-  /** The address it listens at. */
+  /** The address it listens at (without the password, if it had one). */
   get address(): string {
     return this.#address;
   }
@@ -173,7 +173,7 @@ export async function listenNats(address: string, options: NatsOptions = {}): Pr
   const settings = settingsOf(options);
   const session = await openSession(parsed, options);
   try {
-    const listener = new NatsServer(session, settings, subject, address, options);
+    const listener = new NatsServer(session, settings, subject, parsed.shown, options);
     // Subscribed at the server before anyone is told we listen.
     await session.nc.flush();
     return listener;
@@ -196,7 +196,7 @@ export async function connectNats(address: string, options: NatsOptions = {}): P
     });
     const welcome = parseHandshake(reply.data);
     if (welcome === undefined) {
-      throw nodeError(Error, 'ERR_CROSSPORT_NATS_PROTOCOL', `connect: ${address} did not answer as a crossport listener`);
+      throw nodeError(Error, 'ERR_CROSSPORT_NATS_PROTOCOL', `connect: ${parsed.shown} did not answer as a crossport listener`);
     }
     handle.setPeer(welcome.inbox);
     return createPort(handle);
@@ -204,17 +204,13 @@ export async function connectNats(address: string, options: NatsOptions = {}): P
     handle.dispose();
     const name = (error as Error)?.name ?? '';
     const message = String((error as Error)?.message ?? '');
-    if (name === 'NoRespondersError' || /no responders/i.test(message)) {
-      throw Object.assign(nodeError(Error, 'ECONNREFUSED', `connect ECONNREFUSED ${address} (nobody listens on the subject)`),
-        { address });
-    }
+    const coded = (code: string, why: string) =>
+      Object.assign(nodeError(Error, code, `connect ${code} ${parsed.shown} (${why})`), { address: parsed.shown, cause: error });
+    if (name === 'NoRespondersError' || /no responders/i.test(message)) throw coded('ECONNREFUSED', 'nobody listens on the subject');
     if (/permissions? violation/i.test(message) || (error as { cause?: Error })?.cause?.name === 'PermissionViolationError') {
-      throw Object.assign(nodeError(Error, 'EACCES', `connect EACCES ${address} (${message})`), { address });
+      throw coded('EACCES', message);
     }
-    if (name === 'TimeoutError' || /timeout/i.test(message)) {
-      throw Object.assign(nodeError(Error, 'ETIMEDOUT', `connect ETIMEDOUT ${address} (no answer in ${settings.connectTimeoutMs} ms)`),
-        { address });
-    }
+    if (name === 'TimeoutError' || /timeout/i.test(message)) throw coded('ETIMEDOUT', `no answer in ${settings.connectTimeoutMs} ms`);
     throw error;
   } finally {
     session.unref();

@@ -310,12 +310,21 @@ export interface NatsAddress {
   /** For the client's `servers` option. */
   server: string;
   subject: string;
+  /** The address as errors and server.address show it: without its password. */
+  shown: string;
+  /** tls://: the connection must use TLS. */
+  tls: boolean;
   /** From the address's user:password@ part, if any. */
   user?: string;
   pass?: string;
 }
 
 /** `nats://[user:pass@]host:port/subject.prefix` (or tls://). */
+/** `address` without the password of its user:password@ part. */
+export function redact(address: string): string {
+  return address.replace(/^([A-Za-z]+:\/\/[^:/@]*):[^@/]*@/, '$1:***@');
+}
+
 export function parseAddress(address: string): NatsAddress {
   let url: URL;
   try {
@@ -327,10 +336,12 @@ export function parseAddress(address: string): NatsAddress {
   if (!url || (url.protocol !== 'nats:' && url.protocol !== 'tls:') || !url.host ||
       !/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(subject)) {
     throw nodeError(TypeError, 'ERR_INVALID_URL',
-      `Invalid NATS address: ${address} (expected nats://host:port/subject.prefix; the subject ` +
+      `Invalid NATS address: ${redact(address)} (expected nats://host:port/subject.prefix; the subject ` +
         `is made of tokens of letters, digits, - and _, separated by dots)`);
   }
-  const parsed: NatsAddress = { server: `${url.protocol}//${url.host}`, subject };
+  const parsed: NatsAddress = {
+    server: `${url.protocol}//${url.host}`, subject, shown: redact(address), tls: url.protocol === 'tls:',
+  };
   if (url.username) parsed.user = decodeURIComponent(url.username);
   if (url.password) parsed.pass = decodeURIComponent(url.password);
   return parsed;
@@ -365,6 +376,11 @@ const theirs = new WeakMap<NatsConnection, Session>();
 export async function openSession(address: NatsAddress, options: NatsOptions): Promise<Session> {
   const { connection, shareConnection = true, ...natsOptions } = options;
   for (const key of Object.keys(kDefaultSettings)) delete natsOptions[key];
+  if (natsOptions.noEcho === true || (connection as { options?: { noEcho?: unknown } } | undefined)?.options?.noEcho === true) {
+    throw nodeError(TypeError, 'ERR_INVALID_ARG_VALUE',
+      "The NATS option 'noEcho' is not supported: both ends of a channel may use one connection (in one " +
+        'process, through a bridge, or a port moved back), which must then receive what it publishes');
+  }
   if (connection !== undefined) {
     let session = theirs.get(connection);
     if (session === undefined || session.done) {
@@ -374,16 +390,25 @@ export async function openSession(address: NatsAddress, options: NatsOptions): P
     session.retain();
     return session;
   }
-  // Credentials in the address, unless the options give their own.
+  // Credentials in the address, unless the options give their own; tls:// requires TLS; the
+  // address's server first, then those of the servers option (more of the cluster to try).
   const credentials = address.user === undefined ? {} : { user: address.user, pass: address.pass };
-  const clientOptions = { ...credentials, ...natsOptions, servers: address.server };
+  const extra = natsOptions.servers === undefined ? [] : ([] as unknown[]).concat(natsOptions.servers);
+  const clientOptions = {
+    ...credentials,
+    ...natsOptions,
+    ...(address.tls ? { tls: natsOptions.tls ?? {} } : {}),
+    servers: [address.server, ...extra],
+  };
   const key = shareConnection ? poolKey(clientOptions) : undefined;
   for (;;) {
     let pending = key === undefined ? undefined : pool.get(key);
     if (pending === undefined) {
       pending = natsClient().connect(clientOptions).then((nc) => new Session(nc, true, () => {
         if (key !== undefined && pool.get(key) === pending) pool.delete(key);
-      }));
+      }), (error) => {
+        throw connectError(error, address.shown);
+      });
       if (key !== undefined) {
         pool.set(key, pending);
         pending.catch(() => pool.get(key) === pending && pool.delete(key));
@@ -394,6 +419,27 @@ export async function openSession(address: NatsAddress, options: NatsOptions): P
     session.retain();
     return session;
   }
+}
+
+/**
+ * The client's error for a connection it could not make, as Node's net.connect would give it
+ * (class, code, the address, the client's error as `cause`); Node's own (a socket's, TLS's) as
+ * they are.
+ */
+function connectError(error: unknown, shown: string): unknown {
+  const { name = '', message = '', code } = (error ?? {}) as { name?: string; message?: string; code?: unknown };
+  if (typeof code === 'string') return error;
+  const coded = (errorCode: string, why: string) =>
+    Object.assign(nodeError(Error, errorCode, `connect ${errorCode} ${shown} (${why})`), { address: shown, cause: error });
+  if (name === 'AuthorizationError' || /authorization violation/i.test(message)) {
+    return coded('EACCES', `the NATS server refused the credentials: ${message}`);
+  }
+  if (/connection refused/i.test(message)) return coded('ECONNREFUSED', 'no NATS server accepts connections there');
+  if (/tls/i.test(message)) return coded('EPROTO', `TLS: ${message}`);
+  if (name === 'TimeoutError' || /timeout/i.test(message)) {
+    return coded('ETIMEDOUT', "no NATS handshake within the client's timeout option");
+  }
+  return error;
 }
 
 // Values without an identity of their own (functions, class instances) are known by this number.
