@@ -108,6 +108,12 @@ describeNats('remote ports over NATS', () => {
     }
   });
 
+  test('maxMessageSize: a larger message, in one frame or chunked, is a messageerror; a subject prefix too long for a channel is refused', async () => {
+    const result = report(await runFixture('nats-limits.js', [address('limits')]), 'result');
+    expect(result.seen).toEqual([{ message: 3000 }, { error: 'DataCloneError' }, { error: 'DataCloneError' }, { message: 5 }]);
+    expect(result.longPrefix).toEqual({ name: 'TypeError', code: 'ERR_INVALID_URL' });
+  });
+
   test('what cannot cross hosts, and what is copied or bridged', async () => {
     const result = report(await runFixture('nats-transfers.js', [address('transfers'), 'parent', String(server.pid)]), 'result');
     // An OS handle: DataCloneError at the sender, nothing sent, the handle untouched.

@@ -562,7 +562,7 @@ export class NatsPortHandle implements PortHandle, Ticked {
     }
     switch (type) {
       case FrameType.Data:
-        this.#push(frame);
+        this.#push(bodyLength(frame) > this.settings.maxMessageSize ? { kind: 'error', error: unreadable(), frames: [frame] } : frame);
         return;
       case FrameType.First: {
         const { chunks, total } = frame;

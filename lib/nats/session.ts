@@ -7,6 +7,7 @@ import { createHash, randomBytes } from 'node:crypto';
 
 import { nodeError } from '../errors';
 import { natsClient, type NatsConnection, type NatsSubscription } from './client';
+import { kMaxSubjectLength } from './frame';
 
 export interface Settings {
   /** A heartbeat goes out on a port that sent nothing for this long (ms). */
@@ -320,6 +321,10 @@ export interface NatsAddress {
 }
 
 /** `nats://[user:pass@]host:port/subject.prefix` (or tls://). */
+// A channel's subjects are the prefix, a dot and a token of 22 characters (newToken), within
+// the longest subject a port accepts (frame.ts).
+const kMaxPrefixLength = kMaxSubjectLength - 23;
+
 /** `address` without the password of its user:password@ part. */
 export function redact(address: string): string {
   return address.replace(/^([A-Za-z]+:\/\/[^:/@]*):[^@/]*@/, '$1:***@');
@@ -334,10 +339,10 @@ export function parseAddress(address: string): NatsAddress {
   }
   const subject = url ? decodeURIComponent(url.pathname.replace(/^\//, '')) : '';
   if (!url || (url.protocol !== 'nats:' && url.protocol !== 'tls:') || !url.host ||
-      !/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(subject)) {
+      !/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(subject) || subject.length > kMaxPrefixLength) {
     throw nodeError(TypeError, 'ERR_INVALID_URL',
       `Invalid NATS address: ${redact(address)} (expected nats://host:port/subject.prefix; the subject ` +
-        `is made of tokens of letters, digits, - and _, separated by dots)`);
+        `is made of tokens of letters, digits, - and _, separated by dots, ${kMaxPrefixLength} characters at most)`);
   }
   const parsed: NatsAddress = {
     server: `${url.protocol}//${url.host}`, subject, shown: redact(address), tls: url.protocol === 'tls:',
