@@ -307,6 +307,40 @@ describeNats('remote ports over NATS', () => {
     }
   });
 
+  test("nkeys pass through; 'connection' listeners get the peer's identity as its NATS server reports it", async () => {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { nkeys } = require('@nats-io/transport-node');
+    const [service, client] = [nkeys.createUser(), nkeys.createUser()];
+    const seed = (pair: { getSeed(): Uint8Array }) => new TextDecoder().decode(pair.getSeed());
+    const config = path.join(os.tmpdir(), `crossport-nats-nkeys-${process.pid}.conf`);
+    fs.writeFileSync(config, `authorization {
+  users = [
+    { nkey: ${service.getPublicKey()} }
+    { nkey: ${client.getPublicKey()} }
+  ]
+}
+`);
+    const monitor: number = await freePort();
+    const own: NatsServer = await startNatsServer(['-c', config, '-m', String(monitor)]);
+    try {
+      const host = new URL(own.url('x')).host;
+      const result = report(await runFixture('nats-identity.js', [host, String(monitor), seed(service), seed(client)]), 'result');
+      expect(result.server.user).toBe(client.getPublicKey());
+      expect(result.peer).toEqual({
+        clientId: result.server.clientId,
+        clientIp: '127.0.0.1',
+        serverId: result.server.serverId,
+        serverName: result.server.serverName,
+        name: 'the-client',
+      });
+      expect(result.childCode).toBe(0);
+      expect(result.anonymous).toBe('EACCES');
+    } finally {
+      await own.stop();
+      fs.unlinkSync(config);
+    }
+  });
+
   test('listen() and connect() to one server with equal NATS options share one connection, closed when nothing uses it', async () => {
     const config = path.join(os.tmpdir(), `crossport-nats-users-${process.pid}.conf`);
     fs.writeFileSync(config, `authorization {
