@@ -9,7 +9,8 @@ import { nodeError } from '../errors';
 import { createPort, type MessagePort } from '../port';
 import { isSubject } from './frame';
 import { NatsPortHandle } from './handle';
-import { newToken, openSession, parseAddress, settingsOf, type NatsOptions, type Session, type Settings } from './session';
+import type { NatsOptions, Settings } from './options';
+import { newToken, openSession, parseAddress, settingsOf, type Session } from './session';
 
 /** Who connected, as the peer's NATS server described the peer's connection to it (INFO). */
 export interface NatsPeer {
@@ -75,7 +76,26 @@ function handshake(inbox: string, peer: NatsPeer): Uint8Array {
  * Emits `'connection'` with `(port, peer)` for each process that connects, `'close'` once closed.
  * Made by `listen('nats://host:port/subject', options)`.
  */
-export class NatsServer extends EventEmitter {
+export interface NatsServer extends EventEmitter {
+  /** The address it listens at (without the password, if it had one). */
+  readonly address: string;
+  readonly listening: boolean;
+  /** Stops accepting; ports already made stay open. */
+  close(callback?: (error?: Error) => void): this;
+  /** A listening server keeps the process alive (the default); unref() lets it exit. */
+  ref(): this;
+  unref(): this;
+  on(event: 'connection', listener: (port: MessagePort, peer: NatsPeer) => void): this;
+  on(event: 'close', listener: () => void): this;
+  on(event: 'error', listener: (error: Error) => void): this;
+  once(event: 'connection', listener: (port: MessagePort, peer: NatsPeer) => void): this;
+  once(event: 'close', listener: () => void): this;
+  once(event: 'error', listener: (error: Error) => void): this;
+}
+
+// The NatsServer listen() makes (a type only for users: its declaration, with private names, is
+// not theirs to read).
+class NatsListener extends EventEmitter implements NatsServer {
   readonly #session: Session;
   readonly #subject: string;
   readonly #address: string;
@@ -158,22 +178,13 @@ export class NatsServer extends EventEmitter {
   }
 }
 
-export interface NatsServer {
-  on(event: 'connection', listener: (port: MessagePort, peer: NatsPeer) => void): this;
-  on(event: 'close', listener: () => void): this;
-  on(event: 'error', listener: (error: Error) => void): this;
-  once(event: 'connection', listener: (port: MessagePort, peer: NatsPeer) => void): this;
-  once(event: 'close', listener: () => void): this;
-  once(event: 'error', listener: (error: Error) => void): this;
-}
-
 export async function listenNats(address: string, options: NatsOptions = {}): Promise<NatsServer> {
   const parsed = parseAddress(address);
   const { subject } = parsed;
   const settings = settingsOf(options);
   const session = await openSession(parsed, options);
   try {
-    const listener = new NatsServer(session, settings, subject, parsed.shown, options);
+    const listener = new NatsListener(session, settings, subject, parsed.shown, options);
     // Subscribed at the server before anyone is told we listen.
     await session.nc.flush();
     return listener;

@@ -8,17 +8,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { nodeError } from '../errors';
 import { natsClient, type NatsConnection, type NatsSubscription } from './client';
 import { kMaxSubjectLength } from './frame';
+import type { NatsOptions, Settings } from './options';
 
-export interface Settings {
-  /** A heartbeat goes out on a port that sent nothing for this long (ms). */
-  heartbeatMs: number;
-  /** A port that heard nothing from its peer for this long closes (ms). */
-  timeoutMs: number;
-  /** The largest message a port accepts from the network (bytes). */
-  maxMessageSize: number;
-  /** How long connect() waits for the listener's answer (ms). */
-  connectTimeoutMs: number;
-}
+export type { NatsOptions, Settings } from './options';
 
 export const kDefaultSettings: Settings = {
   heartbeatMs: 1000,
@@ -294,18 +286,6 @@ function unrefTransport(nc: NatsConnection): void {
 
 // ------------------------------------------------------------------------------------------
 // Addresses and options
-
-/** The crossport options beside the NATS client's own (auth, TLS, name, reconnect...). */
-export interface NatsOptions extends Partial<Settings> {
-  /** A connection of your own to use (crossport never closes it); the address's host is then ignored. */
-  connection?: NatsConnection;
-  /**
-   * Share the NATS connection with the other listen()/connect() calls of this thread to the same
-   * server with equal NATS options (default true); false: a connection of its own.
-   */
-  shareConnection?: boolean;
-  [natsOption: string]: unknown;
-}
 
 export interface NatsAddress {
   /** For the client's `servers` option. */
