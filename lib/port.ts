@@ -156,6 +156,18 @@ function takeHandle(port: MessagePort): PortHandle {
   return handle;
 }
 
+/**
+ * Hands a port of another transport (a remote port) to a thread of this process (exportPort):
+ * the thread gets the far end of a new local channel, bridged here to the port. The id of the
+ * deposited far end, as handOff() gives it.
+ */
+export function handOffBridged(port: MessagePort): number {
+  const [near, far] = native.createChannel();
+  const id = far.handOff();
+  bridge(createPort(takeHandle(port)), createPort(near));
+  return id;
+}
+
 /** The port no longer owns a channel end (it moved elsewhere). */
 export function markDetached(port: MessagePort): void {
   stateOf(port).detached = true;
