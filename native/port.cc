@@ -957,7 +957,7 @@ bool PortHandle::CallHook(const Napi::FunctionReference& hook) {
   if (owner_.IsEmpty() || async_context_ == nullptr) return false;
   Napi::Object owner = owner_.Value();
   if (owner.IsEmpty()) return false;  // the port object is gone: nobody can listen
-  return CallFromEventLoop(Env(), async_context_, owner, hook.Value(), owner);
+  return CallFromEventLoop(Env(), *async_context_, owner, hook.Value(), owner);
 }
 
 }  // namespace crossport
