@@ -1,16 +1,21 @@
 'use strict';
 // One run of the NATS benchmark:  node bench/nats-case.js <transport> <case> <count> <address> [peer]
-//   transport: remote-port   crossport listen()/connect() over NATS (V8's structured clone)
-//              nats-json     plain NATS with JSON payloads: publish / subscribe one way, and
-//                            request / reply for the round-trip cases
+//   transport: remote-port      crossport listen()/connect() over NATS (V8's structured clone)
+//              nats-json        plain NATS with JSON payloads: publish / subscribe one way, and
+//                               request / reply for the round-trip cases
+//              nats-json-pubsub plain NATS with JSON payloads, round trips as a remote port makes
+//                               them: a subject each way, published and subscribed, no reply subject
 //   case:      small      the small object { id, op, args: [1, 2, 3], tag }, pipelined one way
 //                         (the receiver acknowledges every ACK_EVERY, at most WINDOW unacknowledged)
-//              pingpong   one in flight: round-trip p50 / p99
-//              rpc        64 requests in flight, each answered: requests/s
+//              spaced     the same, one message per turn of the sender's event loop (a
+//                         setImmediate between two): nothing goes out together with anything else
+//              pingpong   one in flight: round-trip p50 / p99, CPU per round trip
+//              rpc        64 requests in flight, each answered: requests/s, CPU per request
 //              channels   (remote-port) <count> channels on one connection per side: memory,
 //                         server subscriptions, idle heartbeat traffic, throughput round-robin
-// The first process (the sender) starts the peer (the same script, role 'peer'); both are joined
-// only through the NATS server at <address>. Prints one line `RESULT {json}`.
+// CPU is process.cpuUsage() (user + system) of each side over the measured part (after WARMUP).
+// The first process (the sender) starts the peer (the same script and node flags, role 'peer');
+// both are joined only through the NATS server at <address>. Prints one line `RESULT {json}`.
 const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const { connect: natsConnect } = require('@nats-io/transport-node');
@@ -40,8 +45,9 @@ const cpuMicros = () => {
   const { user, system } = process.cpuUsage();
   return user + system;
 };
+const turn = () => new Promise(setImmediate);
 
-// --- Endpoints: { post(value), onMessage(fn), request(value) -> Promise, close() } ---------------
+// --- Endpoints: { post(value), onMessage(fn), serve(answer), request(value) -> Promise, close() } -
 
 async function remoteEndpoint(isPeer) {
   const nc = await natsConnect({ servers: host });
@@ -59,27 +65,17 @@ async function remoteEndpoint(isPeer) {
   port.on('message', inbox.deliver);
   // The peer ends with its port (its connection would keep it alive).
   if (isPeer) port.on('close', () => nc.close().then(() => process.exit(0)));
-  const pending = new Map();
-  let handler;
   return {
     post: (value) => port.postMessage(value),
     onMessage: inbox.onMessage,
     serve(answer) {
       inbox.onMessage((m) => port.postMessage(answer(m)));
+      port.postMessage('serving');
     },
-    request(value) {
-      return new Promise((resolve) => {
-        pending.set(value.id, resolve);
-        handler ??= inbox.onMessage((m) => {
-          const done = pending.get(m.id);
-          pending.delete(m.id);
-          done(m);
-        });
-        port.postMessage(value);
-      });
-    },
+    request: requester((value) => port.postMessage(value), inbox),
     async close() {
       port.close();
+      await nc.flush();
       await nc.close();
     },
   };
@@ -100,22 +96,44 @@ async function jsonEndpoint(isPeer) {
   } else {
     nc.publish(theirs, Buffer.from('"ready"'));
   }
+  const post = (value) => nc.publish(theirs, Buffer.from(JSON.stringify(value)));
+  const pubsub = transport === 'nats-json-pubsub';
   return {
-    post: (value) => nc.publish(theirs, Buffer.from(JSON.stringify(value))),
+    post,
     onMessage: inbox.onMessage,
     async serve(answer) {
-      nc.subscribe(rpc, { callback: (error, msg) => msg.respond(Buffer.from(JSON.stringify(answer(JSON.parse(Buffer.from(msg.data).toString()))))) });
-      await nc.flush();
-      nc.publish(theirs, Buffer.from('"serving"'));
+      if (pubsub) {
+        inbox.onMessage((m) => post(answer(m)));
+      } else {
+        nc.subscribe(rpc, { callback: (error, msg) => msg.respond(Buffer.from(JSON.stringify(answer(JSON.parse(Buffer.from(msg.data).toString()))))) });
+        await nc.flush();
+      }
+      post('serving');
     },
-    async request(value) {
+    request: pubsub ? requester(post, inbox) : async (value) => {
       const reply = await nc.request(rpc, Buffer.from(JSON.stringify(value)), { timeout: 10000 });
       return JSON.parse(Buffer.from(reply.data).toString());
     },
     async close() {
+      await nc.flush();  // what was published goes out before the connection closes
       await nc.close();
     },
   };
+}
+
+/** Request/answer over a pair of one-way channels: answers carry the request's id. */
+function requester(post, inbox) {
+  const pending = new Map();
+  let handler;
+  return (value) => new Promise((resolve) => {
+    pending.set(value.id, resolve);
+    handler ??= inbox.onMessage((m) => {
+      const done = pending.get(m?.id);
+      pending.delete(m?.id);
+      done?.(m);  // (not 'stopping', the answer to 'stop')
+    });
+    post(value);
+  });
 }
 
 /** Messages that arrive before a handler is set wait for it (no message is lost to a race). */
@@ -143,49 +161,56 @@ function messageInbox() {
 }
 
 function startPeer() {
-  spawn(process.execPath, [__filename, transport, kase, countText, address, 'peer'], { stdio: ['ignore', 2, 2] });
+  spawn(process.execPath, [...process.execArgv, __filename, transport, kase, countText, address, 'peer'], { stdio: ['ignore', 2, 2] });
 }
+
+const endpointFor = (isPeer) => (transport === 'remote-port' ? remoteEndpoint : jsonEndpoint)(isPeer);
 
 // --- Cases ---------------------------------------------------------------------------------
 
 async function peer() {
   if (kase === 'channels') return channelsPeer();
-  const endpoint = await (transport === 'remote-port' ? remoteEndpoint : jsonEndpoint)(true);
+  const endpoint = await endpointFor(true);
   const total = count + WARMUP;
-  if (kase === 'small') {
-    let next = 0;
-    let cpuStart = 0;
-    endpoint.onMessage(async (m) => {
-      if (m === 'stop') {
-        await endpoint.close();
-        process.exit(0);
-      }
+  const stop = async () => {
+    await endpoint.close();
+    process.exit(0);
+  };
+  let next = 0;
+  let cpuStart = 0;
+  // The peer's CPU from the end of the warmup to the last message of the run.
+  const count1 = () => {
+    next++;
+    if (next === WARMUP) cpuStart = cpuMicros();
+    return next === total ? cpuMicros() - cpuStart : 0;
+  };
+  if (kase === 'small' || kase === 'spaced') {
+    endpoint.onMessage((m) => {
+      if (m === 'stop') return stop();
       if (!isSmall(m, next)) fail(new Error(`message ${next} wrong: ${JSON.stringify(m)}`));
-      next++;
-      if (next === WARMUP) cpuStart = cpuMicros();
-      if (next % ACK_EVERY === 0 || next === total) endpoint.post({ ack: next, cpu: next === total ? cpuMicros() - cpuStart : 0 });
+      const cpu = count1();
+      if (next % ACK_EVERY === 0 || next === WARMUP || next === total) endpoint.post({ ack: next, cpu });
     });
   } else {
-    const stop = async () => {
-      await endpoint.close();
-      process.exit(0);
-    };
     await endpoint.serve((m) => {
-      if (m !== 'stop') return m;
-      stop();
-      return 'stopping';
+      if (m === 'stop') {
+        setImmediate(stop);
+        return 'stopping';
+      }
+      const cpu = count1();
+      return cpu ? { ...m, cpu } : m;
     });
+    // Request/reply answers on its own subject; 'stop' comes on the one-way one.
     if (transport === 'nats-json') endpoint.onMessage((m) => m === 'stop' && stop());
-    else endpoint.post('serving');
   }
 }
 
 async function sender() {
   if (kase === 'channels') return channelsSender();
-  const endpoint = await (transport === 'remote-port' ? remoteEndpoint : jsonEndpoint)(false);
+  const endpoint = await endpointFor(false);
   const total = count + WARMUP;
   let result;
-  if (kase === 'small') {
+  if (kase === 'small' || kase === 'spaced') {
     let acked = 0;
     let wake = () => {};
     let peerCpu = 0;
@@ -204,42 +229,56 @@ async function sender() {
       }
       while (id - acked >= WINDOW) await new Promise((resolve) => (wake = resolve));
       endpoint.post(small(id));
-      if (id % 500 === 0) await new Promise(setImmediate);
+      if (kase === 'spaced' || id % 500 === 0) await turn();
     }
     while (acked < total) await new Promise((resolve) => (wake = resolve));
     const seconds = Number(process.hrtime.bigint() - start) / 1e9;
     const senderCpu = cpuMicros() - cpuStart;
     result = { msgsPerSec: count / seconds, cpuSenderPerMsg: senderCpu / count, cpuPeerPerMsg: peerCpu / count,
       cpuTotalPerMsg: (senderCpu + peerCpu) / count };
-    endpoint.post('stop');
   } else {
     await new Promise((resolve) => endpoint.onMessage((m) => m === 'serving' && resolve()));
+    let peerCpu = 0;
+    const check = (reply, id) => {
+      if (reply && reply.cpu) {
+        peerCpu = reply.cpu;
+        delete reply.cpu;
+      }
+      if (!isSmall(reply, id)) throw new Error(`reply ${id} wrong: ${JSON.stringify(reply)}`);
+    };
+    let cpuStart = 0;
+    let start = 0n;
     if (kase === 'pingpong') {
       const times = [];
       for (let id = 0; id < total; id++) {
+        if (id === WARMUP) cpuStart = cpuMicros();
         const started = process.hrtime.bigint();
-        const reply = await endpoint.request(small(id));
-        if (!isSmall(reply, id)) throw new Error(`reply ${id} wrong`);
+        check(await endpoint.request(small(id)), id);
         if (id >= WARMUP) times.push(Number(process.hrtime.bigint() - started) / 1000);
       }
+      const senderCpu = cpuMicros() - cpuStart;
       times.sort((a, b) => a - b);
-      result = { p50us: times[Math.floor(times.length / 2)], p99us: times[Math.floor(times.length * 0.99)] };
+      result = { p50us: times[Math.floor(times.length / 2)], p99us: times[Math.floor(times.length * 0.99)],
+        cpuTotalPerRoundTrip: (senderCpu + peerCpu) / count };
     } else {
       let id = 0;
-      let start = 0n;
       const worker = async () => {
         while (id < total) {
           const mine = id++;
-          if (mine === WARMUP) start = process.hrtime.bigint();
-          const reply = await endpoint.request(small(mine));
-          if (!isSmall(reply, mine)) throw new Error(`reply ${mine} wrong`);
+          if (mine === WARMUP) {
+            start = process.hrtime.bigint();
+            cpuStart = cpuMicros();
+          }
+          check(await endpoint.request(small(mine)), mine);
         }
       };
       await Promise.all(Array.from({ length: IN_FLIGHT }, worker));
-      result = { requestsPerSec: count / (Number(process.hrtime.bigint() - start) / 1e9) };
+      const senderCpu = cpuMicros() - cpuStart;
+      result = { requestsPerSec: count / (Number(process.hrtime.bigint() - start) / 1e9),
+        cpuTotalPerRequest: (senderCpu + peerCpu) / count };
     }
-    endpoint.post('stop');
   }
+  endpoint.post('stop');
   await endpoint.close();
   return result;
 }
@@ -291,11 +330,12 @@ async function channelsSender() {
   for (let i = 0; i < messages; i++) {
     while (i - received >= WINDOW) await new Promise((resolve) => (wake = resolve));
     ports[i % count].postMessage(small(i));
-    if (i % 500 === 0) await new Promise(setImmediate);
+    if (i % 500 === 0) await turn();
   }
   while (received < messages) await new Promise((resolve) => (wake = resolve));
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
   for (const port of ports) port.close();
+  await nc.flush();
   await nc.close();
   return {
     channels: count,

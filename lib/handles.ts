@@ -32,15 +32,21 @@ export const enum HandleKind {
 }
 
 /**
- * A raw file descriptor that can be transferred in a message: the receiver gets a
- * `FileDescriptor` for its own copy, and the sender's descriptor is closed. The object owns its
- * descriptor; `close()` closes it.
+ * A raw file descriptor (any kind) that can be posted and listed in a transfer list: the receiver
+ * gets a `FileDescriptor` for its own copy, and the sender's descriptor is closed once the message
+ * is out (its `fd` becomes -1). The object owns its descriptor; `close()` closes it. Not in
+ * worker_threads.
  */
 export class FileDescriptor {
   // TypeScript-private, not #fd: a private name in the published .d.ts fails consumers that
   // compile for ES5 (TS18028), which is tsc's default target.
   private descriptor: number;
 
+  /**
+   * @param fd An open file descriptor of this process; the object owns it from now on.
+   * @throws {TypeError} `ERR_INVALID_ARG_TYPE` when `fd` is not a number.
+   * @throws {RangeError} `ERR_OUT_OF_RANGE` when it is not an integer from 0 to 2147483647.
+   */
   constructor(fd: number) {
     if (typeof fd !== 'number') {
       throw nodeError(TypeError, 'ERR_INVALID_ARG_TYPE', `The "fd" argument must be of type number. Received ${describe(fd)}`);

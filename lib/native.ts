@@ -190,10 +190,10 @@ function inheritedAddon(): string | undefined {
     : undefined;
 }
 
-/** Which binary: an explicit choice, the parent's (in a Worker's process), else the one node-gyp-build finds. */
 /** The binary was named by CROSSPORT_ADDON. */
 let addonChosen = false;
 
+/** Which binary: an explicit choice, the parent's (in a Worker's process), else the one node-gyp-build finds. */
 function addonPath(root: string): string {
   const inherited = inheritedAddon();
   // An explicit path, e.g. the cmake-js or sanitizer build, or a prebuild under test.

@@ -23,7 +23,13 @@ import { bridge } from './bridge';
 import { native, type PortHandle } from './native';
 
 type Listener = (...args: any[]) => void;
-/** What a transfer list may hold: ArrayBuffers, crossport MessagePorts and OS handles. */
+/**
+ * What a transfer list may hold: `ArrayBuffer`s (detached here), crossport `MessagePort`s
+ * (neutered here, working in the receiving process), and OS handles — a connected `net.Socket`,
+ * a listening `net.Server`, a bound `dgram.Socket`, an open `FileHandle` or `FileDescriptor` —
+ * which the receiver gets as the same kind of object for its own descriptor (closed here once
+ * the message is out).
+ */
 export type TransferItem =
   | ArrayBuffer
   | MessagePort
@@ -68,7 +74,27 @@ interface PortState {
   handlers: Map<string, Listener>;
 }
 
-const kState = Symbol('crossport.state');
+// One addon serves every copy of this module in a process: Node keeps an addon loaded once per
+// file, while a test runner that resets its module registry between test files (jest) loads lib/
+// afresh. The copies share, through the addon, the key of a port's state and the markers receive()
+// and next() return, so that the hooks the last copy installed serve the ports an earlier copy made
+// (they threw 'Illegal invocation' at every delivery, for ever, and an earlier copy's
+// receiveMessageOnPort took the later copy's marker for a message).
+interface SharedAcrossCopies {
+  state: symbol;
+  /** What the addon returns from receive() when no message waits. */
+  empty: object;
+  /** What next() returns for a message it delivered itself (with ports, or a messageerror). */
+  handled: object;
+}
+const shared = ((native as { crossportShared?: SharedAcrossCopies }).crossportShared ??= {
+  state: Symbol('crossport.state'),
+  empty: Object.freeze({}),
+  handled: Object.freeze({}),
+});
+const kState = shared.state;
+const EMPTY = shared.empty;
+const HANDLED = shared.handled;
 
 /** The state of a port; for anything else (an object inheriting from a port too) Node's error. */
 function stateOf(port: MessagePort): PortState {
@@ -130,6 +156,18 @@ function takeHandle(port: MessagePort): PortHandle {
   return handle;
 }
 
+/**
+ * Hands a port of another transport (a remote port) to a thread of this process (exportPort):
+ * the thread gets the far end of a new local channel, bridged here to the port. The id of the
+ * deposited far end, as handOff() gives it.
+ */
+export function handOffBridged(port: MessagePort): number {
+  const [near, far] = native.createChannel();
+  const id = far.handOff();
+  bridge(createPort(takeHandle(port)), createPort(near));
+  return id;
+}
+
 /** The port no longer owns a channel end (it moved elsewhere). */
 export function markDetached(port: MessagePort): void {
   stateOf(port).detached = true;
@@ -137,7 +175,20 @@ export function markDetached(port: MessagePort): void {
 
 /**
  * One end of a channel, as `worker_threads.MessagePort`, whose other end may be in another
- * process. Instances come from `MessageChannel`, `fork()`, `parentPort` and received messages.
+ * process. Instances come from `new MessageChannel()`, `fork()` (`child.port`), `parentPort`,
+ * `connect()`, a `Server`'s `'connection'` event, `importPort()` and received messages; the
+ * constructor throws (`TypeError` `ERR_CONSTRUCT_CALL_INVALID`), as Node's does.
+ *
+ * Events: `'message'` (the value; a `MessageEvent` for `addEventListener`/`onmessage`),
+ * `'messageerror'` (the error), `'close'` (an `Event`), `'drain'` (an `Event`; not in
+ * worker_threads). A new port is not started and does not keep the process alive; the first
+ * `'message'` listener starts and references it, removing the last stops and unreferences it.
+ * A listener that throws is reported as Node reports it; delivery goes on.
+ *
+ * Unlike worker_threads: an open port that nothing references and nothing listens to (no
+ * `'message'`, `'close'` or `'drain'` listener, no `'close'` owed, nothing posted still held) can
+ * be garbage-collected, which closes it (its peer gets `'close'`); `'close'` is a plain `Event`.
+ * The reference: docs/api.md.
  */
 export class MessagePort extends NodeEventTarget {
   constructor() {
@@ -146,9 +197,24 @@ export class MessagePort extends NodeEventTarget {
   }
 
   /**
-   * Sends a structured clone of `value`. ArrayBuffers and MessagePorts in `transfer` move to the
-   * receiver (detached or neutered here). Throws a `DataCloneError` and sends nothing when the
-   * value cannot be cloned.
+   * Sends a structured clone of `value` (V8's, as worker_threads). Never blocks and never drops:
+   * what does not fit in the channel's memory waits in this process (`bufferedAmount`).
+   *
+   * @param value The message.
+   * @param transfer Objects to move rather than copy (or `{ transfer }`): `ArrayBuffer`s
+   *   (detached here), crossport `MessagePort`s (neutered here; the receiver talks straight to
+   *   their peers), and OS handles — `net.Socket`, `net.Server`, `dgram.Socket`, `FileHandle`,
+   *   `FileDescriptor` — closed here once the message is out. At most 1024 ports and 1024 handles.
+   * @returns `true` when sent; `undefined` on a closed or transferred port (nothing is sent).
+   * @throws {DOMException} `DataCloneError` (code 25) for a value that cannot be cloned or a
+   *   transfer list that cannot be honoured (a duplicate, the port itself, a detached port, a
+   *   handle that cannot move in its state, too many ports or handles). Nothing is then sent,
+   *   detached or closed.
+   * @throws {TypeError} `ERR_MISSING_ARGS` with no argument; `ERR_INVALID_ARG_TYPE` for a
+   *   transfer list that is not iterable; for an object that cannot be transferred, or a port in
+   *   `value` missing from the list, what the running Node throws (Node 20: `TypeError`
+   *   `ERR_INVALID_TRANSFER_OBJECT` / `ERR_MISSING_TRANSFERABLE_IN_TRANSFER_LIST`; Node 22+:
+   *   `DataCloneError`).
    */
   postMessage(value: any, transfer?: readonly TransferItem[] | NodeTransferList | { transfer?: readonly TransferItem[] }): void;
   postMessage(value?: unknown, transfer?: unknown): boolean | undefined {
@@ -221,12 +287,20 @@ export class MessagePort extends NodeEventTarget {
     return sent || !state.detached ? true : undefined;
   }
 
-  /** Starts delivering messages (a 'message' listener does it by itself). */
+  /**
+   * Starts delivering messages (the first `'message'` listener does it by itself). As in
+   * worker_threads, a started port with no `'message'` listener drops what it receives.
+   */
   start(): void {
     stateOf(this).handle.start();
   }
 
-  /** Closes both ends: 'close' fires here and, after everything posted before, at the peer. */
+  /**
+   * Closes the channel: `'close'` fires on this port and, once it has received everything posted
+   * before, on the peer. Messages this port still holds are written out first. Closing twice
+   * fires once; a closed port ignores `start`, `ref`, `unref` and `postMessage`.
+   * @param callback Added as a `'close'` listener, once.
+   */
   close(callback?: () => void): void {
     const state = stateOf(this);
     if (typeof callback === 'function') this.once('close', callback);
@@ -234,7 +308,7 @@ export class MessagePort extends NodeEventTarget {
     state.handle.close();
   }
 
-  /** Keeps the process alive while the port is open (the default once it listens). */
+  /** Keeps the process alive while the port is open (what the first `'message'` listener does). */
   ref(): void {
     stateOf(this).handle.ref();
   }
@@ -244,6 +318,7 @@ export class MessagePort extends NodeEventTarget {
     stateOf(this).handle.unref();
   }
 
+  /** Whether the port keeps the process alive. */
   hasRef(): boolean {
     return stateOf(this).handle.hasRef();
   }
@@ -252,11 +327,17 @@ export class MessagePort extends NodeEventTarget {
    * Not in worker_threads: bytes of messages posted on this port that this process still holds
    * because the other side has not made room for them yet. `'drain'` fires when it falls back
    * to 0, so a producer can wait for it: `if (port.bufferedAmount > limit) await once(port, 'drain')`.
+   * A port that closes while it holds messages (its peer died) drops them: `'drain'` then fires
+   * just before `'close'`, so that wait always settles.
    */
   get bufferedAmount(): number {
     return stateOf(this).handle.bufferedAmount();
   }
 
+  /**
+   * The `'message'` listener set by assignment (it gets a `MessageEvent`); setting a function
+   * replaces the previous one and starts the port, `null` removes it.
+   */
   get onmessage(): ((this: MessagePort, event: MessageEvent) => void) | null {
     return (stateOf(this).onmessage as never) ?? null;
   }
@@ -265,6 +346,7 @@ export class MessagePort extends NodeEventTarget {
     setEventHandler(this, 'message', handler);
   }
 
+  /** The `'messageerror'` listener set by assignment (it gets a `MessageEvent` whose `data` is the error). */
   get onmessageerror(): ((this: MessagePort, event: MessageEvent) => void) | null {
     return (stateOf(this).onmessageerror as never) ?? null;
   }
@@ -334,9 +416,19 @@ export interface MessagePort {
   off(event: 'messageerror', listener: (error: Error) => void, options?: EventListenerOptions): this;
   off(event: 'drain', listener: () => void, options?: EventListenerOptions): this;
   off(event: string | symbol, listener: Listener, options?: EventListenerOptions): this;
+  /**
+   * `'close'`: once, on both ends, when either closes (after the peer received everything posted
+   * before), or when the peer's process ended. The listener gets an `Event`.
+   */
   on(event: 'close', listener: (event: Event) => void): this;
+  /** `'message'`: each message, in order; the listener gets the value. Starts and refs the port. */
   on(event: 'message', listener: (value: any) => void): this;
+  /**
+   * `'messageerror'`: a message that could not be deserialized here (e.g. a `SharedArrayBuffer`,
+   * which cannot reach another process: a `DataCloneError`); the next messages arrive as usual.
+   */
   on(event: 'messageerror', listener: (error: Error) => void): this;
+  /** `'drain'` (not in worker_threads): `bufferedAmount` fell back to 0. */
   on(event: 'drain', listener: () => void): this;
   on(event: string | symbol, listener: Listener): this;
   once(event: 'close', listener: (event: Event) => void): this;
@@ -439,11 +531,6 @@ export function createPort(handle: PortHandle): MessagePort {
   return port;
 }
 
-/** What the addon returns from receive() when no message waits. */
-const EMPTY: object = Object.freeze({});
-/** What next() returns for a message it delivered itself (with ports, or a messageerror). */
-const HANDLED: object = Object.freeze({});
-
 // Memory for received ArrayBuffers, filled at once: V8's own allocation, so that the collector
 // counts it, without zeroing it first (which cost more than the copy: perf, u8-64k-clone).
 const { allocUnsafeSlow } = Buffer;
@@ -516,7 +603,11 @@ native.setup({
 // After 'exit' no JavaScript may run; the addon must not dispatch into it.
 process.once('exit', () => native.stop());
 
-/** Two entangled ports. Either may be sent to another process. */
+/**
+ * Two entangled ports, `port1` and `port2`: what is posted on one arrives at the other. Either (or
+ * both) may be sent to another process, where it talks straight to its peer.
+ * @throws {Error} a system error (`EMFILE`…) when the channel's memory or sockets cannot be made.
+ */
 export class MessageChannel {
   readonly port1: MessagePort;
   readonly port2: MessagePort;
@@ -529,7 +620,9 @@ export class MessageChannel {
 
 /**
  * Takes the next message waiting on `port` synchronously, bypassing its listeners:
- * `{ message }`, or `undefined` when none waits. Also accepts a worker_threads port.
+ * `{ message }`, or `undefined` when none waits. Also accepts a worker_threads port (then Node's
+ * own is called). Unlike Node, a port that was just transferred gives `undefined`.
+ * @throws {TypeError} `ERR_INVALID_ARG_TYPE` when `port` is not a port.
  */
 export function receiveMessageOnPort(port: MessagePort | workerThreads.MessagePort): { message: any } | undefined {
   if (port instanceof workerThreads.MessagePort) return workerThreads.receiveMessageOnPort(port);

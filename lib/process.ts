@@ -15,15 +15,24 @@ const kEnvironmentKey = 'CROSSPORT_PARENT_PORT';
 // A child (and a Worker's process) adopts its parentPort without child_process.
 const childProcessModule = lazy<typeof childProcess>('node:child_process');
 
-/** A ChildProcess with the parent's end of its channel. */
+/** What `fork()` returns: the `ChildProcess`, with the parent's end of the new channel. */
 export interface CrossportChildProcess extends childProcess.ChildProcess {
-  /** Connected to the child's `parentPort`. */
+  /**
+   * Entangled with the child's `parentPort`: a `MessagePort` like any other (ports and OS handles
+   * travel on it; it may be transferred on). It gets `'close'` when the child ends, after
+   * everything the child wrote.
+   */
   port: MessagePort;
 }
 
 /**
- * Like `child_process.fork` (same arguments and options), and returns the ChildProcess with a
- * `port` connected to the child's `parentPort`.
+ * Starts a Node.js process as `child_process.fork()` does (same arguments and options), with a new
+ * channel between the two: returns the `ChildProcess` with a `port` entangled with the child's
+ * `parentPort`. The IPC channel of `child_process` is there too; `child.disconnect()` closes only
+ * that one. Not in worker_threads.
+ * @throws {TypeError} `ERR_INVALID_ARG_VALUE` for `args` that are neither an array nor options.
+ * @throws {Error} `ERR_CHILD_PROCESS_IPC_REQUIRED` for an `options.stdio` without `'ipc'`; what
+ *   `child_process.fork()` throws; a system error (`EMFILE`…) when the channel cannot be made.
  */
 export function fork(modulePath: string | URL, options?: childProcess.ForkOptions): CrossportChildProcess;
 export function fork(
@@ -132,5 +141,9 @@ function adoptParentPort(): MessagePort | null {
   return handle === null ? null : createPort(handle);
 }
 
-/** In a process started by `fork()`, the port connected to the parent; otherwise `null`. */
+/**
+ * In a process started by `fork()`, the port connected to the parent; otherwise `null` (also in a
+ * process that inherited fork()'s environment variable without being started by it: the
+ * descriptors it names are checked first, and the variable is removed from `process.env`).
+ */
 export const parentPort: MessagePort | null = adoptParentPort();

@@ -9,15 +9,19 @@ import { nodeError } from './errors';
 import { native, type FdWatcher } from './native';
 import { createPort, type MessagePort } from './port';
 
-/** Who connected, as the kernel reported it when the connection was made. */
+/** A process at the other end of a connection, as the kernel reported it (`SO_PEERCRED`) when it was made. */
 export interface Peer {
   readonly pid: number;
   readonly uid: number;
   readonly gid: number;
 }
 
+/** Options of `listen(path, options)`. */
 export interface ListenOptions {
-  /** Mode of the socket file (default `0o600`). Abstract names have no file and no mode. */
+  /**
+   * Mode of the socket file (default `0o600`: this uid only). The file has it from the moment it
+   * appears, never wider. Abstract names have no file and no mode.
+   */
   mode?: number;
   /**
    * The uids allowed to connect (default: this process's uid only); `'any'` admits every uid
@@ -139,8 +143,10 @@ const kFirstRetryMs = 10;
 const kLastRetryMs = 1000;
 
 /**
- * Emits `'connection'` with `(port, peer)` for each process that connects, `'refused'` with
- * `(peer)` for each one its options turn away, `'error'` when accepting fails, and `'close'`.
+ * What `listen()` returns. Emits `'listening'` (on the next tick), `'connection'` with
+ * `(port, peer)` for each process that connects (`port`: the server's end of a new channel),
+ * `'refused'` with `(peer)` for each one its `uids` turn away, `'error'` when accepting fails, and
+ * `'close'` after `close()`. Not in worker_threads.
  *
  * Out of file descriptors, it does what a net.Server does (libuv's uv__emfile_trick): it gives
  * up a spare fd it keeps for this, accepts every waiting connection with it and closes them at
@@ -179,11 +185,12 @@ export class Server extends EventEmitter {
     process.nextTick(() => this.emit('listening'));
   }
 
-  /** The path (or `'\0'`-prefixed abstract name) it listens at. */
+  /** The path (or `'\0'`-prefixed abstract name) given to `listen()`. */
   get path(): string {
     return this.socketPath;
   }
 
+  /** `true` until `close()`. */
   get listening(): boolean {
     return this.open;
   }
@@ -264,7 +271,12 @@ export class Server extends EventEmitter {
     this.emit('error', withAddress(error, this.socketPath));
   }
 
-  /** Stops accepting and removes the socket file; ports already made stay open. */
+  /**
+   * Stops accepting and removes the socket file (only while it is still the one this server
+   * made); ports already made stay open.
+   * @param callback Called once closed; with an `Error` `ERR_SERVER_NOT_RUNNING` if it was not
+   *   running.
+   */
   close(callback?: (error?: Error) => void): this {
     if (!this.open) {
       if (callback) process.nextTick(callback, nodeError(Error, 'ERR_SERVER_NOT_RUNNING', 'Server is not running.'));
@@ -293,6 +305,7 @@ export class Server extends EventEmitter {
     return this;
   }
 
+  /** Lets the process exit while the server listens. */
   unref(): this {
     this.referenced = false;
     this.watcher?.unref();
@@ -326,9 +339,14 @@ function nats(): Nats {
 }
 
 /**
- * Listens at a unix socket `path` (a string starting with `'\0'` is a Linux abstract name).
- * Throws as bind() fails: EADDRINUSE when a live listener is there (a stale socket file left by
- * a dead one is replaced).
+ * Listens at a unix socket `path` (a string starting with `'\0'` is a Linux abstract name), where
+ * any process that may reach it can `connect()` and get a port. A socket file left by a dead
+ * listener is replaced; a live listener is never taken over, and a path that is not a socket is
+ * never removed. Not in worker_threads.
+ * @throws {Error} a system error with `code`, `syscall` `'bind'` and `address` when it cannot bind:
+ *   `EADDRINUSE` (a live listener, or a file that is not a socket, is there), `EACCES`, `ENOENT`…
+ * @throws {TypeError} `ERR_INVALID_ARG_TYPE` (`path`, `options`), `ERR_INVALID_ARG_VALUE` (`uids`).
+ * @throws {RangeError} `ERR_OUT_OF_RANGE` (`mode`, `backlog`).
  *
  * With a `nats://host:port/subject.prefix` address, listens on that NATS subject instead and
  * resolves once subscribed; `options` are the NATS client's (auth, TLS...) and crossport's
@@ -342,6 +360,7 @@ export function listen(path: string, options: ListenOptions | import('./nats').N
   return new Server(path, options as ListenOptions);
 }
 
+/** Options of `connect(path, options)`. */
 export interface ConnectOptions {
   /**
    * The uids the listening process may run as (default: this process's uid, and root's); `'any'`
@@ -368,11 +387,15 @@ function refusedListener(path: string, peer: Peer): Error {
 }
 
 /**
- * Connects to a listener at `path`, resolving to a port entangled with the one its
- * `'connection'` event gets; the port's `peer` tells who listens. Rejects with the errno code:
- * ENOENT, ECONNREFUSED, EACCES (refused by the listener's options, or the listener's uid is not
- * in `options.uids`), ECONNRESET (the listener went without answering), EPROTO (what it answered
- * is no channel).
+ * Connects to a `listen()`er at `path`, resolving to a port entangled with the one its
+ * `'connection'` event gets; the port's `peer` tells who listens. Not in worker_threads.
+ * Rejects with an `Error` with `code`, `errno`, `syscall` `'connect'` and `address`: ENOENT (no
+ * such path), ECONNREFUSED (nobody listens), EACCES (refused by the listener's options, or the
+ * listener's uid is not in `options.uids`: then the error has `peer` too), ECONNRESET (the
+ * listener went without answering), EPROTO (what it answered is no channel), EPROTOTYPE (a socket
+ * of another kind).
+ * @throws {TypeError} synchronously: `ERR_INVALID_ARG_TYPE` (`path`, `options`),
+ *   `ERR_INVALID_ARG_VALUE` (`uids`).
  *
  * With a `nats://host:port/subject.prefix` address, connects through NATS to a listener on that
  * subject (`options` as for listen()): ECONNREFUSED when nobody listens there, EACCES when NATS

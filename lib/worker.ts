@@ -299,7 +299,8 @@ export class Worker extends EventEmitter {
    */
   terminate(callback?: (error: Error | null, exitCode?: number) => void): Promise<number | undefined> {
     this.ref();
-    if (typeof callback === 'function') {
+    // The callback is deprecated (DEP0132), and ignored from Node 26 on, as worker_threads does.
+    if (typeof callback === 'function' && kTerminateTakesCallback) {
       process.emitWarning('Passing a callback to worker.terminate() is deprecated. It returns a Promise instead.',
         'DeprecationWarning', 'DEP0132');
       if (this.state.public === null) return Promise.resolve(undefined);
@@ -755,8 +756,18 @@ function validateCwd(cwd: unknown): string | Buffer | undefined {
   return cwd;
 }
 
-function validateId(id: unknown, name: string): void {
-  if (id !== undefined && id !== null && id !== ((id as number) | 0)) throw invalidArgType(name, 'int32', id);
+/** worker_threads' terminate() still calls a callback (DEP0132 reached its end of life in Node 26). */
+const kTerminateTakesCallback = Number(process.versions.node.split('.')[0]) < 26;
+
+/** A uid or gid child_process would take; else child_process's own error (its text varies by Node). */
+function validateId(id: unknown, name: 'options.uid' | 'options.gid'): void {
+  if (id === undefined || id === null || id === ((id as number) | 0)) return;
+  // child_process checks its options before it starts anything (nothing runs here: no such file).
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  (require('node:child_process') as typeof childProcess).spawnSync('/nonexistent/crossport-id-check', {
+    [name.slice('options.'.length)]: id,
+  });
+  throw invalidArgType(name, 'int32', id);
 }
 
 function validateSignal(signal: unknown): NodeJS.Signals | number {

@@ -6,6 +6,7 @@
 // runtime's), which napi.h has already chosen for this addon: keep napi.h's.
 #pragma push_macro("NAPI_VERSION")
 #undef NAPI_VERSION
+#include <node.h>
 #include <node_version.h>
 #undef NAPI_VERSION
 #pragma pop_macro("NAPI_VERSION")
@@ -232,19 +233,69 @@ bool CanCallJavaScript(Napi::Env env) {
          napi_strict_equals(env, undefined, undefined, &same) == napi_ok;
 }
 
-bool CallFromEventLoop(Napi::Env env, Napi::AsyncContext* context, Napi::Object recv,
+// The current AsyncLocalStorage frame (V8 12 and 13 type it as a Value, 14 as Data). Node 20's
+// AsyncLocalStorage keeps its stores on the async resource, which the AsyncContext restores.
+static v8::Local<v8::Data> CurrentFrame(v8::Isolate* isolate) {
+#if V8_MAJOR_VERSION >= 14
+  return isolate->GetContinuationPreservedEmbedderDataV2();
+#elif V8_MAJOR_VERSION >= 12
+  return isolate->GetContinuationPreservedEmbedderData();
+#else
+  return v8::Undefined(isolate);
+#endif
+}
+
+static void SetCurrentFrame(v8::Isolate* isolate, v8::Local<v8::Data> frame) {
+#if V8_MAJOR_VERSION >= 14
+  isolate->SetContinuationPreservedEmbedderDataV2(frame);
+#elif V8_MAJOR_VERSION >= 12
+  isolate->SetContinuationPreservedEmbedderData(frame.As<v8::Value>());
+#else
+  (void)isolate, (void)frame;
+#endif
+}
+
+CallbackContext::CallbackContext(Napi::Env, const char* name, Napi::Object resource) {
+  v8::Isolate* isolate = v8::Isolate::GetCurrent();
+  node_env_ = node::GetCurrentEnvironment(isolate->GetCurrentContext());
+  node::async_context async = node::EmitAsyncInit(isolate, ToV8(resource).As<v8::Object>(), name);
+  async_id_ = async.async_id;
+  trigger_async_id_ = async.trigger_async_id;
+  frame_.Reset(isolate, CurrentFrame(isolate));
+}
+
+// (May run in a finalizer, with no current context: hence the Environment kept.)
+CallbackContext::~CallbackContext() {
+  node::EmitAsyncDestroy(static_cast<node::Environment*>(node_env_), {async_id_, trigger_async_id_});
+}
+
+void CallbackContext::Run(Napi::Object resource, const std::function<void()>& body) const {
+  v8::Isolate* isolate = v8::Isolate::GetCurrent();
+  node::CallbackScope scope(isolate, ToV8(resource).As<v8::Object>(), {async_id_, trigger_async_id_});
+  struct FrameScope {  // (body may throw a Napi::Error)
+    v8::Isolate* isolate;
+    v8::Local<v8::Data> prior;
+    ~FrameScope() { SetCurrentFrame(isolate, prior); }
+  } frame{isolate, CurrentFrame(isolate)};
+  SetCurrentFrame(isolate, frame_.Get(isolate));
+  body();
+}
+
+bool CallFromEventLoop(Napi::Env env, const CallbackContext& context, Napi::Object recv,
                        Napi::Function function, napi_value arg) {
   if (!CanCallJavaScript(env)) return false;
   // node::CallbackScope, whose TryCatch is verbose: an exception reaching it goes to Node's
   // message listener (TriggerUncaughtException) before the call returns, and marks the scope
   // failed (no 'after' hook, no tick processing), as for Node's timers. Called through V8
   // rather than napi_call_function, whose own (silent) TryCatch would catch it first.
-  Napi::CallbackScope scope(env, *context);
-  v8::Isolate* isolate = v8::Isolate::GetCurrent();
-  v8::Local<v8::Value> argv[1] = {ToV8(arg)};
-  v8::MaybeLocal<v8::Value> result = ToV8(function).As<v8::Function>()->Call(
-      isolate->GetCurrentContext(), ToV8(recv), 1, argv);
-  return !result.IsEmpty();
+  bool called = false;
+  context.Run(recv, [&] {
+    v8::Isolate* isolate = v8::Isolate::GetCurrent();
+    v8::Local<v8::Value> argv[1] = {ToV8(arg)};
+    called = !ToV8(function).As<v8::Function>()->Call(isolate->GetCurrentContext(), ToV8(recv), 1,
+                                                       argv).IsEmpty();
+  });
+  return called;
 }
 
 Napi::Error NewSystemError(Napi::Env env, int errnum, const char* syscall) {

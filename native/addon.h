@@ -5,6 +5,7 @@
 #include <napi.h>
 
 #include <deque>
+#include <functional>
 #include <set>
 #include <memory>
 #include <unordered_set>
@@ -83,15 +84,40 @@ void RunFromEventLoop(Napi::Env env, Body&& body) {
     if (CanCallJavaScript(env)) napi_fatal_exception(env, error.Value());
   }
 }
+// The async context a native object's callbacks run in, as Node's own handles (AsyncWrap) keep
+// it: an async id, the object's JS side as the resource (executionAsyncResource()), and the
+// AsyncLocalStorage frame current when the object was made (from Node 24 on, AsyncLocalStorage
+// keeps its stores in V8's continuation-preserved embedder data, which napi_async_init does not
+// capture). Node's C++ API rather than napi_async_init: from Node 26 that holds its resource
+// strongly until napi_async_destroy (nodejs/node#59828), so a port, its own resource, could never
+// be collected. Here the resource is named again by each Scope, and held by nobody.
+class CallbackContext {
+ public:
+  CallbackContext(Napi::Env env, const char* name, Napi::Object resource);
+  ~CallbackContext();
+  CallbackContext(const CallbackContext&) = delete;
+  CallbackContext& operator=(const CallbackContext&) = delete;
+
+  // Runs `body` in the context, with `resource` as its resource: inside a node::CallbackScope
+  // (nextTicks and microtasks run as it closes), with the frame current.
+  void Run(Napi::Object resource, const std::function<void()>& body) const;
+
+ private:
+  void* node_env_;  // node::Environment (node.h stays out of the headers: it redefines NAPI_VERSION)
+  double async_id_;
+  double trigger_async_id_;
+  v8::Global<v8::Data> frame_;
+};
+
 // Calls `function(arg)` with `recv` from the event loop as Node calls its own callbacks: inside a
-// callback scope of `context` (the listener runs in that async context; nextTicks and microtasks
+// callback scope of `context` whose resource is `recv` (the listener runs in that async context; nextTicks and microtasks
 // run as the scope closes). An exception that escapes is reported the way Node reports one from its
 // own callbacks — 'uncaughtException' (or the error printed and exit code 1, or an abort with
 // --abort-on-uncaught-exception) — while the scope is still open: reporting it empties the async
 // id stack, so a nextTick that threw inside `function` and left its async context pushed cannot
 // make the scope's close fail (see InternalCallbackScope::Close and TriggerUncaughtException in
 // Node's src/). False when it threw or JavaScript cannot run.
-bool CallFromEventLoop(Napi::Env env, Napi::AsyncContext* context, Napi::Object recv,
+bool CallFromEventLoop(Napi::Env env, const CallbackContext& context, Napi::Object recv,
                        Napi::Function function, napi_value arg);
 Napi::Object Init(Napi::Env env, Napi::Object exports);
 

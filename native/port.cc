@@ -193,10 +193,10 @@ Napi::Value PortHandle::SetOwner(const Napi::CallbackInfo& info) {
   Napi::Object owner = info[0].As<Napi::Object>();
   owner_ = Napi::Weak(owner);
   // The port is its callbacks' async resource, as Node's MessagePort is: listeners see it as
-  // executionAsyncResource(), and AsyncLocalStorage finds there the store current when the port
-  // was made. (The resource is held weakly: one of its own would be collected, taking the store.)
+  // executionAsyncResource(), and AsyncLocalStorage finds the store current when the port was
+  // made. (The resource is held weakly: one of its own would be collected, taking the store.)
   if (async_context_ == nullptr) {
-    async_context_ = new Napi::AsyncContext(info.Env(), "crossport:MessagePort", owner);
+    async_context_ = new CallbackContext(info.Env(), "crossport:MessagePort", owner);
   }
   UpdateOwnerHold();  // a received port may hold messages still to write
   return info.Env().Undefined();
@@ -932,7 +932,7 @@ bool PortHandle::CallHook(const Napi::FunctionReference& hook) {
   if (owner_.IsEmpty() || async_context_ == nullptr) return false;
   Napi::Object owner = owner_.Value();
   if (owner.IsEmpty()) return false;  // the port object is gone: nobody can listen
-  return CallFromEventLoop(Env(), async_context_, owner, hook.Value(), owner);
+  return CallFromEventLoop(Env(), *async_context_, owner, hook.Value(), owner);
 }
 
 }  // namespace crossport

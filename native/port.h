@@ -16,6 +16,8 @@
 
 namespace crossport {
 
+class CallbackContext;  // addon.h
+
 class PortHandle : public Napi::ObjectWrap<PortHandle>, public LinkClient {
  public:
   static Napi::Function Define(Napi::Env env);
@@ -109,7 +111,7 @@ class PortHandle : public Napi::ObjectWrap<PortHandle>, public LinkClient {
   bool close_emitted_ = false;
   Napi::ObjectReference owner_;  // the JS MessagePort (weak unless UpdateOwnerHold holds it)
   bool owner_held_ = false;
-  Napi::AsyncContext* async_context_ = nullptr;
+  CallbackContext* async_context_ = nullptr;
   uv_idle_t* idle_ = nullptr;    // runs Dispatch / the 'close' emission on the next loop turn
   bool pending_dispatch_ = false;
   bool pending_close_ = false;

@@ -26,7 +26,7 @@ FdWatcher::FdWatcher(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FdWatche
   Napi::Env env = info.Env();
   int fd = info[0].As<Napi::Number>().Int32Value();
   callback_ = Napi::Persistent(info[1].As<Napi::Function>());
-  async_context_ = new Napi::AsyncContext(env, "crossport:FdWatcher");
+  async_context_ = new CallbackContext(env, "crossport:FdWatcher", info.This().As<Napi::Object>());
   poll_ = new uv_poll_t;
   int result = uv_poll_init(GetAddon(env)->loop, poll_, fd);
   if (result != 0) {
@@ -57,8 +57,9 @@ void FdWatcher::OnPoll(uv_poll_t* poll, int status, int) {
   if (!CanCallJavaScript(env)) return;
   Napi::HandleScope scope(env);
   RunFromEventLoop(env, [&] {
-    self->callback_.MakeCallback(self->Value(), {Napi::Number::New(env, status)},
-                                 *self->async_context_);
+    self->async_context_->Run(self->Value(), [&] {
+      self->callback_.Call(self->Value(), {Napi::Number::New(env, status)});
+    });
   });
 }
 

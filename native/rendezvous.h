@@ -9,6 +9,8 @@
 
 namespace crossport {
 
+class CallbackContext;  // addon.h
+
 // Watches an fd for readability and calls a JS callback each time (a uv_poll for lib/).
 class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
  public:
@@ -25,7 +27,7 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
 
   uv_poll_t* poll_ = nullptr;
   Napi::FunctionReference callback_;
-  Napi::AsyncContext* async_context_ = nullptr;
+  CallbackContext* async_context_ = nullptr;
 };
 
 // Adds listenLocal, acceptLocal, connectLocal, welcome, refuse and arrive to `exports`.

@@ -23,3 +23,17 @@ test('CROSSPORT_ADDON naming a file that does not exist is an error, not a fall-
   expect(run.status).not.toBe(0);
   expect(run.stderr).toContain(`CROSSPORT_ADDON names ${missing}, which does not exist`);
 });
+
+// jest itself loads lib/ afresh for each test file while Node keeps one addon: this suite ran into
+// it (an earlier file's port closing during handles.test.ts threw 'Illegal invocation').
+test('two copies of the package in one process (a module registry reset) share the addon: the first copy\'s ports keep working', async () => {
+  const run = await runFixture('two-copies.js', [], 20000);
+  expect(report(run, 'two-copies')).toEqual({
+    kind: 'two-copies',
+    distinctCopies: true,
+    emptyBefore: 'nothing',
+    sync: { message: 'sync' },
+    later: { message: 'later' },
+    events: ['message async', 'close'],
+  });
+});

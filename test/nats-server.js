@@ -56,7 +56,7 @@ process.on('exit', () => {
 
 /**
  * A running nats-server: { port, url(subject), stop(), restart() }. `args` are extra
- * command-line arguments (e.g. ['--max_payload', '65536']).
+ * command-line arguments (e.g. ['-c', configFile]).
  */
 async function startNatsServer(args = []) {
   const binary = natsServerBinary();
@@ -91,4 +91,4 @@ async function startNatsServer(args = []) {
   };
 }
 
-module.exports = { natsServerBinary, startNatsServer };
+module.exports = { freePort, natsServerBinary, startNatsServer };

@@ -1,5 +1,6 @@
 // Remote ports over NATS, against a real nats-server that the tests start on 127.0.0.1 (Debian's
 // nats-server package; CI installs it: a missing server fails there, and is skipped elsewhere).
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -8,7 +9,7 @@ import { report, runFixture } from './helpers';
 import { startFixture } from './live-fixture';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const { natsServerBinary, startNatsServer } = require('./nats-server');
+const { freePort, natsServerBinary, startNatsServer } = require('./nats-server');
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const values: [string, () => unknown][] = require('./fixtures/values');
 
@@ -91,6 +92,28 @@ describeNats('remote ports over NATS', () => {
     });
   });
 
+  test('messages posted in one turn go out together, each NATS message under max_payload, and arrive once each in order', async () => {
+    const config = path.join(os.tmpdir(), `crossport-nats-payload-${process.pid}.conf`);
+    fs.writeFileSync(config, 'max_payload: 4096\n');
+    const small: NatsServer = await startNatsServer(['-c', config]);
+    try {
+      const result = report(await runFixture('nats-packing.js', [small.url('packing'), '4096']), 'result');
+      expect(result.inOrder).toBe(true);
+      expect(result.largest).toBeLessThanOrEqual(4096);
+      // 601 messages: a few packed NATS messages (hundreds of small messages fit in 4 KiB), the chunks.
+      expect(result.natsMessages).toBeLessThan(result.sent / 10);
+    } finally {
+      await small.stop();
+      fs.unlinkSync(config);
+    }
+  });
+
+  test('maxMessageSize: a larger message, in one frame or chunked, is a messageerror; a subject prefix too long for a channel is refused', async () => {
+    const result = report(await runFixture('nats-limits.js', [address('limits')]), 'result');
+    expect(result.seen).toEqual([{ message: 3000 }, { error: 'DataCloneError' }, { error: 'DataCloneError' }, { message: 5 }]);
+    expect(result.longPrefix).toEqual({ name: 'TypeError', code: 'ERR_INVALID_URL' });
+  });
+
   test('what cannot cross hosts, and what is copied or bridged', async () => {
     const result = report(await runFixture('nats-transfers.js', [address('transfers'), 'parent', String(server.pid)]), 'result');
     // An OS handle: DataCloneError at the sender, nothing sent, the handle untouched.
@@ -110,6 +133,52 @@ describeNats('remote ports over NATS', () => {
     // A local port posted on a remote one works there (bridged), and its close reaches it.
     expect(result.back).toBe('ping back');
     expect(result.last.slice(3)).toEqual([{ overLocalPort: 'ping' }, 'local port closed']);
+  });
+
+  describe("'drain', as on a local port", () => {
+    // What the producer's side observed, comparable between a remote and a local port.
+    const observed = (run: Awaited<ReturnType<typeof runFixture>>) => {
+      const done = report(run, 'done');
+      return { received: done.received, inOrder: done.inOrder, waited: done.waits > 0, producerExit: report(run, 'producer exit').code };
+    };
+
+    test('a producer awaiting drain, with nothing else to keep its process alive, posts every item', async () => {
+      const socket = path.join(os.tmpdir(), `crossport-drain-${process.pid}.sock`);
+      const local = observed(await runFixture('nats-drain.js', ['consumer', socket]));
+      const remote = observed(await runFixture('nats-drain.js', ['consumer', address('drain'), String(server.pid)]));
+      expect(local).toEqual({ received: 5000, inOrder: true, waited: true, producerExit: 0 });
+      expect(remote).toEqual(local);
+    });
+
+    test.each(['kill', 'frozen'])("the peer dies (SIGKILL) while the producer awaits 'drain' (%s): the wait ends", async (how) => {
+      const own: NatsServer = await startNatsServer();
+      try {
+        const run = await runFixture('nats-drain.js', ['peer-dies', own.url('drain.dies'), how, String(own.pid)]);
+        const settled = report(run, 'settled');
+        expect(settled.events.slice(0, 2)).toEqual(['waiting', 'drained 0']);
+        expect(settled.bufferedAmount).toBe(0);
+        expect(run.code).toBe(0);
+      } finally {
+        await own.stop();
+      }
+    });
+  });
+
+  test('exportPort() hands a remote port to a worker thread, as a local port', async () => {
+    const socket = path.join(os.tmpdir(), `crossport-export-${process.pid}.sock`);
+    const local = report(await runFixture('nats-export.js', [socket]), 'result');
+    const remote = report(await runFixture('nats-export.js', [address('export')]), 'result');
+    // The thread's messages reach the peer as they were (a Date, a Map, a BigInt), its answers
+    // reach the thread, the thread's close reaches the peer; the exported port object is
+    // neutered ('close', a second export is a DataCloneError).
+    const sent = [{ from: 'thread', when: '1970-01-01T00:00:00.000Z', lines: { map: [[1, 'pen']] } }, { bigint: '123' }];
+    expect(local).toEqual({
+      kind: 'result',
+      thread: sent.map((echo) => ({ echo })),
+      peer: [{ ...sent[0], isDate: true }, sent[1]],
+      old: { closeEvents: 1, exportAgain: { name: 'DataCloneError', message: 'MessagePort is already detached' }, postAfterExport: 'undefined' },
+    });
+    expect(remote).toEqual(local);
   });
 
   test('a port passed process -> process -> local child, joined only through NATS', async () => {
@@ -184,6 +253,9 @@ describeNats('remote ports over NATS', () => {
         { error: 'DataCloneError', code: 25 },  // extras that are not JSON
         { error: 'DataCloneError', code: 25 },  // a port descriptor with bad subjects
         { error: 'DataCloneError', code: 25 },  // a section longer than the message
+        { message: 'packed-1' },  // three packed frames in one NATS message: each taken as a frame
+        { error: 'Error' },
+        { message: 'packed-3' },
         { error: 'Error', code: 'ERR_CROSSPORT_NATS_FORGED' },
       ]);
       expect(result.memoryGrowth).toBeLessThan(64 * 1024 * 1024);
@@ -233,6 +305,160 @@ describeNats('remote ports over NATS', () => {
       await secured.stop();
       fs.unlinkSync(config);
     }
+  });
+
+  test("nkeys pass through; 'connection' listeners get the peer's identity as its NATS server reports it", async () => {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { nkeys } = require('@nats-io/transport-node');
+    const [service, client] = [nkeys.createUser(), nkeys.createUser()];
+    const seed = (pair: { getSeed(): Uint8Array }) => new TextDecoder().decode(pair.getSeed());
+    const config = path.join(os.tmpdir(), `crossport-nats-nkeys-${process.pid}.conf`);
+    fs.writeFileSync(config, `authorization {
+  users = [
+    { nkey: ${service.getPublicKey()} }
+    { nkey: ${client.getPublicKey()} }
+  ]
+}
+`);
+    const monitor: number = await freePort();
+    const own: NatsServer = await startNatsServer(['-c', config, '-m', String(monitor)]);
+    try {
+      const host = new URL(own.url('x')).host;
+      const result = report(await runFixture('nats-identity.js', [host, String(monitor), seed(service), seed(client)]), 'result');
+      expect(result.server.user).toBe(client.getPublicKey());
+      expect(result.peer).toEqual({
+        clientId: result.server.clientId,
+        clientIp: '127.0.0.1',
+        serverId: result.server.serverId,
+        serverName: result.server.serverName,
+        name: 'the-client',
+      });
+      expect(result.childCode).toBe(0);
+      expect(result.anonymous).toBe('EACCES');
+    } finally {
+      await own.stop();
+      fs.unlinkSync(config);
+    }
+  });
+
+  test('listen() and connect() to one server with equal NATS options share one connection, closed when nothing uses it', async () => {
+    const config = path.join(os.tmpdir(), `crossport-nats-users-${process.pid}.conf`);
+    fs.writeFileSync(config, `authorization {
+  users = [
+    { user: a, password: "a-secret" }
+    { user: b, password: "b-secret" }
+  ]
+}
+`);
+    const monitor: number = await freePort();
+    const own: NatsServer = await startNatsServer(['-c', config, '-m', String(monitor)]);
+    try {
+      const run = await runFixture('nats-sharing.js', [new URL(own.url('x')).host, String(monitor)]);
+      expect(report(run, 'result').steps).toEqual({
+        before: 0,
+        hundredChannels: 1,  // a listener and 100 connect() calls with different timeoutMs: one connection
+        hundredWork: true,
+        threeMore: 4,  // another user, another client name, shareConnection: false
+        threeWork: true,
+        users: ['a', 'a', 'a', 'b'],
+        afterClosingThree: 1,
+        hundredStillWork: true,
+        allClosed: 0,  // the last port closed: its connection closes
+        again: 1,
+        againWorks: true,
+      });
+      expect(run.code).toBe(0);  // and nothing keeps the process alive
+    } finally {
+      await own.stop();
+      fs.unlinkSync(config);
+    }
+  });
+
+  test("connect() and listen() fail with Node's codes, and never show the password", async () => {
+    const config = path.join(os.tmpdir(), `crossport-nats-user-${process.pid}.conf`);
+    fs.writeFileSync(config, 'authorization { users = [ { user: a, password: "a-secret" } ] }\n');
+    const own: NatsServer = await startNatsServer(['-c', config]);
+    try {
+      const result = report(await runFixture('nats-connect.js', ['errors', new URL(own.url('x')).host, String(await freePort())]), 'result');
+      const error = (name: string, code: string) => ({ name, code, leaks: false });
+      expect(result.cases).toEqual({
+        noServer: error('Error', 'ECONNREFUSED'),  // nothing at that host:port
+        badPassword: error('Error', 'EACCES'),
+        badPasswordListen: error('Error', 'EACCES'),
+        nobodyListens: error('Error', 'ECONNREFUSED'),  // the server, but no listener on the subject
+        tlsAddressPlainServer: error('Error', 'EPROTO'),  // tls:// requires TLS
+        noEcho: error('TypeError', 'ERR_INVALID_ARG_VALUE'),
+        invalidAddress: error('TypeError', 'ERR_INVALID_URL'),
+      });
+      expect(result.serverAddress).toBe(own.url('x.y').replace('nats://', 'nats://a:***@'));
+    } finally {
+      await own.stop();
+      fs.unlinkSync(config);
+    }
+  });
+
+  describe('TLS', () => {
+    const openssl = (() => {
+      try {
+        execFileSync('openssl', ['version'], { stdio: 'ignore' });
+        return true;
+      } catch {
+        return false;
+      }
+    })();
+    if (!openssl) {
+      // eslint-disable-next-line no-console
+      console.warn('TLS tests skipped: openssl is not installed (it makes their certificates)');
+    }
+    const testTls = openssl ? test : test.skip;
+    let dir: string;
+
+    /** A CA, a certificate for the server at 127.0.0.1 and one for a client, signed by it. */
+    beforeAll(() => {
+      if (!openssl) return;
+      dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crossport-tls-'));
+      const run = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
+      run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=crossport test CA');
+      // (The client checks a certificate reached at an IP address against the name 'localhost'.)
+      fs.writeFileSync(path.join(dir, 'server.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
+      for (const name of ['server', 'client']) {
+        run('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`);
+        run('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.pem`,
+          '-days', '2', ...(name === 'server' ? ['-extfile', 'server.ext'] : []));
+      }
+    });
+    afterAll(() => {
+      if (dir) fs.rmSync(dir, { recursive: true, force: true });
+    });
+
+    async function withServer(tlsBlock: string, use: (host: string) => Promise<void>) {
+      const config = path.join(dir, 'server.conf');
+      fs.writeFileSync(config, `tls {\n  cert_file: "${dir}/server.pem"\n  key_file: "${dir}/server.key"\n${tlsBlock}}\n`);
+      const own: NatsServer = await startNatsServer(['-c', config]);
+      try {
+        await use(new URL(own.url('x')).host);
+      } finally {
+        await own.stop();
+      }
+    }
+
+    testTls('a channel over tls:// with the CA; without it, Node\'s certificate error', async () => {
+      await withServer('', async (host) => {
+        const result = report(await runFixture('nats-connect.js', ['tls', host, path.join(dir, 'ca.pem')]), 'result');
+        expect(result.roundTrip).toBe('ping back');
+        expect(result.withoutCa).toEqual({ name: 'Error', code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', leaks: false });
+      });
+    });
+
+    testTls('client certificates pass through (a server that verifies them)', async () => {
+      await withServer(`  ca_file: "${dir}/ca.pem"\n  verify: true\n`, async (host) => {
+        const result = report(await runFixture('nats-connect.js',
+          ['tls', host, ...['ca.pem', 'client.pem', 'client.key'].map((file) => path.join(dir, file))]), 'result');
+        expect(result.roundTrip).toBe('ping back');
+        // The server ends the session when no certificate comes: the client gives up at its timeout.
+        expect(result.withoutClientCert).toEqual({ name: 'Error', code: 'ETIMEDOUT', leaks: false });
+      });
+    });
   });
 
   describe('a NATS server restart', () => {

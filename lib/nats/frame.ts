@@ -3,19 +3,26 @@
 //
 //   0  u8   version (1)
 //   1  u8   type (FrameType)
-//   2  u16  flags (kHasExtras: the message carries ports or sections, see message.ts)
+//   2  u16  flags (kHasExtras: the message carries ports or sections, see message.ts;
+//                  kPacked: the frame's payload length is at 12, and another frame may follow)
 //   4  u32  sequence number, low 32 bits   } ordered frames: this frame's number in its direction
 //   8  u32  sequence number, high 21 bits  } (from 1); a heartbeat: the last number sent
-//   12 u32  a First frame: the number of chunks; otherwise 0
+//   12 u32  a First frame: the number of chunks; a packed frame: its payload's length; else 0
 //
-// A First frame adds the message's total length (u32 low, u32 high) before its part. Nothing in a
-// frame is trusted: parseFrame checks the header, and the receiver checks every count and length
-// against what it has and what its limits allow before it uses them.
+// A First frame adds the message's total length (u32 low, u32 high) before its part.
+//
+// One NATS message carries one frame, or several packed frames one after the other: the messages
+// a port posts in one turn of the event loop go out together (handle.ts), each frame keeping its
+// own sequence number. A frame that is not packed runs to the end of the NATS message.
+//
+// Nothing in a frame is trusted: parseFrame checks the header, and the receiver checks every count
+// and length against what it has and what its limits allow before it uses them.
 
 export const kVersion = 1;
 export const kHeaderSize = 16;
 export const kFirstHeaderSize = 24;
 export const kHasExtras = 1;
+export const kPacked = 2;
 
 export const enum FrameType {
   /** A whole message. */
@@ -83,42 +90,55 @@ function u32(bytes: Uint8Array, at: number): number {
   return (bytes[at] | (bytes[at + 1] << 8) | (bytes[at + 2] << 16)) + bytes[at + 3] * 0x1000000;
 }
 
-/** The frame in `raw`, or undefined when it is not one (junk is ignored by the caller). */
-export function parseFrame(raw: Uint8Array): Frame | undefined {
-  if (raw.byteLength < kHeaderSize || raw[0] !== kVersion) return undefined;
-  const type = raw[1];
+/**
+ * The frame at `at` in a NATS message's `data`, or undefined when there is none (junk: the caller
+ * ignores it and whatever follows it).
+ */
+export function parseFrame(data: Uint8Array, at = 0): Frame | undefined {
+  const available = data.byteLength - at;
+  if (available < kHeaderSize || data[at] !== kVersion) return undefined;
+  const type = data[at + 1];
   if (!kKnown.has(type)) return undefined;
-  const high = u32(raw, 8);
+  const high = u32(data, at + 8);
   if (high >= kHighLimit) return undefined;
-  const seq = high * 2 ** 32 + u32(raw, 4);
-  const flags = raw[2] | (raw[3] << 8);
+  const seq = high * 2 ** 32 + u32(data, at + 4);
+  const flags = data[at + 2] | (data[at + 3] << 8);
   let chunks = 0;
   let total = 0;
   let offset = kHeaderSize;
+  let length = available;
   if (type === FrameType.First) {
-    if (raw.byteLength < kFirstHeaderSize) return undefined;
-    chunks = u32(raw, 12);
-    const totalHigh = u32(raw, 20);
+    if (available < kFirstHeaderSize || (flags & kPacked) !== 0) return undefined;
+    chunks = u32(data, at + 12);
+    const totalHigh = u32(data, at + 20);
     if (totalHigh >= kHighLimit) return undefined;
-    total = totalHigh * 2 ** 32 + u32(raw, 16);
+    total = totalHigh * 2 ** 32 + u32(data, at + 16);
     offset = kFirstHeaderSize;
+  } else if ((flags & kPacked) !== 0) {
+    const payload = u32(data, at + 12);
+    if (payload > available - kHeaderSize) return undefined;
+    length = kHeaderSize + payload;
   }
   if (isOrdered(type) && seq === 0) return undefined;
+  const raw = length === data.byteLength ? data : new Uint8Array(data.buffer, data.byteOffset + at, length);
   return { kind: 'frame', type, flags, seq, chunks, total, offset, raw };
 }
 
-/** Writes a header at the start of `into` (which has room for it). */
-export function writeHeader(into: Uint8Array, type: FrameType, seq: number, flags = 0, chunks = 0, total = 0): void {
-  into[0] = kVersion;
-  into[1] = type;
-  into[2] = flags;
-  into[3] = flags >>> 8;
-  putU32(into, 4, seq >>> 0);
-  putU32(into, 8, Math.floor(seq / 2 ** 32));
-  putU32(into, 12, chunks);
+/**
+ * Writes a header at `at` in `into` (which has room for it). `field` is a First frame's chunk
+ * count or a packed frame's payload length.
+ */
+export function writeHeader(into: Uint8Array, at: number, type: FrameType, seq: number, flags = 0, field = 0, total = 0): void {
+  into[at] = kVersion;
+  into[at + 1] = type;
+  into[at + 2] = flags;
+  into[at + 3] = flags >>> 8;
+  putU32(into, at + 4, seq >>> 0);
+  putU32(into, at + 8, Math.floor(seq / 2 ** 32));
+  putU32(into, at + 12, field);
   if (type === FrameType.First) {
-    putU32(into, 16, total >>> 0);
-    putU32(into, 20, Math.floor(total / 2 ** 32));
+    putU32(into, at + 16, total >>> 0);
+    putU32(into, at + 20, Math.floor(total / 2 ** 32));
   }
 }
 
@@ -133,7 +153,7 @@ function putU32(into: Uint8Array, at: number, value: number): void {
 export function controlFrame(type: FrameType, seq: number, text = ''): Uint8Array {
   const body = Buffer.from(text, 'utf8');
   const frame = Buffer.allocUnsafe(kHeaderSize + body.byteLength);
-  writeHeader(frame, type, seq);
+  writeHeader(frame, 0, type, seq);
   body.copy(frame, kHeaderSize);
   return frame;
 }

@@ -18,13 +18,13 @@
 // answers (MoveAck): traffic then goes directly between the peer and the new owner.
 import { dataCloneError, nodeError } from '../errors';
 import { native, type PortHandle } from '../native';
-import { createPort, portHooks } from '../port';
+import { createPort, handOffBridged, portHooks, type MessagePort } from '../port';
 import {
   bodyLength, bodyOf, bodyText, controlFrame, FrameType, isOrdered, kFirstHeaderSize, kHasExtras, kHeaderSize,
-  parseFrame, writeHeader, type Frame,
+  kPacked, parseFrame, writeHeader, type Frame,
 } from './frame';
 import { decodeMessage, encodeExtras, type PortDescriptor } from './message';
-import { newToken, type Session, type Ticked } from './session';
+import { newToken, tickMsOf, type Session, type Settings, type Ticked } from './session';
 
 const enum State {
   Open,
@@ -84,7 +84,11 @@ function fingerprint(bytes: Uint8Array): number {
 
 const kNone: never[] = [];
 
-// Small messages are serialized into slabs of this size, each used once, one after the other.
+// Small messages are serialized into slabs of this size, each used once, one after the other:
+// the NATS client keeps a view of what it was given until it has written it out (or, while
+// disconnected, until it reconnects), so a slab is never reused. Each message is written as a
+// whole frame, its header in front; the frames one port posts one after the other in a slab go
+// out as one NATS message (see #pack).
 const kSlabSize = 64 * 1024;
 const kSlabMin = 4096;
 let slab = Buffer.allocUnsafeSlow(0);
@@ -93,6 +97,13 @@ function newSlab(): void {
   slab = Buffer.allocUnsafeSlow(kSlabSize);
   slabUsed = 0;
 }
+
+// While remote ports deliver a batch of messages (one task), what ports post is published when the
+// batch is done, not at each microtask checkpoint between two messages: as the NATS client, which
+// writes what its subscriptions' callbacks published once their whole batch is done. Answers to a
+// batch of requests then go out together.
+let delivering = 0;
+let flushAfterDelivery: NatsPortHandle[] = [];
 
 const ownerRegistry = new FinalizationRegistry<NatsPortHandle>((handle) => handle.collected());
 
@@ -106,6 +117,8 @@ function prefixOf(subject: string): string {
 }
 
 export interface EndpointInit {
+  /** The port's timing and limits (its listen()/connect() options'). */
+  settings: Settings;
   inbox: string;
   /** null: not known yet (connect() before the listener answered); frames wait for it. */
   peer: string | null;
@@ -115,11 +128,18 @@ export interface EndpointInit {
 
 export class NatsPortHandle implements PortHandle, Ticked {
   readonly session: Session;
+  readonly settings: Settings;
+  readonly tickMs: number;
   #state = State.Open;
   #inbox: string;
   #subscription: { unsubscribe(): void } | undefined;
   #peer: string | null;
   #waiting: Uint8Array[] = [];  // frames posted before the peer was known
+  // Packed frames not yet published: slab[#packStart, #packEnd) of #packSlab (see #pack).
+  #packSlab: Buffer | undefined;
+  #packStart = 0;
+  #packEnd = 0;
+  #flushQueued = false;
   #nextOut: number;
   #nextIn: number;
   // Received, accepted in order, not yet delivered (a deque: #queue[#head] is next).
@@ -138,6 +158,10 @@ export class NatsPortHandle implements PortHandle, Ticked {
   #started = false;
   #refed = false;
   #watched = false;
+  #drainListened = false;
+  #holdingLoop = false;  // see #updateLoopHold
+  #drainAtEnd = false;
+  #released = false;
   #owner: WeakRef<object> | undefined;
   #heldOwner: object | undefined;
   #pendingClose = false;
@@ -156,6 +180,8 @@ export class NatsPortHandle implements PortHandle, Ticked {
 
   constructor(session: Session, init: EndpointInit) {
     this.session = session;
+    this.settings = init.settings;
+    this.tickMs = tickMsOf(init.settings);
     this.#inbox = init.inbox;
     this.#peer = init.peer;
     this.#nextOut = init.nextOut;
@@ -195,23 +221,71 @@ export class NatsPortHandle implements PortHandle, Ticked {
     }
     const moved = (ports ?? kNone) as NatsPortHandle[];
     if (slab.byteLength - slabUsed < kSlabMin) newSlab();
+    const at = slabUsed;
     const serialized = native.serializeToBytes(value, objects ?? kNone, detach ?? kNone, detach ?? kNone, kHeaderSize,
-      slab, slabUsed);
+      slab, at);
     if (typeof serialized === 'number') {
-      // Small and without sections: written into the slab (the client keeps a view of it until
-      // it has written it out, so a slab is never reused).
-      const bytes = slab.subarray(slabUsed, slabUsed + serialized);
-      slabUsed += (serialized + 7) & ~7;
-      if (moved.length === 0) {
-        this.#sendMessage(bytes, 0);
+      // Small and without sections: written into the slab, header room first.
+      slabUsed += serialized;
+      if (moved.length === 0 && serialized <= this.session.maxPayload) {
+        this.#pack(at, serialized);
         return true;
       }
-      return this.#sendWithExtras([bytes], moved);
+      return this.#sendWithExtras([slab.subarray(at, at + serialized)], moved);
     }
     return this.#sendWithExtras(serialized, moved);
   }
 
+  /**
+   * Sends the frame of a small message written at `at` in the slab: it joins the frames this port
+   * wrote just before it, if nothing else was written between, and they go out as one NATS
+   * message at the next microtask checkpoint (or, while remote ports deliver a batch, once the
+   * batch is done) — as the NATS client writes what it was given, so that a lone message waits no
+   * longer than it did before. Each packed frame has its own sequence number; together they never
+   * exceed the server's max_payload.
+   */
+  #pack(at: number, length: number): void {
+    writeHeader(slab, at, FrameType.Data, this.#nextOut++, kPacked, length - kHeaderSize);
+    if (this.#packSlab === slab && this.#packEnd === at && at + length - this.#packStart <= this.session.maxPayload) {
+      this.#packEnd = at + length;
+      return;
+    }
+    this.#flushPacked();
+    this.#packSlab = slab;
+    this.#packStart = at;
+    this.#packEnd = at + length;
+    this.#scheduleFlush();
+    if (this.#drainListened && !this.#holdingLoop) this.#updateLoopHold();
+  }
+
+  #scheduleFlush(): void {
+    if (this.#flushQueued) return;
+    this.#flushQueued = true;
+    if (delivering > 0) flushAfterDelivery.push(this);
+    else queueMicrotask(this.#flushBound);
+  }
+
+  readonly #flushBound = () => this.flushQueued();
+
+  /** The flush #scheduleFlush asked for. */
+  flushQueued(): void {
+    this.#flushQueued = false;
+    this.#flushPacked();
+  }
+
+  /** Publishes the packed frames not yet published (before any later frame of this port). */
+  #flushPacked(): void {
+    const packed = this.#packSlab;
+    if (packed === undefined) return;
+    this.#packSlab = undefined;
+    this.#send(packed.subarray(this.#packStart, this.#packEnd));
+  }
+
   #sendWithExtras([bytes, ...sections]: Buffer[], moved: NatsPortHandle[]): true {
+    if (moved.length === 0 && sections.length === 0) {
+      this.#sendMessage(bytes, 0);
+      return true;
+    }
     // Nothing can fail from here: the serializer accepted the value and detached the buffers.
     const extras = encodeExtras({
       ports: moved.map((handle) => handle.moveOut()),
@@ -278,9 +352,14 @@ export class NatsPortHandle implements PortHandle, Ticked {
     this.#setStarted(false);
   }
 
-  watch(listened: boolean): void {
+  watch(listened: boolean, drainListened: boolean): void {
     this.#watched = listened;
+    this.#drainListened = drainListened;
     this.#updateHold();
+    // A listener that comes after the bytes were published ('drain' awaited once bufferedAmount
+    // is over a limit) is told too.
+    if (drainListened && this.#state === State.Open && this.bufferedAmount() > 0) this.session.awaitDrain(this);
+    this.#updateLoopHold();
   }
 
   ref(): void {
@@ -300,13 +379,15 @@ export class NatsPortHandle implements PortHandle, Ticked {
   }
 
   bufferedAmount(): number {
-    return this.#state === State.Open ? this.session.heldBy(this) : 0;
+    if (this.#state !== State.Open) return 0;
+    const packed = this.#packSlab === undefined ? 0 : this.#packEnd - this.#packStart;
+    return this.session.heldBy(this) + packed;
   }
 
   close(): void {
     if (this.#state !== State.Open) return;
     // Behind every message posted before it (one publisher, one subject: NATS keeps the order).
-    this.#publish(controlFrame(FrameType.Close, this.#nextOut++));
+    this.#sendControl(FrameType.Close);
     this.#finish();
   }
 
@@ -315,11 +396,16 @@ export class NatsPortHandle implements PortHandle, Ticked {
   }
 
   dispose(): void {
+    this.#packSlab = undefined;
     if (this.#state === State.Open) this.#end(false);
   }
 
+  // A thread of this process has no NATS connection of its own: it gets a local channel, which
+  // this thread relays to the remote port (lib/bridge.ts), as for a port posted to a local child.
   handOff(): number {
-    throw nodeError(Error, 'ERR_CROSSPORT_REMOTE_PORT', 'A remote port cannot be handed to another thread; post it on a crossport port instead');
+    const owner = this.#ownerObject();
+    if (this.#state !== State.Open || owner === undefined) throw new Error('The port is closed');
+    return handOffBridged(owner as MessagePort);
   }
 
   // A remote port moves over this carrier when its new owner can reach its subjects: both use
@@ -336,15 +422,16 @@ export class NatsPortHandle implements PortHandle, Ticked {
     const prefix = prefixOf(this.#inbox);
     const first = `${prefix}.${newToken()}`;
     const second = `${prefix}.${newToken()}`;
+    const { settings } = this;
     return [
-      new NatsPortHandle(this.session, { inbox: first, peer: second, nextOut: 1, nextIn: 1 }),
-      new NatsPortHandle(this.session, { inbox: second, peer: first, nextOut: 1, nextIn: 1 }),
+      new NatsPortHandle(this.session, { settings, inbox: first, peer: second, nextOut: 1, nextIn: 1 }),
+      new NatsPortHandle(this.session, { settings, inbox: second, peer: first, nextOut: 1, nextIn: 1 }),
     ];
   }
 
   /** For a relay: the peer gets 'messageerror' where a message could not be read here. */
   postUndeliverable(): void {
-    if (this.#state === State.Open) this.#publish(controlFrame(FrameType.Undeliverable, this.#nextOut++));
+    if (this.#state === State.Open) this.#sendControl(FrameType.Undeliverable);
   }
 
   /** Frames the old owner received but did not deliver (checked as any frame is). */
@@ -362,41 +449,51 @@ export class NatsPortHandle implements PortHandle, Ticked {
   #sendMessage(bytes: Buffer, flags: number): void {
     const max = this.session.maxPayload;
     if (bytes.byteLength <= max) {
-      writeHeader(bytes, FrameType.Data, this.#nextOut++, flags);
-      this.#publish(bytes);
+      this.#flushPacked();
+      writeHeader(bytes, 0, FrameType.Data, this.#nextOut++, flags);
+      this.#send(bytes);
       return;
     }
     // Larger than the server takes: chunks, each a frame of its own.
     const message = bytes.subarray(kHeaderSize);
     const part = max - kFirstHeaderSize;
     const chunks = Math.ceil(message.byteLength / part);
+    this.#flushPacked();
     for (let i = 0; i < chunks; i++) {
       const piece = message.subarray(i * part, (i + 1) * part);
       const header = i === 0 ? kFirstHeaderSize : kHeaderSize;
       const frame = Buffer.allocUnsafe(header + piece.byteLength);
-      writeHeader(frame, i === 0 ? FrameType.First : FrameType.More, this.#nextOut++, flags, i === 0 ? chunks : 0,
+      writeHeader(frame, 0, i === 0 ? FrameType.First : FrameType.More, this.#nextOut++, flags, i === 0 ? chunks : 0,
         message.byteLength);
       frame.set(piece, header);
-      this.#publish(frame);
+      this.#send(frame);
     }
   }
 
-  #publish(frame: Uint8Array): void {
+  /** Sends a control frame with the next number (after the frames that have theirs already). */
+  #sendControl(type: FrameType, text?: string): void {
+    this.#flushPacked();
+    this.#send(controlFrame(type, this.#nextOut++, text));
+  }
+
+  /** Publishes frames whose numbers were taken in order (packed ones are published first). */
+  #send(frames: Uint8Array): void {
     this.#lastSent = Date.now();
     if (this.#peer === null) {
-      this.#waiting.push(frame);
+      this.#waiting.push(frames);
     } else {
-      this.session.publish(this.#peer, frame, this);
+      this.session.publish(this.#peer, frames, this);
     }
+    if (this.#drainListened && !this.#holdingLoop) this.#updateLoopHold();
   }
 
   wantsDrain(): boolean {
-    return this.#watched;
+    return this.#drainListened;
   }
 
   /** Called by the session: the client holds nothing this port published any more. */
   drained(): void {
-    if (this.#state === State.Open && this.#watched) {
+    if (this.#state === State.Open && this.#drainListened) {
       this.#pendingDrain = true;
       this.#schedule();
     }
@@ -405,12 +502,21 @@ export class NatsPortHandle implements PortHandle, Ticked {
   // --- Receiving ------------------------------------------------------------------------------
 
   #onData(data: Uint8Array): void {
-    const frame = parseFrame(data);
-    if (frame === undefined) return;  // not ours: ignored
+    const now = Date.now();
+    for (let at = 0; at < data.byteLength;) {
+      const frame = parseFrame(data, at);
+      if (frame === undefined) break;  // not ours: ignored, and what follows it too
+      at += frame.raw.byteLength;
+      this.#onFrame(frame, now);
+    }
+    this.#received();
+  }
+
+  #onFrame(frame: Frame, now: number): void {
     if (this.#state === State.Moving || this.#state === State.Forwarding) return this.#forward(frame);
     if (this.#state !== State.Open || this.#inputEnded) return;
     if (frame.type === FrameType.Ready) return;  // only a moving port waits for one
-    this.#lastHeard = Date.now();
+    this.#lastHeard = now;
     if (frame.type === FrameType.Heartbeat) {
       if (frame.seq < this.#nextIn + kReorderWindow) this.#peerLastSent = Math.max(this.#peerLastSent, frame.seq);
       return;
@@ -422,17 +528,20 @@ export class NatsPortHandle implements PortHandle, Ticked {
       if (this.#recent.differs(frame)) this.#endInput(forged());
       return;
     }
-    if (this.#reorder.has(frame.seq)) return;
     if (frame.seq > this.#nextIn) {
-      if (frame.seq - this.#nextIn >= kReorderWindow || this.#reorderBytes + data.byteLength > kMaxReorderBytes) return;
+      if (this.#reorder.has(frame.seq)) return;
+      if (frame.seq - this.#nextIn >= kReorderWindow || this.#reorderBytes + frame.raw.byteLength > kMaxReorderBytes) return;
       this.#reorder.set(frame.seq, frame);
-      this.#reorderBytes += data.byteLength;
+      this.#reorderBytes += frame.raw.byteLength;
       return;
     }
     this.#recent.note(frame);
     this.#accept(frame);
     this.#nextIn++;
-    for (let next = this.#reorder.get(this.#nextIn); next !== undefined; next = this.#reorder.get(this.#nextIn)) {
+    // (The reorder buffer holds only numbers after the next one.)
+    while (this.#reorder.size > 0) {
+      const next = this.#reorder.get(this.#nextIn);
+      if (next === undefined) break;
       this.#reorder.delete(this.#nextIn);
       this.#reorderBytes -= next.raw.byteLength;
       this.#recent.note(next);
@@ -440,7 +549,6 @@ export class NatsPortHandle implements PortHandle, Ticked {
       this.#nextIn++;
     }
     this.#stalledSince = 0;
-    this.#received();
   }
 
   /** Takes the next frame in order (checked against the limits before anything is kept). */
@@ -454,11 +562,11 @@ export class NatsPortHandle implements PortHandle, Ticked {
     }
     switch (type) {
       case FrameType.Data:
-        this.#push(frame);
+        this.#push(bodyLength(frame) > this.settings.maxMessageSize ? { kind: 'error', error: unreadable(), frames: [frame] } : frame);
         return;
       case FrameType.First: {
         const { chunks, total } = frame;
-        if (total > this.session.settings.maxMessageSize || chunks < 2 || chunks > total ||
+        if (total > this.settings.maxMessageSize || chunks < 2 || chunks > total ||
             bodyLength(frame) > total) {
           this.#push({ kind: 'error', error: unreadable(), frames: [frame] });
           this.#discarding = true;
@@ -492,7 +600,7 @@ export class NatsPortHandle implements PortHandle, Ticked {
         this.#inputEnded = true;
         this.#unsubscribe();
         // Answered, so that a close forged in the peer's name ends the peer's end too.
-        if (this.#peer !== null) this.session.publish(this.#peer, controlFrame(FrameType.Close, this.#nextOut++));
+        if (this.#peer !== null) this.#sendControl(FrameType.Close);
         return;
       case FrameType.Undeliverable:
         this.#push({ kind: 'error', error: unreadable(), frames: [frame] });
@@ -501,6 +609,7 @@ export class NatsPortHandle implements PortHandle, Ticked {
         const to = bodyText(frame);
         if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(to) || this.#peer === null) return;
         const from = this.#peer;
+        this.#flushPacked();  // what this end posted so far goes where it was posted to
         this.#peer = to;
         // Nothing more goes to the old subject: its forwarder may stop after this.
         this.session.publish(from, controlFrame(FrameType.MoveAck, this.#nextOut++, from), this);
@@ -562,7 +671,7 @@ export class NatsPortHandle implements PortHandle, Ticked {
     const handles: NatsPortHandle[] = [];
     const ports: object[] = [];
     for (const descriptor of message.ports) {
-      const handle = adopt(this.session, descriptor);
+      const handle = adopt(this.session, this.settings, descriptor);
       handles.push(handle);
       ports.push(createPort(handle));
     }
@@ -580,6 +689,7 @@ export class NatsPortHandle implements PortHandle, Ticked {
 
   /** Transfers this end: the descriptor its new owner adopts. The port here is neutered. */
   moveOut(): PortDescriptor {
+    this.#flushPacked();  // what it posted goes before its Moved
     const queued: string[] = [];
     for (let i = this.#head; i < this.#queue.length; i++) {
       const entry = this.#queue[i];
@@ -633,8 +743,10 @@ export class NatsPortHandle implements PortHandle, Ticked {
     }
   }
 
+  /** Done with the session: unsubscribed, no longer ticked, the session's user count down. */
   #release(): void {
-    if (this.#state === State.Closed) return;
+    if (this.#released) return;
+    this.#released = true;
     this.#state = State.Closed;
     this.#unsubscribe();
     this.session.release(this);
@@ -643,7 +755,7 @@ export class NatsPortHandle implements PortHandle, Ticked {
   // --- Liveness (called by the session's timer) -------------------------------------------------
 
   tick(now: number): void {
-    const { heartbeatMs, timeoutMs } = this.session.settings;
+    const { heartbeatMs, timeoutMs } = this.settings;
     if (this.#state === State.Moving || this.#state === State.Forwarding) {
       // The new owner never answered (it or its process is gone), or the peer went quiet: stop.
       if (now - Math.max(this.#movedAt, this.#lastHeard) > timeoutMs) {
@@ -656,6 +768,7 @@ export class NatsPortHandle implements PortHandle, Ticked {
     }
     if (this.#state !== State.Open || this.#inputEnded) return;
     if (this.#peer !== null && now - this.#lastSent >= heartbeatMs) {
+      this.#flushPacked();
       this.#lastSent = now;
       this.session.publish(this.#peer, controlFrame(FrameType.Heartbeat, this.#nextOut - 1));
     }
@@ -679,7 +792,7 @@ export class NatsPortHandle implements PortHandle, Ticked {
 
   farewell(): void {
     if (this.#state === State.Open && !this.#inputEnded && this.#peer !== null) {
-      this.session.publish(this.#peer, controlFrame(FrameType.Close, this.#nextOut++));
+      this.#sendControl(FrameType.Close);
     }
   }
 
@@ -694,7 +807,7 @@ export class NatsPortHandle implements PortHandle, Ticked {
   /** No more input: what was received is delivered, then (after `error`, if any) 'close'. */
   #endInput(error: unknown): void {
     if (this.#inputEnded) return;
-    if (this.#peer !== null) this.session.publish(this.#peer, controlFrame(FrameType.Close, this.#nextOut++));
+    if (this.#peer !== null) this.#sendControl(FrameType.Close);
     if (error !== undefined) this.#push({ kind: 'error', error, frames: [] });
     this.#push({ kind: 'close' });
     this.#inputEnded = true;
@@ -734,12 +847,21 @@ export class NatsPortHandle implements PortHandle, Ticked {
     }
     if (this.#pendingDrain) {
       this.#pendingDrain = false;
+      this.#updateLoopHold();
       const owner = this.#ownerObject();
       if (this.#state === State.Open && owner !== undefined) portHooks.drain(owner);
     }
     if (this.#pendingClose && this.#immediate === undefined) {
-      this.#pendingClose = false;
       const owner = this.#ownerObject();
+      if (this.#drainAtEnd) {
+        // What it held is gone with the channel (or moved with the port): bufferedAmount is 0,
+        // and a producer awaiting 'drain' gets it, then 'close' on the next turn (as a local port).
+        this.#drainAtEnd = false;
+        this.#schedule();
+        if (owner !== undefined) portHooks.drain(owner);
+        return;
+      }
+      this.#pendingClose = false;
       if (!this.#closeEmitted && owner !== undefined) {
         this.#closeEmitted = true;
         portHooks.close(owner);
@@ -754,8 +876,13 @@ export class NatsPortHandle implements PortHandle, Ticked {
     this.#budget = kDispatchBatch;
     // lib's deliver() pulls with next() until it is empty, running nextTicks and microtasks
     // between two messages.
-    while (this.#budget > 0 && this.#state === State.Open && this.#started && this.#peek() !== undefined) {
-      portHooks.deliver(owner);
+    delivering++;
+    try {
+      while (this.#budget > 0 && this.#state === State.Open && this.#started && this.#peek() !== undefined) {
+        portHooks.deliver(owner);
+      }
+    } finally {
+      if (--delivering === 0) flushDelivered();
     }
     if (this.#state === State.Open && this.#peek() !== undefined && this.#started) this.#schedule();
   }
@@ -767,13 +894,29 @@ export class NatsPortHandle implements PortHandle, Ticked {
 
   /** Leaves the open state (closed, or moved away), owing a 'close' event if `emitClose`. */
   #end(emitClose: boolean, next: State = State.Closed): void {
+    // It holds bytes, or owes the 'drain' for bytes the client just wrote out.
+    this.#drainAtEnd = this.#state === State.Open &&
+      (this.bufferedAmount() > 0 || this.#pendingDrain || this.session.awaitsDrain(this));
     this.#state = next;
     this.#started = false;
     this.unref();
     if (next === State.Closed) this.#release();
     this.#pendingClose = this.#pendingClose || emitClose;
     this.#updateHold();
+    this.#updateLoopHold();
     if (emitClose) this.#schedule();
+  }
+
+  // As native/port.cc UpdateLoopHold: a producer awaiting 'drain' (`await once(port, 'drain')`)
+  // must not see its process exit meanwhile, as a socket's pending writes keep it alive: while
+  // this port has bytes the client still holds, or owes 'drain', and someone listens for it.
+  // (When the port ends, its 'close', with the 'drain' before it, keeps the process alive itself.)
+  #updateLoopHold(): void {
+    const hold = this.#state === State.Open && this.#drainListened && (this.#pendingDrain || this.bufferedAmount() > 0);
+    if (hold === this.#holdingLoop) return;
+    this.#holdingLoop = hold;
+    if (hold) this.session.ref();
+    else this.session.unref();
   }
 
   #unsubscribe(): void {
@@ -799,9 +942,17 @@ export class NatsPortHandle implements PortHandle, Ticked {
   }
 }
 
+/** Publishes what ports posted while remote ports delivered messages. */
+function flushDelivered(): void {
+  const handles = flushAfterDelivery;
+  flushAfterDelivery = [];
+  for (const handle of handles) handle.flushQueued();
+}
+
 /** The new owner's end of a moved port (see moveOut). */
-export function adopt(session: Session, descriptor: PortDescriptor): NatsPortHandle {
+export function adopt(session: Session, settings: Settings, descriptor: PortDescriptor): NatsPortHandle {
   const handle = new NatsPortHandle(session, {
+    settings,
     inbox: descriptor.inbox,
     peer: descriptor.peer,
     nextOut: descriptor.out,

@@ -9,7 +9,8 @@ import { nodeError } from '../errors';
 import { createPort, type MessagePort } from '../port';
 import { isSubject } from './frame';
 import { NatsPortHandle } from './handle';
-import { newToken, openSession, parseAddress, type NatsOptions, type Session } from './session';
+import type { NatsOptions, Settings } from './options';
+import { newToken, openSession, parseAddress, settingsOf, type Session } from './session';
 
 /** Who connected, as the peer's NATS server described the peer's connection to it (INFO). */
 export interface NatsPeer {
@@ -75,16 +76,35 @@ function handshake(inbox: string, peer: NatsPeer): Uint8Array {
  * Emits `'connection'` with `(port, peer)` for each process that connects, `'close'` once closed.
  * Made by `listen('nats://host:port/subject', options)`.
  */
-export class NatsServer extends EventEmitter {
+export interface NatsServer extends EventEmitter {
+  /** The address it listens at (without the password, if it had one). */
+  readonly address: string;
+  readonly listening: boolean;
+  /** Stops accepting; ports already made stay open. */
+  close(callback?: (error?: Error) => void): this;
+  /** A listening server keeps the process alive (the default); unref() lets it exit. */
+  ref(): this;
+  unref(): this;
+  on(event: 'connection', listener: (port: MessagePort, peer: NatsPeer) => void): this;
+  on(event: 'close', listener: () => void): this;
+  on(event: 'error', listener: (error: Error) => void): this;
+  once(event: 'connection', listener: (port: MessagePort, peer: NatsPeer) => void): this;
+  once(event: 'close', listener: () => void): this;
+  once(event: 'error', listener: (error: Error) => void): this;
+}
+
+// The NatsServer listen() makes (a type only for users: its declaration, with private names, is
+// not theirs to read).
+class NatsListener extends EventEmitter implements NatsServer {
   readonly #session: Session;
   readonly #subject: string;
   readonly #address: string;
   #subscription: { unsubscribe(): void } | undefined;
   #refed = true;
-  readonly #ticked = { tick() {}, connectionClosed: () => this.close() };
+  readonly #ticked = { tickMs: Infinity, tick() {}, connectionClosed: () => this.close() };
 
   /** @internal use listen() */
-  constructor(session: Session, subject: string, address: string, options: NatsOptions) {
+  constructor(session: Session, settings: Settings, subject: string, address: string, options: NatsOptions) {
     super();
     this.#session = session;
     this.#subject = subject;
@@ -99,6 +119,7 @@ export class NatsServer extends EventEmitter {
         const hello = parseHandshake(msg.data);
         if (hello === undefined) return;  // not a crossport Hello: ignored
         const handle = new NatsPortHandle(session, {
+          settings,
           inbox: `${subject}.${newToken()}`,
           peer: hello.inbox,
           nextOut: 1,
@@ -111,7 +132,7 @@ export class NatsServer extends EventEmitter {
     });
   }
 
-  /** The address it listens at. */
+  /** The address it listens at (without the password, if it had one). */
   get address(): string {
     return this.#address;
   }
@@ -157,38 +178,36 @@ export class NatsServer extends EventEmitter {
   }
 }
 
-export interface NatsServer {
-  on(event: 'connection', listener: (port: MessagePort, peer: NatsPeer) => void): this;
-  on(event: 'close', listener: () => void): this;
-  on(event: 'error', listener: (error: Error) => void): this;
-  once(event: 'connection', listener: (port: MessagePort, peer: NatsPeer) => void): this;
-  once(event: 'close', listener: () => void): this;
-  once(event: 'error', listener: (error: Error) => void): this;
-}
-
 export async function listenNats(address: string, options: NatsOptions = {}): Promise<NatsServer> {
   const parsed = parseAddress(address);
   const { subject } = parsed;
+  const settings = settingsOf(options);
   const session = await openSession(parsed, options);
-  const listener = new NatsServer(session, subject, address, options);
-  // Subscribed at the server before anyone is told we listen.
-  await session.nc.flush();
-  return listener;
+  try {
+    const listener = new NatsListener(session, settings, subject, parsed.shown, options);
+    // Subscribed at the server before anyone is told we listen.
+    await session.nc.flush();
+    return listener;
+  } finally {
+    session.release();
+  }
 }
 
 export async function connectNats(address: string, options: NatsOptions = {}): Promise<MessagePort> {
   const parsed = parseAddress(address);
   const { subject } = parsed;
+  const settings = settingsOf(options);
   const session = await openSession(parsed, options);
-  const handle = new NatsPortHandle(session, { inbox: `${subject}.${newToken()}`, peer: null, nextOut: 1, nextIn: 1 });
+  const handle = new NatsPortHandle(session, { settings, inbox: `${subject}.${newToken()}`, peer: null, nextOut: 1, nextIn: 1 });
+  session.release();  // the handle holds it now
   session.ref();  // the handshake keeps the process alive
   try {
     const reply = await session.nc.request(subject, handshake(handle.inbox, identity(session, options)), {
-      timeout: session.settings.connectTimeoutMs,
+      timeout: settings.connectTimeoutMs,
     });
     const welcome = parseHandshake(reply.data);
     if (welcome === undefined) {
-      throw nodeError(Error, 'ERR_CROSSPORT_NATS_PROTOCOL', `connect: ${address} did not answer as a crossport listener`);
+      throw nodeError(Error, 'ERR_CROSSPORT_NATS_PROTOCOL', `connect: ${parsed.shown} did not answer as a crossport listener`);
     }
     handle.setPeer(welcome.inbox);
     return createPort(handle);
@@ -196,17 +215,13 @@ export async function connectNats(address: string, options: NatsOptions = {}): P
     handle.dispose();
     const name = (error as Error)?.name ?? '';
     const message = String((error as Error)?.message ?? '');
-    if (name === 'NoRespondersError' || /no responders/i.test(message)) {
-      throw Object.assign(nodeError(Error, 'ECONNREFUSED', `connect ECONNREFUSED ${address} (nobody listens on the subject)`),
-        { address });
-    }
+    const coded = (code: string, why: string) =>
+      Object.assign(nodeError(Error, code, `connect ${code} ${parsed.shown} (${why})`), { address: parsed.shown, cause: error });
+    if (name === 'NoRespondersError' || /no responders/i.test(message)) throw coded('ECONNREFUSED', 'nobody listens on the subject');
     if (/permissions? violation/i.test(message) || (error as { cause?: Error })?.cause?.name === 'PermissionViolationError') {
-      throw Object.assign(nodeError(Error, 'EACCES', `connect EACCES ${address} (${message})`), { address });
+      throw coded('EACCES', message);
     }
-    if (name === 'TimeoutError' || /timeout/i.test(message)) {
-      throw Object.assign(nodeError(Error, 'ETIMEDOUT', `connect ETIMEDOUT ${address} (no answer in ${session.settings.connectTimeoutMs} ms)`),
-        { address });
-    }
+    if (name === 'TimeoutError' || /timeout/i.test(message)) throw coded('ETIMEDOUT', `no answer in ${settings.connectTimeoutMs} ms`);
     throw error;
   } finally {
     session.unref();

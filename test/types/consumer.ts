@@ -6,6 +6,9 @@ import {
   FileDescriptor,
   MessageChannel,
   MessagePort,
+  type NatsOptions,
+  type NatsPeer,
+  type NatsServer,
   Server,
   Worker,
   type WorkerOptions,
@@ -56,6 +59,12 @@ connect('/tmp/crossport-types.sock').then((connected: MessagePort) => nodePortOn
 const asServer: Server = server;
 const isServer: boolean = server instanceof Server;
 
+// Remote ports over NATS: listen() and connect() with a nats:// address, typed (no any).
+const natsOptions: NatsOptions = { heartbeatMs: 1000, timeoutMs: 5000, name: 'the-client' };
+const natsServer: Promise<NatsServer> = listen('nats://127.0.0.1:4222/orders.rpc', natsOptions);
+natsServer.then((listening) => listening.on('connection', (accepted: MessagePort, peer: NatsPeer) => peer.name ?? accepted.bufferedAmount));
+connect('tls://127.0.0.1:4222/orders.rpc', { shareConnection: false }).then((connected: MessagePort) => nodePortOnly(connected));
+
 // Worker: a class (loaded on first use), as a value and a type, with worker_threads' shapes.
 const options: WorkerOptions = { workerData: { n: 1 }, resourceLimits: { maxOldGenerationSizeMb: 64 }, stdout: true };
 const worker: Worker = new Worker('./task.js', options);
@@ -74,5 +83,7 @@ const notANumber: number = port;
 port.postMessage(1, 'transfer');
 // @ts-expect-error Worker is not any either
 const notAString: string = worker;
+// @ts-expect-error a NATS listener is not any either
+const notANumberEither: number = natsServer;
 
-export { asServer, buffered, environment, exitCode, isServer, named, nodeChannel, nodeReceive, notANumber, notAString, output, received };
+export { asServer, buffered, environment, exitCode, isServer, named, nodeChannel, nodeReceive, notANumber, notANumberEither, notAString, output, received };
