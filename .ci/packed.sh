@@ -53,11 +53,20 @@ for major in $(node scripts/node-versions.js); do
   else
     fail "Node $version: parent.js: $result"
   fi
-  # A binary built for another Node, where a local build goes (as after upgrading Node).
+  # A binary built for another Node, where a local build goes (as after upgrading Node), and no
+  # prebuilt one for this Node (the loader would take that instead of a build for another Node).
   release=$project/node_modules/crossport-ipc/build/Release
   mkdir -p "$release"
+  abi=$(bare "$bin" node -p process.versions.modules)
+  cp "$(ls "$repo"/prebuilds/linux-x64/*.node | grep -v "\.abi$abi\." | head -n 1)" "$release/crossport.node"
+  if result=$(cd "$project" && bare "$bin" node parent.js); then
+    ok "Node $version: a local build for another Node is passed over for this Node's prebuilt binary: $result"
+  else
+    fail "Node $version: a local build for another Node hid the prebuilt binary: $result"
+  fi
+  rm -rf "$project/node_modules/crossport-ipc/prebuilds"
   for other in "$repo"/prebuilds/linux-x64/*.node; do
-    [[ $other == *".abi$(bare "$bin" node -p process.versions.modules)."* ]] && continue
+    [[ $other == *".abi$abi."* ]] && continue
     cp "$other" "$release/crossport.node"
     set +e
     output=$(cd "$project" && bare "$bin" node -e "require('crossport-ipc')" 2>&1)
