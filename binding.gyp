@@ -4,15 +4,18 @@
       "target_name": "crossport",
       "sources": [
         "native/addon.cc",
+        "native/background.cc",
         "native/clone.cc",
         "native/handoff.cc",
         "native/link.cc",
         "native/message.cc",
+        "native/poll_window.cc",
         "native/port.cc",
         "native/rendezvous.cc",
         "native/ring.cc",
         "native/segment.cc",
         "native/serializer.cc",
+        "native/transferable.cc",
         "native/worker.cc"
       ],
       # Calls into a terminating worker (worker.terminate()) fail; without this node-addon-api

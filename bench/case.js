@@ -1,8 +1,10 @@
 'use strict';
 // One benchmark run in a fresh process:  node bench/case.js <transport> <case> <count> <warmup>
 //   transport: crossport | crossport-worker | worker_threads | ipc-json | ipc-advanced
-//   case:      small | pingpong | u8-{4k,64k,1m}-{clone,transfer} | channels | idle   (see payload.js)
-//   count:     messages timed (round trips for pingpong; channels created for idle)
+//   case:      small | pingpong | u8-{4k,64k,1m}-{clone,transfer} | channels | idle |
+//              small-load | pingpong-load | big-{64m,512m,1g}-{transfer,alloc}   (see payload.js)
+//   count:     messages timed (round trips for pingpong; channels created for idle; transfers,
+//              one at a time, for big-*)
 // Starts the peer (bench/peer.js) over the given transport, runs the case, shuts the peer down and
 // prints exactly one line `RESULT {json}` on stdout (also on failure: { ok: false, error }).
 // The idle case wants `node --expose-gc` (run.js passes it) so that both sides can collect first.
@@ -285,6 +287,39 @@ function runPingpong(endpoint) {
   });
 }
 
+// ---------------------------------------------------------------------------------------------
+// One large buffer at a time: made and filled (not timed), posted (transferred where the transport
+// can; IPC clones), and timed until the receiver answers with its length. Over IPC 'json' the bytes
+// would be base64 text longer than a string may be above 64 MiB: run.js does not ask for that.
+
+async function runLarge(endpoint) {
+  const { size, mode } = kase;
+  const transfer = !isIpc;
+  const allocate = mode === 'alloc' && transport === 'crossport'
+    ? require('crossport-ipc').allocateTransferable
+    : (n) => new ArrayBuffer(n);
+  const times = [];
+  for (let id = 0; id < warmup + count; id++) {
+    const bytes = new Uint8Array(allocate(size));
+    payload.writeBytes(bytes, id);
+    const answered = reply('length');
+    const t0 = process.hrtime.bigint();
+    if (transport === 'ipc-json') endpoint.post(payload.toBase64(bytes));
+    else if (transfer) endpoint.post(bytes, [bytes.buffer]);
+    else endpoint.post(bytes);
+    const answer = await answered;
+    const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+    if (answer.length !== size || answer.id !== id) {
+      throw new Error(`transfer #${id}: the receiver answered ${JSON.stringify(answer)}, expected length ${size}`);
+    }
+    if (transfer && bytes.byteLength !== 0) throw new Error(`transfer did not detach the sent ArrayBuffer (#${id})`);
+    if (id >= warmup) times.push(ms);
+  }
+  times.sort((a, b) => a - b);
+  const msMedian = times[times.length >> 1];
+  return { ok: true, msMedian, msMin: times[0], msMax: times[times.length - 1], times, mbPerSec: size / 1e6 / (msMedian / 1000) };
+}
+
 function percentiles(latencies) {
   latencies.sort();
   const n = latencies.length;
@@ -404,6 +439,7 @@ async function main() {
   let ports = [];
   if (kase.kind === 'small' || kase.kind === 'bytes') result = await runPipelined(endpoint, []);
   else if (kase.kind === 'pingpong') result = await runPingpong(endpoint);
+  else if (kase.kind === 'large') result = await runLarge(endpoint);
   else if (kase.kind === 'channels') ({ result, ports } = await runChannels(endpoint));
   else if (kase.kind === 'idle') ({ result, ports } = await runIdle(endpoint));
   else throw new Error(`unknown case ${kaseName}`);

@@ -9,14 +9,23 @@
 //                          mode clone (postMessage(u8)) or transfer (postMessage(u8, [u8.buffer]))
 //   channels               the small object round-robin over CHANNELS channels between the two sides
 //   idle                   <count> idle channels (both ends listening): memory and fds per channel
+//   small-load, pingpong-load   small and pingpong while as many busy processes as CPUs run beside
+//                          (bench/run.js starts them; the case itself is the same)
+//   big-<size>-<mode>      one Uint8Array of 64m | 512m | 1g bytes transferred at a time, the receiver
+//                          answering with its length: mode transfer (a new ArrayBuffer) or alloc (from
+//                          crossport's allocateTransferable(); the same transfer elsewhere)
 
-const SIZES = { '4k': 4096, '64k': 65536, '1m': 1 << 20 };
+const SIZES = { '4k': 4096, '64k': 65536, '1m': 1 << 20, '64m': 64 << 20, '512m': 512 << 20, '1g': 1 << 30 };
 const CHANNELS = 100;
 // The small object serialized by V8 is about this long; used only to size chunks and the window.
 const SMALL_BYTES = 64;
 
 function parseCase(name) {
   if (name === 'small' || name === 'pingpong' || name === 'idle') return { name, kind: name };
+  const loaded = /^(small|pingpong)-load$/.exec(name || '');
+  if (loaded) return { name, kind: loaded[1], load: true };
+  const big = /^big-(64m|512m|1g)-(transfer|alloc)$/.exec(name || '');
+  if (big) return { name, kind: 'large', size: SIZES[big[1]], mode: big[2] };
   if (name === 'channels') return { name, kind: 'channels', channels: CHANNELS };
   const match = /^u8-(4k|64k|1m)-(clone|transfer)$/.exec(name || '');
   if (match) return { name, kind: 'bytes', size: SIZES[match[1]], mode: match[2] };
@@ -73,14 +82,19 @@ function writeBytes(u8, id) {
   u8[3] = (id >>> 24) & 255;
 }
 
-/** null when `u8` is the byte payload with this id and size, else what is wrong. */
-function checkBytes(u8, id, size) {
+/**
+ * null when `u8` is the byte payload with this id and size, else what is wrong. Checked at its
+ * stamp, its last byte and (by default) a byte in every 4093; `sampled`: at 64 places spread over
+ * it instead (a large buffer's receiver must not touch every page: worker_threads' does not).
+ */
+function checkBytes(u8, id, size, sampled = false) {
   if (!(u8 instanceof Uint8Array)) return `expected a Uint8Array #${id}, got ${describe(u8)}`;
   if (u8.byteLength !== size) return `Uint8Array #${id} has ${u8.byteLength} bytes, expected ${size}`;
   const stamped = (u8[0] | (u8[1] << 8) | (u8[2] << 16) | (u8[3] << 24)) >>> 0;
   if (stamped !== id) return `expected Uint8Array #${id}, got #${stamped}`;
   const fill = fillByte(id);
-  for (let at = 4; at < size; at += 4093) {
+  const stride = sampled ? Math.max(4093, Math.floor(size / 64)) : 4093;
+  for (let at = 4; at < size; at += stride) {
     if (u8[at] !== fill) return `Uint8Array #${id}: byte ${at} is ${u8[at]}, expected ${fill}`;
   }
   if (u8[size - 1] !== fill) return `Uint8Array #${id}: last byte is ${u8[size - 1]}, expected ${fill}`;

@@ -12,6 +12,7 @@
 // shared by all processes on the machine) at the last receipt and cpuUs this process's CPU time
 // (user + system, µs) from the warm-up's end to the last receipt.
 // pingpong: posts every message straight back.
+// big-*: answers each buffer with { length, id } (checked at a few places first).
 // channels / idle: adopts the ports the driver sends ({ ports: [...] }) and answers { adopted: n }.
 // idle: { mark } and { measure } take this process's RSS and fd count (after a GC) before and after.
 // The first wrong message is reported as { error } to the driver, which fails the run.
@@ -134,6 +135,14 @@ if (kase.kind === 'small') {
   listen((message) => {
     report(payload.checkBytes(payload.fromBase64(message), received, size));
     counted(received);
+  });
+} else if (kase.kind === 'large') {
+  // One at a time: checked at a few places (not every page), answered with its length.
+  let id = 0;
+  listen((message) => {
+    const bytes = payload.fromBase64(message);
+    report(payload.checkBytes(bytes, id, kase.size, true));
+    send({ length: bytes.length, id: id++ });
   });
 } else if (kase.kind === 'pingpong') {
   let echoed = 0;

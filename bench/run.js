@@ -3,8 +3,9 @@
 //   BENCH_QUICK=1       counts / 10 and 3 runs instead of 5 (under a minute; the full run takes about 6)
 //   BENCH_ONLY=<cases>  same as --only; a name also selects the cases it prefixes: `u8` all byte
 //                       cases, `u8-1m` both 1 MiB ones. Cases: small pingpong u8-{4k,64k,1m}-{clone,transfer}
-//                       channels idle startup.
-//   BENCH_REPEATS=<n>   runs per (case, transport), default 5 (3 quick)
+//                       channels idle startup small-load pingpong-load big-{64m,512m,1g}-{transfer,alloc}.
+//   BENCH_REPEATS=<n>   runs per (case, transport), default 5 (3 quick); the load and big-* cases
+//                       run min(3, n) times
 //   BENCH_TIMEOUT_MS    per-run timeout (default 60 s, 30 s quick)
 //
 // Compares five ways for two Node.js contexts to exchange messages:
@@ -24,6 +25,14 @@
 //   channels        100 channels between the two sides (made in the parent, port2s transferred to
 //                   the peer), the small object round-robin over them: aggregate msgs/s
 //   idle            1000 idle channels, both ends listening: RSS and fds per channel on each side
+//   small-load, pingpong-load
+//                   small and pingpong with as many busy processes as CPUs running beside
+//                   (`node -e 'for(;;){}'`, started before each run and killed after it)
+//   big-{64m,512m,1g}-transfer, big-*-alloc
+//                   one Uint8Array at a time, transferred (IPC: cloned), the receiver answering
+//                   with its length: ms per transfer. -alloc: crossport with a buffer from
+//                   allocateTransferable(), compared with worker_threads' -transfer of the same size.
+//                   IPC 'json' only at 64 MiB (base64 text of more is longer than a string may be)
 // channels and idle do not apply to IPC (one channel per child): n.a.
 //   startup         (bench/startup.js) a Worker or child started and ended again and again: ms from
 //                   the constructor (new Worker / fork()) to 'online' and to the first message it
@@ -45,7 +54,13 @@ const REPEATS = Number(process.env.BENCH_REPEATS) || (QUICK ? 3 : 5);
 const TRANSPORTS = ['crossport', 'crossport-worker', 'worker_threads', 'ipc-json', 'ipc-advanced'];
 const CHANNEL_TRANSPORTS = ['crossport', 'crossport-worker', 'worker_threads'];
 const STARTUP_TRANSPORTS = ['crossport-worker', 'worker_threads', 'fork', 'crossport-fork'];
+// The load and large cases: crossport's Worker is crossport fork() underneath, measured above.
+const LOAD_TRANSPORTS = ['crossport', 'worker_threads', 'ipc-json', 'ipc-advanced'];
+const BIG_TRANSPORTS = ['crossport', 'worker_threads', 'ipc-advanced'];
 const BASELINE = 'worker_threads';
+// Slow baselines take one transfer per run at the large sizes (a 1 GiB IPC clone takes seconds).
+const ONE_TRANSFER = { count: 1, warmup: 0 };
+const LARGE_REPEATS = Math.min(3, REPEATS);
 const CASES = [
   // Counts give the fastest transport about a second per run; the slowest (IPC) takes a few.
   { name: 'small', count: 500000, warmup: 50000 },
@@ -61,9 +76,19 @@ const CASES = [
   { name: 'idle', count: 1000, warmup: 0, transports: CHANNEL_TRANSPORTS, nodeArgs: ['--expose-gc'] },
   // count = starts measured per run, one after another.
   { name: 'startup', count: 20, warmup: 2, transports: STARTUP_TRANSPORTS, script: 'startup.js' },
+  { name: 'small-load', count: 200000, warmup: 20000, load: true, repeats: LARGE_REPEATS, transports: LOAD_TRANSPORTS },
+  { name: 'pingpong-load', count: 20000, warmup: 2000, load: true, repeats: LARGE_REPEATS, transports: LOAD_TRANSPORTS },
+  { name: 'big-64m-transfer', count: 5, warmup: 1, repeats: LARGE_REPEATS, transports: LOAD_TRANSPORTS, perTransport: { 'ipc-json': ONE_TRANSFER } },
+  { name: 'big-64m-alloc', count: 5, warmup: 1, repeats: LARGE_REPEATS, transports: ['crossport'], baselineCase: 'big-64m-transfer' },
+  { name: 'big-512m-transfer', count: 3, warmup: 1, repeats: LARGE_REPEATS, transports: BIG_TRANSPORTS, perTransport: { 'ipc-advanced': ONE_TRANSFER } },
+  { name: 'big-512m-alloc', count: 3, warmup: 1, repeats: LARGE_REPEATS, transports: ['crossport'], baselineCase: 'big-512m-transfer' },
+  { name: 'big-1g-transfer', count: 3, warmup: 1, repeats: LARGE_REPEATS, transports: BIG_TRANSPORTS, perTransport: { 'ipc-advanced': ONE_TRANSFER } },
+  { name: 'big-1g-alloc', count: 3, warmup: 1, repeats: LARGE_REPEATS, transports: ['crossport'], baselineCase: 'big-1g-transfer' },
 ].map((kase) => ({
   transports: TRANSPORTS,
   nodeArgs: [],
+  repeats: REPEATS,
+  perTransport: {},
   ...kase,
   count: Math.max(1, Math.round(kase.count / SCALE)),
   warmup: Math.round(kase.warmup / SCALE),
@@ -79,6 +104,7 @@ const METRICS = {
   pingpong: ['p50us', 'p99us', 'cpuTotalPerRt'],
   bytes: ['msgsPerSec', 'mbPerSec', 'cpuTotalPerM'],
   channels: ['msgsPerSec', 'cpuTotalPerM'],
+  large: ['msMedian', 'mbPerSec'],
   idle: [
     'rssKiBPerChannelParent',
     'rssKiBPerChannelPeer',
@@ -91,7 +117,9 @@ const METRICS = {
 };
 
 function metricsOf(name) {
-  return METRICS[name.startsWith('u8-') ? 'bytes' : name];
+  if (name.startsWith('u8-')) return METRICS.bytes;
+  if (name.startsWith('big-')) return METRICS.large;
+  return METRICS[name.replace(/-load$/, '')];
 }
 
 function parseOnly(argv) {
@@ -103,21 +131,51 @@ function parseOnly(argv) {
   }
   const filters = only.split(',').map((text) => text.trim()).filter(Boolean);
   if (filters.length === 0) return CASES;
-  const selected = CASES.filter((kase) => filters.some((f) => kase.name === f || kase.name.startsWith(`${f}-`)));
-  if (selected.length === 0) {
+  const chosen = CASES.filter((kase) => filters.some((f) => kase.name === f || kase.name.startsWith(`${f}-`)));
+  if (chosen.length === 0) {
     throw new Error(`--only ${only} selects no case; cases: ${CASES.map((kase) => kase.name).join(' ')}`);
   }
-  return selected;
+  // A case compared with another's baseline brings that case along.
+  const needed = new Set(chosen.flatMap((kase) => [kase.name, kase.baselineCase].filter(Boolean)));
+  return CASES.filter((kase) => needed.has(kase.name));
 }
 
-function runOne(transport, kase) {
+// As many processes as CPUs, each spinning for ever, for the load cases. Killed after each run,
+// and at exit whatever happens.
+const busy = new Set();
+process.on('exit', () => stopBusy());
+function startBusy() {
+  for (let i = 0; i < os.cpus().length; i++) {
+    const child = childProcess.spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' });
+    busy.add(child);
+  }
+  // Let them start spinning (a node process takes ~0.1 s to start) before the run does.
+  return new Promise((resolve) => setTimeout(resolve, 300));
+}
+function stopBusy() {
+  for (const child of busy) child.kill('SIGKILL');
+  busy.clear();
+}
+
+async function runOne(transport, kase) {
+  if (kase.load) await startBusy();
+  try {
+    return await runCase(transport, kase);
+  } finally {
+    stopBusy();
+  }
+}
+
+function runCase(transport, kase) {
+  const { count, warmup } = { count: kase.count, warmup: kase.warmup, ...(QUICK ? {} : kase.perTransport[transport]) };
   return new Promise((resolve) => {
     const started = Date.now();
+    const loadAverage = os.loadavg()[0];
     // detached: the run gets its own process group, so a timeout can kill the peer it forked too.
     const child = childProcess.spawn(
       process.execPath,
       [...kase.nodeArgs, kase.script ? path.join(__dirname, kase.script) : CASE_SCRIPT, transport, kase.name,
-        String(kase.count), String(kase.warmup)],
+        String(count), String(warmup)],
       { stdio: ['ignore', 'pipe', 'pipe'], detached: true },
     );
     let stdout = '';
@@ -151,6 +209,7 @@ function runOne(transport, kase) {
       result.transport = transport;
       result.case = kase.name;
       result.wallSeconds = wallSeconds;
+      result.loadAverage = loadAverage;
       result.exit = { code, signal };
       if (timedOut) {
         result.ok = false;
@@ -196,10 +255,14 @@ function summarize(cases, runs) {
         byTransport[transport][key] = { median: median(values), runs: values, failures: mine.length - good.length };
       }
     }
+  }
+  for (const kase of cases) {
+    // (The -alloc cases compare with worker_threads' transfer of the same size.)
+    const baseline = (summary[kase.baselineCase || kase.name] || {})[BASELINE];
     for (const transport of kase.transports) {
       for (const key of metricsOf(kase.name)) {
-        const entry = byTransport[transport][key];
-        const base = byTransport[BASELINE] && byTransport[BASELINE][key] ? byTransport[BASELINE][key].median : null;
+        const entry = summary[kase.name][transport][key];
+        const base = baseline && baseline[key] ? baseline[key].median : null;
         entry.ratioToWorkerThreads = entry.median !== null && base ? entry.median / base : null;
       }
     }
@@ -375,6 +438,52 @@ function tables(cases, summary) {
       ),
     );
   }
+  const busyNote = `${os.cpus().length} busy processes beside (one per CPU, \`node -e 'for(;;){}'\`)`;
+  if (summary['small-load']) {
+    section(
+      `Small object, one way, pipelined, with ${busyNote} (${count('small-load')} msgs per run)`,
+      renderTable(
+        ['transport', 'msgs/s (higher better)', 'CPU µs/msg, both sides'],
+        LOAD_TRANSPORTS.map((t) => [t, cell(summary['small-load'][t].msgsPerSec), cell(summary['small-load'][t].cpuTotalPerM, { ratio: false })]),
+      ),
+    );
+  }
+  if (summary['pingpong-load']) {
+    section(
+      `Small object ping-pong with ${busyNote} (${count('pingpong-load')} round trips per run)`,
+      renderTable(
+        ['transport', 'RTT p50 µs (lower better)', 'RTT p99 µs (lower better)', 'CPU µs per round trip, both sides'],
+        LOAD_TRANSPORTS.map((t) => [
+          t,
+          cell(summary['pingpong-load'][t].p50us),
+          cell(summary['pingpong-load'][t].p99us),
+          cell(summary['pingpong-load'][t].cpuTotalPerRt),
+        ]),
+      ),
+    );
+  }
+  const bigCases = cases.filter((kase) => kase.name.startsWith('big-') && kase.name.endsWith('-transfer'));
+  if (bigCases.length) {
+    const rows = [];
+    for (const kase of bigCases) {
+      const size = kase.name.split('-')[1];
+      const label = { '64m': '64 MiB', '512m': '512 MiB', '1g': '1 GiB' }[size];
+      const alloc = summary[`big-${size}-alloc`];
+      const lines = [
+        ['crossport, new ArrayBuffer', summary[kase.name].crossport],
+        ['crossport, allocateTransferable', alloc && alloc.crossport],
+        ...LOAD_TRANSPORTS.filter((t) => t !== 'crossport').map((t) => [t, summary[kase.name][t]]),
+      ];
+      lines.forEach(([name, entry], index) => {
+        const notes = name.startsWith('ipc-') ? 'cloned: IPC cannot transfer' : '';
+        rows.push([index === 0 ? label : '', name, cell(entry && entry.msMedian), cell(entry && entry.mbPerSec, { ratio: false }), entry ? notes : '']);
+      });
+    }
+    section(
+      'One large Uint8Array at a time, transferred; the receiver answers with its length (ms per transfer, medians; ratio to worker_threads)',
+      renderTable(['size', 'transport', 'ms (lower better)', 'MB/s', 'note'], rows, [0, 1, 4]),
+    );
+  }
   if (summary.small) {
     section(
       'CPU seconds per million small messages (= µs per message), user + system, from the small-object runs (lower better)',
@@ -389,7 +498,7 @@ function tables(cases, summary) {
       ),
     );
   }
-  out.push(`Medians of ${REPEATS} runs, each in fresh processes; in parentheses: ratio to ${BASELINE} (same case).`);
+  out.push(`Medians of ${REPEATS} runs (${LARGE_REPEATS} with busy processes and for big-*), each in fresh processes; in parentheses: ratio to ${BASELINE} (same case).`);
   const spread = spreadNotes(cases, summary);
   if (spread.length) {
     out.push(`Runs that disagree by more than ${SPREAD}x (min - max; every run is in results.json):`);
@@ -401,12 +510,15 @@ function tables(cases, summary) {
 // A median hides a bimodal set of runs (on 2 vCPUs, whether the two sides shared a core decides a
 // lot); list the headline figures whose runs spread by more than SPREAD.
 const SPREAD = 1.5;
-const HEADLINE = { small: 'msgsPerSec', pingpong: 'p50us', channels: 'msgsPerSec', idle: 'rssKiBPerChannelTotal', startup: 'firstMessageMs' };
+const HEADLINE = {
+  small: 'msgsPerSec', pingpong: 'p50us', channels: 'msgsPerSec', idle: 'rssKiBPerChannelTotal',
+  startup: 'firstMessageMs', 'small-load': 'msgsPerSec', 'pingpong-load': 'p50us',
+};
 
 function spreadNotes(cases, summary) {
   const notes = [];
   for (const kase of cases) {
-    const key = HEADLINE[kase.name] || 'msgsPerSec';
+    const key = HEADLINE[kase.name] || (kase.name.startsWith('big-') ? 'msMedian' : 'msgsPerSec');
     for (const transport of kase.transports) {
       const entry = summary[kase.name][transport][key];
       if (!entry || entry.runs.length < 2) continue;
@@ -424,7 +536,8 @@ function formatLoad(averages) {
 
 function progressFigure(result) {
   if (!result.ok) return `FAILED: ${result.error}`;
-  if (result.case === 'pingpong') return `p50 ${formatNumber(result.p50us)} µs, p99 ${formatNumber(result.p99us)} µs`;
+  if (result.case.startsWith('pingpong')) return `p50 ${formatNumber(result.p50us)} µs, p99 ${formatNumber(result.p99us)} µs`;
+  if (result.case.startsWith('big-')) return `${formatNumber(result.msMedian)} ms per transfer (${result.times.map(formatNumber).join(', ')})`;
   if (result.case === 'startup') {
     return `online ${result.onlineMs === null ? 'n.a.' : `${formatNumber(result.onlineMs)} ms`}, first message ${formatNumber(result.firstMessageMs)} ms`;
   }
@@ -453,12 +566,13 @@ async function main() {
   console.log(`cpu:   ${header.cpu} x ${header.cores} cores`);
   console.log(`node:  ${header.node} (${header.platform})`);
   console.log(`load:  ${formatLoad(header.loadAverageAtStart)} (1, 5, 15 min; other work on the machine skews figures)`);
-  console.log(`cases: ${cases.map((kase) => kase.name).join(' ')}; ${REPEATS} runs each, fresh processes`);
+  console.log(`cases: ${cases.map((kase) => kase.name).join(' ')}; ${REPEATS} runs each (${LARGE_REPEATS} of the load and big-* ones), fresh processes`);
   console.log('');
 
   const runs = [];
-  for (let repeat = 0; repeat < REPEATS; repeat++) {
-    for (const kase of cases) {
+  const rounds = Math.max(...cases.map((kase) => kase.repeats));
+  for (let repeat = 0; repeat < rounds; repeat++) {
+    for (const kase of cases.filter((c) => repeat < c.repeats)) {
       // Rotate the transport order each repeat so that no transport always runs first or last.
       const order = kase.transports.map((_, i) => kase.transports[(i + repeat) % kase.transports.length]);
       for (const transport of order) {
@@ -466,7 +580,7 @@ async function main() {
         result.repeat = repeat;
         runs.push(result);
         console.log(
-          `  run ${repeat + 1}/${REPEATS}  ${kase.name.padEnd(15)} ${transport.padEnd(14)} ${progressFigure(result)}  [${result.wallSeconds.toFixed(1)} s]`,
+          `  run ${repeat + 1}/${kase.repeats}  ${kase.name.padEnd(17)} ${transport.padEnd(14)} ${progressFigure(result)}  [${result.wallSeconds.toFixed(1)} s, load ${result.loadAverage.toFixed(2)}]`,
         );
         if (!result.ok && result.stderr) console.log(result.stderr.replace(/^/gm, '      | '));
       }

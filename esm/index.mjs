@@ -20,5 +20,6 @@ export const {
   resourceLimits,
   setEnvironmentData,
   getEnvironmentData,
+  allocateTransferable,
 } = crossport;
 export default crossport;

@@ -273,13 +273,27 @@ class Peer {
 // the ports it carries rebuilt as links (then closed), everything else closed.
 void DecodeAsPort(IncomingRecord* record, uv_loop_t* loop, Client* client) {
   std::vector<crossport::Handle> handles;
-  std::vector<int> buffers;
+  std::vector<crossport::BufferChunks> buffers;
   std::vector<LinkState> states;
   crossport::MessageLayout layout;
   if (crossport::DecodeMessageHead(record->data(), record->size(), record->total_size(),
                                    &record->fds, &handles, &buffers, &states, &layout)) {
     for (crossport::Handle& handle : handles) crossport::os::Close(handle.fd);
-    for (int fd : buffers) crossport::os::Close(fd);
+    for (crossport::BufferChunks& chunks : buffers) {
+      // As AdoptIncoming maps them: whatever the peer sent, every page mapped reads.
+      uint64_t size = 0;
+      size_t mapped_length = 0;
+      crossport::os::SystemError error{0, nullptr};
+      void* base = crossport::os::MapSealedChunks(chunks.data(), chunks.size(), uint64_t{1} << 34,
+                                                  &size, &mapped_length, &error);
+      if (base != nullptr) {
+        volatile uint8_t sum = 0;
+        for (uint64_t at = 0; at < size; at += 4096) sum += static_cast<const uint8_t*>(base)[at];
+        sum += static_cast<const uint8_t*>(base)[size - 1];
+        crossport::os::Unmap(base, mapped_length);
+      }
+      for (int fd : chunks) crossport::os::Close(fd);
+    }
     for (LinkState& state : states) {
       crossport::os::SystemError error{0, nullptr};
       Link* port = Link::FromState(&state, loop, client, &error);
@@ -316,8 +330,15 @@ std::vector<uint8_t> PeerMessage(Input* in, Peer* peer, std::vector<int>* fds) {
   for (crossport::Handle& handle : handles) {
     handle = crossport::Handle{static_cast<crossport::HandleKind>(1 + in->U8() % 6), peer->MakeFd(0, 0)};
   }
-  std::vector<int> buffers(in->U8() % 3);
-  for (int& buffer : buffers) buffer = peer->MakeFd(1 + in->U8() % 2, in->Get<uint16_t>() % 8192);
+  // Transferred buffers: 1 to 3 chunks each, sealed or not, of sizes that may map end to end
+  // (2 MiB) or not.
+  std::vector<crossport::BufferChunks> buffers(in->U8() % 3);
+  for (crossport::BufferChunks& chunks : buffers) {
+    for (int i = 1 + in->U8() % 3; i > 0; i--) {
+      uint32_t size = in->U8() % 4 == 0 ? 2 * 1024 * 1024 : in->Get<uint16_t>() % 8192;
+      chunks.push_back(peer->MakeFd(1 + in->U8() % 2, size));
+    }
+  }
   std::vector<LinkState> ports(in->U8() % 3);
   for (LinkState& port : ports) {
     port.side = in->U8() % 2;
@@ -448,7 +469,8 @@ void Run(Input* in) {
         if (in->U8() % 2 == 0) {
           // Through a message head, as a port in a message travels.
           std::vector<crossport::Handle> handles;
-          std::vector<int> buffers, fds;
+          std::vector<crossport::BufferChunks> buffers;
+          std::vector<int> fds;
           std::vector<LinkState> ports(1);
           ports[0] = std::move(state);
           std::vector<uint8_t> head =

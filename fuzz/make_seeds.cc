@@ -53,9 +53,9 @@ Bytes Message(int ports, int overflow_records, int received_fds,
   }
   std::vector<int> fds;
   std::vector<crossport::Handle> handles;
-  std::vector<int> buffers;
+  std::vector<crossport::BufferChunks> buffers;
   if (ports > 0) handles.push_back(crossport::Handle{crossport::HandleKind::kFileDescriptor, -1});
-  if (overflow_records > 0) buffers.push_back(-1);
+  if (overflow_records > 0) buffers.push_back({-1, -1});
   // V8 serialization of the string "hi" (version 15): FF 0F 22 02 'h' 'i'.
   const uint8_t body[] = {0xff, 0x0f, 0x22, 0x02, 'h', 'i'};
   Bytes head = crossport::EncodeMessageHead(&handles, &buffers, &states, sections, sizeof body, &fds);

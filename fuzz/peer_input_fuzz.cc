@@ -59,7 +59,7 @@ void Decode(const uint8_t* data, size_t size, size_t fd_count) {
   for (size_t i = 0; i < fd_count; i++) fds.push_back(-2 - static_cast<int>(i));
   const std::vector<int> given = fds;
   std::vector<crossport::Handle> handles;
-  std::vector<int> buffers;
+  std::vector<crossport::BufferChunks> buffers;
   std::vector<LinkState> ports;
   crossport::MessageLayout layout;
   bool ok = DecodeMessageHead(copy.get(), size, size, &fds, &handles, &buffers, &ports, &layout);
@@ -86,7 +86,10 @@ void Decode(const uint8_t* data, size_t size, size_t fd_count) {
           static_cast<uint32_t>(handle.kind) <= crossport::kLastHandleKind);
     owned.push_back(handle.fd);
   }
-  owned.insert(owned.end(), buffers.begin(), buffers.end());
+  for (const crossport::BufferChunks& chunks : buffers) {
+    CHECK(!chunks.empty() && chunks.size() <= crossport::os::kMaxChunks);
+    owned.insert(owned.end(), chunks.begin(), chunks.end());
+  }
   for (LinkState& port : ports) {
     CHECK(port.side == 0 || port.side == 1);
     owned.push_back(port.segment_fd);

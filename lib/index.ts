@@ -16,6 +16,7 @@ export {
   getEnvironmentData,
   type ResourceLimits,
 } from './worker-context';
+export { allocateTransferable } from './transferable';
 export type { PortToken } from './handoff';
 export type { ConnectedPort, ConnectOptions, ListenOptions, Peer } from './rendezvous';
 export type { WorkerOptions, EventLoopUtilization } from './worker';

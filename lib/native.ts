@@ -103,6 +103,8 @@ export interface Native {
   adopt(segmentFd: number, socketFd: number, side: number, parentPid: number): PortHandle | null;
   /** An object V8's serializer sees as a host object (one internal field). */
   newPortObject(): object;
+  /** A zero-filled ArrayBuffer over memory that can move to another process; null if unavailable. */
+  allocateTransferable(size: number): ArrayBuffer | null;
   /** The channel end deposited by handOff(), once; null when there is none. */
   takeOver(id: number): PortHandle | null;
   FdWatcher: new (fd: number, onReadable: () => void) => FdWatcher;

@@ -22,6 +22,7 @@
 #include "port.h"
 #include "rendezvous.h"
 #include "segment.h"
+#include "transferable.h"
 #include "worker.h"
 
 namespace crossport {
@@ -200,6 +201,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("adopt", Napi::Function::New(env, Adopt, "adopt"));
   exports.Set("takeOver", Napi::Function::New(env, TakeOver, "takeOver"));
   exports.Set("newPortObject", Napi::Function::New(env, NewPort, "newPortObject"));
+  exports.Set("allocateTransferable",
+              Napi::Function::New(env, AllocateTransferable, "allocateTransferable"));
   DefineRendezvous(env, exports);
   DefineWorker(env, exports);
   DefineClone(env, exports);

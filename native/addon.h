@@ -12,6 +12,8 @@
 #include <uv.h>
 #include <v8.h>
 
+#include "background.h"
+#include "poll_window.h"
 #include "serializer.h"
 
 namespace crossport {
@@ -40,6 +42,8 @@ struct Addon {
   Napi::ObjectReference handled;            // what next() returns for a message it delivered
   // The longest poll window (port.cc); CROSSPORT_POLL_WINDOW_US overrides it, 0 turns polling off.
   uint64_t max_poll_window_ns = 100 * 1000;
+  CpuContention cpu_contention;             // closes every port's poll window while CPUs are taken
+  Background background;                    // copies and frees of large transferred buffers
   bool stopping = false;                    // set at process 'exit': JS can no longer run
   // Every live PortHandle (see PortHandle::FlushBeforeExit).
   std::shared_ptr<std::unordered_set<PortHandle*>> live_ports =

@@ -394,7 +394,7 @@ void Link::Wake() {
   if (result == os::IoResult::kPeerGone || result == os::IoResult::kError) peer_gone_ = true;
 }
 
-os::IoResult Link::ReadPacket() {
+os::IoResult Link::ReadPackets(size_t max_packets, bool* more) {
   // Taken fds are dropped from the front now and then (few are held: see DrainSocket).
   if (received_fds_head_ > 0 &&
       (received_fds_head_ == received_fds_.size() || received_fds_head_ >= kMaxReadAheadFds)) {
@@ -402,7 +402,7 @@ os::IoResult Link::ReadPacket() {
                         received_fds_.begin() + static_cast<ptrdiff_t>(received_fds_head_));
     received_fds_head_ = 0;
   }
-  os::IoResult result = os::ReceivePacket(socket_, &received_fds_, nullptr);
+  os::IoResult result = os::ReceivePackets(socket_, max_packets, &received_fds_, more, nullptr);
   if (result == os::IoResult::kPeerGone || result == os::IoResult::kError) peer_gone_ = true;
   return result;
 }
@@ -410,8 +410,13 @@ os::IoResult Link::ReadPacket() {
 void Link::DrainSocket(size_t read_ahead) {
   if (socket_ < 0) return;
   socket_blocked_ = false;
-  while (!broken_) {
-    if (held_fds() + os::kMaxFdsPerPacket > read_ahead) {
+  for (bool more = true; more && !broken_;) {
+    // As many packets in one call as could all carry a full load of fds without holding more
+    // than `read_ahead`: a wake-up costs one system call, not a second to learn that nothing
+    // else waits (the poll is level-triggered: what arrives later fires it again).
+    size_t room = read_ahead > held_fds() ? read_ahead - held_fds() : 0;
+    size_t batch = room / os::kMaxFdsPerPacket;
+    if (batch == 0) {
       // As many fds wait here as we take ahead of their records: a packet of more stays in the
       // kernel's buffer until a record needs it (TakeFds), which holds back the sender.
       size_t fd_count = 0;
@@ -421,9 +426,10 @@ void Link::DrainSocket(size_t read_ahead) {
         socket_blocked_ = CheckStrayFds();
         break;
       }
+      batch = 1;
     }
     size_t held = held_fds();
-    if (ReadPacket() != os::IoResult::kOk) break;
+    if (ReadPackets(batch, &more) != os::IoResult::kOk) break;
     if (held_fds() > held && !CheckStrayFds()) break;
   }
   UpdatePoll();
@@ -431,7 +437,8 @@ void Link::DrainSocket(size_t read_ahead) {
 
 bool Link::TakeFds(size_t count, std::vector<int>* into) {
   while (held_fds() < count) {
-    if (ReadPacket() != os::IoResult::kOk) return false;
+    bool more;
+    if (ReadPackets(1, &more) != os::IoResult::kOk) return false;
   }
   auto first = received_fds_.begin() + static_cast<ptrdiff_t>(received_fds_head_);
   into->insert(into->end(), first, first + static_cast<ptrdiff_t>(count));

@@ -175,8 +175,9 @@ class Link {
   // than `read_ahead` wait for records to claim them; stops (socket_blocked_) at a packet of
   // fds beyond that, which stays in the kernel's buffer.
   void DrainSocket(size_t read_ahead);
-  // Reads one packet, appending its fds to the received ones.
-  os::IoResult ReadPacket();
+  // Reads up to `max_packets` packets in one call, appending their fds to the received ones;
+  // *more when that many came (more may wait).
+  os::IoResult ReadPackets(size_t max_packets, bool* more);
   // Moves `count` received fds into `into`, reading packets as needed. False when the socket
   // has no more: the peer published a record before its fds, which it never does.
   bool TakeFds(size_t count, std::vector<int>* into);

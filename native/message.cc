@@ -82,7 +82,8 @@ uint64_t MessageLayout::total_size() const {
   return total;
 }
 
-std::vector<uint8_t> EncodeMessageHead(std::vector<Handle>* handles, std::vector<int>* buffers,
+std::vector<uint8_t> EncodeMessageHead(std::vector<Handle>* handles,
+                                       std::vector<BufferChunks>* buffers,
                                        std::vector<LinkState>* ports,
                                        const std::vector<uint64_t>& sections, uint64_t body_size,
                                        std::vector<int>* fds) {
@@ -96,7 +97,12 @@ std::vector<uint8_t> EncodeMessageHead(std::vector<Handle>* handles, std::vector
     fds->push_back(handle.fd);
     handle.fd = -1;
   }
-  fds->insert(fds->end(), buffers->begin(), buffers->end());
+  for (BufferChunks& chunks : *buffers) {
+    BufferDescriptor descriptor{static_cast<uint32_t>(chunks.size()), 0};
+    Append(&head, &descriptor, sizeof descriptor);
+    fds->insert(fds->end(), chunks.begin(), chunks.end());
+    chunks.clear();
+  }
   for (LinkState& port : *ports) {
     PortDescriptor descriptor{static_cast<uint32_t>(port.side),
                               static_cast<uint32_t>(port.received_fds.size()),
@@ -151,7 +157,7 @@ bool PeekHandleKinds(const uint8_t* data, size_t size, std::vector<HandleKind>* 
 }
 
 bool DecodeMessageHead(const uint8_t* data, size_t size, uint64_t total, std::vector<int>* fds,
-                       std::vector<Handle>* handles, std::vector<int>* buffers,
+                       std::vector<Handle>* handles, std::vector<BufferChunks>* buffers,
                        std::vector<LinkState>* ports, MessageLayout* layout) {
   size_t next_fd = 0;
   auto take_fds = [&](size_t count, std::vector<int>* into) {
@@ -163,7 +169,9 @@ bool DecodeMessageHead(const uint8_t* data, size_t size, uint64_t total, std::ve
   auto fail = [&]() {
     for (Handle& handle : *handles) os::Close(handle.fd);
     handles->clear();
-    for (int fd : *buffers) os::Close(fd);
+    for (BufferChunks& chunks : *buffers) {
+      for (int fd : chunks) os::Close(fd);
+    }
     buffers->clear();
     for (LinkState& port : *ports) CloseLinkState(&port);
     ports->clear();
@@ -214,7 +222,15 @@ bool DecodeMessageHead(const uint8_t* data, size_t size, uint64_t total, std::ve
     if (!take_fds(1, &fd)) return fail();
     handles->push_back(Handle{static_cast<HandleKind>(descriptor.kind), fd[0]});
   }
-  if (!take_fds(message.buffer_count, buffers)) return fail();
+  for (uint32_t i = 0; i < message.buffer_count; i++) {
+    BufferDescriptor descriptor;
+    if (!reader.Read(&descriptor) || descriptor.chunk_count == 0 ||
+        descriptor.chunk_count > os::kMaxChunks) {
+      return fail();
+    }
+    buffers->emplace_back();
+    if (!take_fds(descriptor.chunk_count, &buffers->back())) return fail();
+  }
   for (uint32_t i = 0; i < message.port_count; i++) {
     PortDescriptor descriptor;
     if (!reader.Read(&descriptor)) return fail();

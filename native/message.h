@@ -3,6 +3,7 @@
 //   MessageHead { handle_count, port_count, body_offset, buffer_count, section_count, body_size }
 //   section_count × u64 section length
 //   handle_count × HandleDescriptor
+//   buffer_count × BufferDescriptor
 //   port_count × { PortDescriptor,
 //                  overflow_count × (RecordDescriptor, payload padded to 8),
 //                  unread_count × (RecordDescriptor, payload padded to 8) }
@@ -15,8 +16,9 @@
 // Everything before the sections is the message's prefix: the part that is parsed, and so must
 // be copied out of shared memory first.
 //
-// The record's fds are: one per handle, in order; one per transferred ArrayBuffer (a sealed
-// memory object holding its bytes, mapped by the receiver); then, per port in order: segment, socket, the
+// The record's fds are: one per handle, in order; per transferred ArrayBuffer, its chunks (sealed
+// memory objects holding its bytes, mapped end to end by the receiver, see transferable.h);
+// then, per port in order: segment, socket, the
 // fds it had received but no record had claimed yet, the unsent fds of each of its overflow
 // records, and the fds of each record it had read but not delivered (a kFds record among those:
 // fds read for a record not yet published). Fds still in a port's socket travel in the socket.
@@ -60,6 +62,11 @@ struct HandleDescriptor {
   uint32_t reserved;
 };
 
+struct BufferDescriptor {
+  uint32_t chunk_count;  // 1 to os::kMaxChunks
+  uint32_t reserved;
+};
+
 struct PortDescriptor {
   uint32_t side;
   uint32_t received_fd_count;
@@ -81,6 +88,7 @@ constexpr uint32_t kMaxBuffersPerMessage = 1024;
 constexpr uint32_t kMaxSectionsPerMessage = 4096;
 
 static_assert(sizeof(MessageHead) == 32 && sizeof(HandleDescriptor) == 8 &&
+                  sizeof(BufferDescriptor) == 8 &&
                   sizeof(PortDescriptor) == 16 && sizeof(RecordDescriptor) == 16,
               "message layout");
 
@@ -101,9 +109,13 @@ struct MessageLayout {
   uint64_t total_size() const;
 };
 
-// Encodes the head for `handles`, `buffers` (fds of sealed copies), `ports` and `sections`
+// The fds of one transferred ArrayBuffer: its chunks, in order.
+using BufferChunks = std::vector<int>;
+
+// Encodes the head for `handles`, `buffers` (their chunks' fds), `ports` and `sections`
 // (lengths), before a body of `body_size` bytes, moving the fds (in order) into `fds`.
-std::vector<uint8_t> EncodeMessageHead(std::vector<Handle>* handles, std::vector<int>* buffers,
+std::vector<uint8_t> EncodeMessageHead(std::vector<Handle>* handles,
+                                       std::vector<BufferChunks>* buffers,
                                        std::vector<LinkState>* ports,
                                        const std::vector<uint64_t>& sections, uint64_t body_size,
                                        std::vector<int>* fds);
@@ -116,7 +128,7 @@ bool PeekHandleKinds(const uint8_t* data, size_t size, std::vector<HandleKind>* 
 // (ownership moves into `handles` and `ports`). Returns false for a malformed head; fds
 // already taken are then closed.
 bool DecodeMessageHead(const uint8_t* data, size_t size, uint64_t total, std::vector<int>* fds,
-                       std::vector<Handle>* handles, std::vector<int>* buffers,
+                       std::vector<Handle>* handles, std::vector<BufferChunks>* buffers,
                        std::vector<LinkState>* ports, MessageLayout* layout);
 
 // Closes every fd a LinkState owns.

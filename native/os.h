@@ -25,8 +25,6 @@ int CreateSharedMemory(size_t size, SystemError* err);
 // Maps `size` bytes of a shared-memory fd read-write (or read-only). Returns nullptr on failure.
 void* MapShared(int fd, size_t size, bool writable, SystemError* err);
 void Unmap(void* addr, size_t size);
-// Maps `size` bytes of `fd` copy-on-write: readable and writable here, never written back.
-void* MapPrivate(int fd, size_t size, SystemError* err);
 // The page size, for rounding mapping lengths.
 size_t PageSize();
 
@@ -58,6 +56,37 @@ struct Span {
 // copying and without fearing later writes.
 int CreateSealedCopy(const Span* spans, size_t count, SystemError* err);
 
+// Memory that can move to another process without a copy (see native/transferable.h).
+// A new sealable shared-memory object of `size` bytes (zeros).
+int CreateTransferableMemory(size_t size, SystemError* err);
+// Maps all of it read-write and shared. Large ones are mapped at a huge-page boundary and,
+// where the system allows, backed by huge pages at once (committed: filling them then takes
+// no page fault, and unmapping them takes microseconds rather than milliseconds).
+// `*mapped_length` is what Unmap() takes.
+void* MapTransferable(int fd, size_t size, size_t* mapped_length, SystemError* err);
+// Puts empty private memory (untouched, so it costs nothing) at `addr` in place of a mapping:
+// the object behind it is no longer writable from here, while the addresses stay valid.
+bool ReplaceWithEmpty(void* addr, size_t length, SystemError* err);
+// Maps `fd` read-write at `addr` in place of what is there: shared, or copy-on-write.
+bool Remap(void* addr, size_t length, int fd, bool shared, SystemError* err);
+// Seals `fd` against any change (write, grow, shrink, further seals). EBUSY while a writable
+// shared mapping of it exists.
+bool SealAgainstChange(int fd, SystemError* err);
+
+// A transferred buffer arrives as 1 to kMaxChunks sealed objects to be mapped end to end: all
+// but the last of the same size, a multiple of kChunkAlign; the last one not larger.
+constexpr size_t kMaxChunks = 16;
+constexpr uint64_t kChunkAlign = 2 * 1024 * 1024;
+// Checks each object (sealed against write, grow and shrink; sizes as above; the total at most
+// `max_size`) before mapping anything, then maps them copy-on-write, end to end: writable here,
+// and nothing the sender does can change them. `*size`: the bytes; `*mapped_length`: for Unmap.
+// nullptr (EINVAL for objects that break the rules) on failure.
+void* MapSealedChunks(const int* fds, size_t count, uint64_t max_size, uint64_t* size,
+                      size_t* mapped_length, SystemError* err);
+// True when this process wrote to some page of a copy-on-write mapping (the memory then no
+// longer matches the object behind it); also when it cannot tell.
+bool HasWrittenPages(const void* addr, size_t length);
+
 // A connected pair of message-oriented unix sockets, close-on-exec and non-blocking.
 bool SocketPair(int fds[2], SystemError* err);
 
@@ -78,6 +107,12 @@ IoResult SendPacket(int socket, const int* fds, size_t fd_count, SystemError* er
 // packet's byte says it carried, so the count of fds stays right. kWouldBlock when nothing is
 // waiting; kPeerGone at end of stream.
 IoResult ReceivePacket(int socket, std::vector<int>* fds, SystemError* err);
+// Receives the packets waiting, up to `max_packets` (at most kMaxPacketsPerReceive) in one call,
+// appending their fds as ReceivePacket does. kOk with *more set when the batch was full (more
+// may wait). kPeerGone at end of stream (the fds of packets before it are appended).
+constexpr size_t kMaxPacketsPerReceive = 16;
+IoResult ReceivePackets(int socket, size_t max_packets, std::vector<int>* fds, bool* more,
+                        SystemError* err);
 
 // Looks at the next packet without taking it: whether one waits (kOk), and how many fds it
 // carries (*fd_count; what its byte says, at least 1 when it carries any). Installs no fd.
@@ -114,6 +149,10 @@ bool InspectLinkSocket(int fd, PeerCredentials* peer);
 
 // Lets another runnable thread on this CPU go first (while we poll, our peer may be waiting).
 void YieldCpu();
+// Threads running or waiting for a CPU on the whole system, this one included; -1 if unknown.
+int RunnableThreads();
+// The CPUs this process may run on; -1 if unknown.
+int UsableCpus();
 // Waits up to `timeout_ms` for a packet (or end of stream) on `socket`, or, with `writable`,
 // for room to send. False on timeout.
 bool WaitForSocket(int socket, bool writable, int timeout_ms);

@@ -7,6 +7,7 @@
 #include "handoff.h"
 #include "message.h"
 #include "serializer.h"
+#include "transferable.h"
 
 namespace crossport {
 
@@ -15,14 +16,13 @@ namespace {
 // Messages dispatched per loop turn before other I/O gets a chance (as Node does).
 constexpr int kDispatchBatch = 1000;
 
-// A transferred ArrayBuffer at least this large travels out of band: one copy into a sealed
-// memory object that the receiver maps copy-on-write, instead of two copies through the message.
-// Below it the copies through the (warm) large ring measured faster than fresh pages and a
-// mapping per message (npm run bench, u8-64k-transfer 0.38x -> 1.12x of worker_threads,
-// u8-1m-transfer 0.43x -> 0.65x), so only buffers too large for the large ring go this way.
+// A transferred ArrayBuffer at least this large travels out of band (transferable.h): its own
+// memory when it can move without a copy, else one copy into sealed memory objects that the
+// receiver maps copy-on-write, instead of two copies through the message. Below it the copies
+// through the (warm) large ring measured faster than fresh pages and a mapping per message
+// (npm run bench, u8-64k-transfer 0.38x -> 1.12x of worker_threads, u8-1m-transfer 0.43x ->
+// 0.65x), so only buffers too large for the large ring go this way.
 constexpr size_t kOutOfBandTransferSize = 4 * 1024 * 1024;
-// The largest out-of-band ArrayBuffer a peer may send.
-constexpr uint64_t kMaxOutOfBandTransferSize = uint64_t{1} << 34;
 
 // An ArrayBuffer of `length` bytes about to be overwritten: lib's allocate() (memory not
 // zeroed), or a zeroed one if that fails.
@@ -66,14 +66,6 @@ bool FitsHandleKind(HandleKind kind, int fd) {
   }
   return false;
 }
-
-// The poll window: after the last record, a started port keeps looking at its ring on each turn
-// of the event loop (never blocking it) for up to this long before it sleeps. Waking a sleeping
-// process costs ~25 us each way; a peer that answers within the window is seen without it.
-// The window adapts: it halves each time it passes empty, and grows when a record wakes us soon
-// after we slept, up to the maximum (Addon::max_poll_window_ns). An idle port sleeps and costs
-// nothing.
-constexpr uint64_t kContendedGapNs = 50 * 1000;
 
 // At exit, how long a port waits for a reader that makes no room before it gives up on the
 // messages still queued (a peer that does not read must not hold the process forever).
@@ -149,14 +141,14 @@ PortHandle* PortHandle::FromValue(Napi::Value value) {
   return Napi::ObjectWrap<PortHandle>::Unwrap(object);
 }
 
-PortHandle::PortHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PortHandle>(info) {
+PortHandle::PortHandle(const Napi::CallbackInfo& info)
+    : Napi::ObjectWrap<PortHandle>(info), poll_window_(GetAddon(info.Env())->max_poll_window_ns) {
   Napi::Env env = info.Env();
   if (info.Length() != 1 || !info[0].IsExternal()) {
     throw Napi::TypeError::New(env, "Illegal constructor");
   }
   link_ = info[0].As<Napi::External<Link>>().Data();
   link_->set_client(this);
-  poll_window_ns_ = GetAddon(env)->max_poll_window_ns / 4;
   idle_ = new uv_idle_t;
   uv_idle_init(GetAddon(env)->loop, idle_);
   idle_->data = this;
@@ -246,7 +238,7 @@ Napi::Value PortHandle::Post(const Napi::CallbackInfo& info) {
                     {}));
     }
     std::vector<Handle> no_handles;
-    std::vector<int> no_buffers;
+    std::vector<BufferChunks> no_buffers;
     std::vector<LinkState> no_ports;
     std::vector<int> no_fds;
     std::vector<uint8_t> head = EncodeMessageHead(&no_handles, &no_buffers, &no_ports,
@@ -314,31 +306,41 @@ Napi::Value PortHandle::Post(const Napi::CallbackInfo& info) {
                         v8::String::NewFromUtf8(v8::Isolate::GetCurrent(), moved).ToLocalChecked());
     return Napi::Value();
   }
-  // The bytes of the large transferred buffers, each in its own sealed memory object.
-  std::vector<int> buffers;
-  for (Napi::ArrayBuffer& buffer : large) {
-    os::SystemError error{0, nullptr};
-    os::Span contents{buffer.Data(), buffer.ByteLength()};
-    int fd = os::CreateSealedCopy(&contents, 1, &error);
-    if (fd < 0) {
-      for (int made : buffers) os::Close(made);
-      ThrowSystemError(env, error.errnum, error.syscall);
-    }
-    buffers.push_back(fd);
-  }
   // Our own copies of the handles' fds: the caller closes its objects after a successful post.
   std::vector<Handle> handles;
+  auto close_handles = [&handles]() {
+    for (Handle& handle : handles) os::Close(handle.fd);
+  };
   for (uint32_t i = 0; i + 1 < handle_list.Length(); i += 2) {
     auto kind = static_cast<HandleKind>(handle_list.Get(i).As<Napi::Number>().Uint32Value());
     os::SystemError error{0, nullptr};
     int fd = os::Duplicate(handle_list.Get(i + 1).As<Napi::Number>().Int32Value(), &error);
     if (fd < 0) {
-      for (Handle& handle : handles) os::Close(handle.fd);
-      for (int made : buffers) os::Close(made);
+      close_handles();
       ThrowSystemError(env, error.errnum, error.syscall);
     }
     handles.push_back(Handle{kind, fd});
   }
+  // The bytes of the large transferred buffers: their own memory when it can move without a
+  // copy, else a copy (transferable.h). Last of what can fail, as a hand-over cannot be undone
+  // without a trace (a handed-over buffer comes back copy-on-write).
+  std::vector<OutgoingBuffer> outgoing(large.size());
+  for (size_t i = 0; i < large.size(); i++) {
+    os::SystemError error{0, nullptr};
+    if (!PrepareOutgoing(large[i], &addon->background, &outgoing[i], &error)) {
+      for (size_t j = 0; j < i; j++) UndoOutgoing(&outgoing[j]);
+      close_handles();
+      ThrowSystemError(env, error.errnum, error.syscall);
+    }
+  }
+  // What holds the memory of those buffers: freed on a background thread once they are
+  // detached, rather than here (releasing 512 MiB takes tens of milliseconds).
+  std::vector<std::pair<std::shared_ptr<v8::BackingStore>, uint64_t>> left_behind;
+  for (Napi::ArrayBuffer& buffer : large) {
+    left_behind.emplace_back(BackingStoreOf(buffer), buffer.ByteLength());
+  }
+  std::vector<BufferChunks> buffers;
+  for (OutgoingBuffer& buffer : outgoing) buffers.push_back(std::move(buffer.chunks));
   std::vector<LinkState> states(transferred.size());
   for (size_t i = 0; i < transferred.size(); i++) transferred[i]->ReleaseTo(&states[i]);
   std::vector<int> fds;
@@ -348,6 +350,9 @@ Napi::Value PortHandle::Post(const Napi::CallbackInfo& info) {
   for (uint32_t i = 0; i < buffer_list.Length(); i++) {
     Napi::Value buffer = buffer_list.Get(i);
     if (buffer.IsArrayBuffer()) buffer.As<Napi::ArrayBuffer>().Detach();
+  }
+  for (auto& [store, bytes] : left_behind) {
+    addon->background.Later([store = std::move(store)]() mutable { store.reset(); }, bytes);
   }
   return Napi::Boolean::New(env, sent);
 }
@@ -415,7 +420,7 @@ PortHandle::DecodeResult PortHandle::Decode(IncomingRecord* record, Napi::Value*
     }
   }
   std::vector<Handle> handles;
-  std::vector<int> buffer_fds;
+  std::vector<BufferChunks> buffer_chunks;
   std::vector<LinkState> states;
   auto fail = [&](Napi::Value error) {
     *data = error;
@@ -428,32 +433,29 @@ PortHandle::DecodeResult PortHandle::Decode(IncomingRecord* record, Napi::Value*
   };
   MessageLayout layout;
   if (!DecodeMessageHead(record->data(), record->size(), record->total_size(), &record->fds,
-                         &handles, &buffer_fds, &states, &layout)) {
+                         &handles, &buffer_chunks, &states, &layout)) {
     return fail(NewDataCloneError(&addon->clone, env, "Unable to deserialize cloned data."));
   }
   for (const Handle& handle : handles) {
     if (FitsHandleKind(handle.kind, handle.fd)) continue;
     close_carried();
-    for (int fd : buffer_fds) os::Close(fd);
+    for (BufferChunks& chunks : buffer_chunks) {
+      for (int fd : chunks) os::Close(fd);
+    }
     return fail(NewDataCloneError(&addon->clone, env, "Unable to deserialize cloned data."));
   }
-  // Transferred ArrayBuffers: each maps its sealed memory object copy-on-write (no copy here).
+  // Transferred ArrayBuffers: each maps its sealed memory objects copy-on-write (no copy here).
   std::vector<Napi::ArrayBuffer> buffers;
-  for (int fd : buffer_fds) {
-    int64_t size = os::SealedSize(fd, os::Sealing::kReadOnly);  // -1 unless sealed for good
-    void* mapped = nullptr;
-    size_t mapped_size = 0;
-    if (size > 0 && static_cast<uint64_t>(size) <= kMaxOutOfBandTransferSize) {
-      mapped_size = static_cast<size_t>(size);
-      mapped = os::MapPrivate(fd, mapped_size, nullptr);
-    }
-    os::Close(fd);
-    if (mapped == nullptr) {
+  for (size_t i = 0; i < buffer_chunks.size(); i++) {
+    Napi::Value buffer = AdoptIncoming(env, &buffer_chunks[i]);
+    if (buffer.IsEmpty()) {
       close_carried();
-      for (size_t i = buffers.size() + 1; i < buffer_fds.size(); i++) os::Close(buffer_fds[i]);
+      for (size_t j = i + 1; j < buffer_chunks.size(); j++) {
+        for (int fd : buffer_chunks[j]) os::Close(fd);
+      }
       return fail(NewDataCloneError(&addon->clone, env, "Unable to deserialize cloned data."));
     }
-    buffers.push_back(NewMappedArrayBuffer(env, mapped, mapped_size, mapped_size));
+    buffers.push_back(buffer.As<Napi::ArrayBuffer>());
   }
   // Sections: copied into new ArrayBuffers, from the bulk the ring lent the record (given back
   // at once, before any JavaScript runs) or from the prefix. DecodeMessageHead checked that
@@ -768,7 +770,7 @@ void PortHandle::OnLinkEvent() {
   }
   UpdateOwnerHold();  // the queue may have been written out
   if (started_) {
-    OnWake();
+    poll_window_.OnWake();
     RunFromEventLoop(Env(), [this] { Dispatch(); });
   } else {
     CheckWhileStopped();
@@ -870,37 +872,10 @@ Napi::Value PortHandle::Next(const Napi::CallbackInfo& info) {
 }
 
 bool PortHandle::KeepPolling(bool dispatched) {
-  uint64_t now = uv_hrtime();
-  if (dispatched) last_record_ns_ = now;
-  // A loop turn takes a microsecond or two. A much longer gap since the last look means the
-  // process was descheduled (the CPUs are busy): polling then only takes CPU from the peer.
-  if (polling_ && now - last_poll_ns_ > kContendedGapNs) poll_window_ns_ /= 2;
-  last_poll_ns_ = now;
-  if (now - last_record_ns_ < poll_window_ns_) {
-    polling_ = true;
-    pending_dispatch_ = true;
-    ScheduleIdle();
-    // Sharing a CPU with the peer, spinning would keep it from answering.
-    os::YieldCpu();
-    return true;
-  }
-  if (polling_) {
-    polling_ = false;
-    poll_window_ns_ /= 2;  // a whole window passed without a record
-  }
-  slept_at_ns_ = now;
-  return false;
-}
-
-void PortHandle::OnWake() {
-  if (slept_at_ns_ == 0) return;
-  uint64_t gap = uv_hrtime() - slept_at_ns_;
-  slept_at_ns_ = 0;
-  // Woken soon after we slept: a longer window would have seen it without the wake-up.
-  uint64_t max_window = GetAddon(Env())->max_poll_window_ns;
-  if (gap < max_window) {
-    poll_window_ns_ = std::min(max_window, std::max(2 * poll_window_ns_, 2 * gap));
-  }
+  if (!poll_window_.KeepPolling(dispatched, &GetAddon(Env())->cpu_contention)) return false;
+  pending_dispatch_ = true;
+  ScheduleIdle();
+  return true;
 }
 
 void PortHandle::Resume() {

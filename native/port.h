@@ -11,6 +11,7 @@
 #include <unordered_set>
 
 #include "link.h"
+#include "poll_window.h"
 #include "serializer.h"
 
 namespace crossport {
@@ -96,8 +97,6 @@ class PortHandle : public Napi::ObjectWrap<PortHandle>, public LinkClient {
   // The ring is empty: true (and a look on the next loop turn scheduled) while inside the poll
   // window; false when the port should sleep.
   bool KeepPolling(bool dispatched);
-  // The socket woke us: adapt the poll window to how soon after sleeping that was.
-  void OnWake();
   void DestroyLink();
   // Calls a hook of lib/ with the port, as Node calls its own callbacks (a throw becomes an
   // uncaught exception); false if it threw or cannot run.
@@ -128,11 +127,7 @@ class PortHandle : public Napi::ObjectWrap<PortHandle>, public LinkClient {
   BatchEnd batch_end_ = BatchEnd::kMore;
   int batch_budget_ = 0;
   bool batch_dispatched_ = false;
-  bool polling_ = false;
-  uint64_t poll_window_ns_;  // starts at a quarter of Addon::max_poll_window_ns
-  uint64_t last_record_ns_ = 0;
-  uint64_t last_poll_ns_ = 0;
-  uint64_t slept_at_ns_ = 0;
+  PollWindow poll_window_;
   // Every live handle of this environment, for FlushBeforeExit (shared with Addon, so that
   // either may be destroyed first).
   std::shared_ptr<std::unordered_set<PortHandle*>> live_;

@@ -21,7 +21,7 @@ struct SegmentHeader {
 static_assert(sizeof(SegmentHeader) == 64, "segment header layout");
 
 constexpr uint32_t kSegmentMagic = 0x43525350;  // "CRSP"
-constexpr uint32_t kSegmentVersion = 4;
+constexpr uint32_t kSegmentVersion = 5;
 constexpr uint64_t kRingsOffset = sizeof(SegmentHeader);
 constexpr uint64_t kDataOffset = kRingsOffset + 4 * sizeof(RingControl);
 

@@ -1,7 +1,6 @@
 #include "serializer.h"
 
 #include "message.h"
-#include "os.h"
 
 #include <algorithm>
 #include <cstdlib>
@@ -492,17 +491,18 @@ Napi::Value Deserialize(CloneEnvironment* environment, Napi::Env env, const uint
   return Napi::Value(env, FromV8(error));
 }
 
-Napi::ArrayBuffer NewMappedArrayBuffer(Napi::Env env, void* data, size_t length,
-                                       size_t mapped_length) {
+Napi::ArrayBuffer NewExternalArrayBuffer(Napi::Env env, void* data, size_t length,
+                                         void (*release)(void* data, size_t length, void* owner),
+                                         void* owner) {
   v8::Isolate* isolate = v8::Isolate::GetCurrent();
-  std::unique_ptr<v8::BackingStore> store = v8::ArrayBuffer::NewBackingStore(
-      data, length,
-      [](void* start, size_t, void* mapped) {
-        os::Unmap(start, reinterpret_cast<size_t>(mapped));  // any thread may run this
-      },
-      reinterpret_cast<void*>(mapped_length));
+  std::unique_ptr<v8::BackingStore> store =
+      v8::ArrayBuffer::NewBackingStore(data, length, release, owner);
   v8::Local<v8::ArrayBuffer> buffer = v8::ArrayBuffer::New(isolate, std::move(store));
   return Napi::ArrayBuffer(env, FromV8(buffer));
+}
+
+std::shared_ptr<v8::BackingStore> BackingStoreOf(Napi::ArrayBuffer buffer) {
+  return ToV8(buffer).As<v8::ArrayBuffer>()->GetBackingStore();
 }
 
 Napi::Value NewDataCloneError(CloneEnvironment* environment, Napi::Env env, const char* message) {

@@ -95,10 +95,13 @@ Napi::Value Deserialize(CloneEnvironment* environment, Napi::Env env, const uint
                         const std::vector<Napi::ArrayBuffer>& transfers, bool* failed,
                         std::vector<bool>* referenced = nullptr);
 
-// An ArrayBuffer over `length` bytes at `data`, a private mapping of `mapped_length` bytes that
-// is unmapped when the buffer is collected.
-Napi::ArrayBuffer NewMappedArrayBuffer(Napi::Env env, void* data, size_t length,
-                                       size_t mapped_length);
+// An ArrayBuffer over `length` bytes at `data`, memory of ours: `release(data, length, owner)`
+// runs, on any thread, once nothing uses it any more (V8 counts it as the buffer's memory).
+Napi::ArrayBuffer NewExternalArrayBuffer(Napi::Env env, void* data, size_t length,
+                                         void (*release)(void* data, size_t length, void* owner),
+                                         void* owner);
+// What holds `buffer`'s memory: keeping it keeps the memory after the buffer is detached.
+std::shared_ptr<v8::BackingStore> BackingStoreOf(Napi::ArrayBuffer buffer);
 
 // A resizable ArrayBuffer (new ArrayBuffer(n, { maxByteLength })): it must arrive resizable,
 // which only V8's own encoding keeps.

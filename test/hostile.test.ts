@@ -48,6 +48,11 @@ describe('a hostile peer', () => {
     expectPlanKept(closed, end, ['DataCloneError']);
   });
 
+  test('transferred buffers whose memory objects break the rules (not sealed, chunks that do not fit, counts that lie) give messageerror and leave no fd open', async () => {
+    const { closed, end } = await victim('lyingBuffers');
+    expectPlanKept(closed, end, ['DataCloneError']);
+  });
+
   test('a record announcing fds that never came closes the port', async () => {
     const { closed } = await victim('badFdCount');
     expect(closed.messages).toEqual([{ i: 0 }, { i: 1 }, { i: 2 }]);
