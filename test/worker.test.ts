@@ -92,7 +92,7 @@ describe('Worker: worker_threads and crossport observed alike', () => {
   test("performance.eventLoopUtilization(): zeros before 'online' and after 'exit', Node's shape and arithmetic between", async () => {
     const { threads, crossport } = await both('eventLoopUtilization');
     expect(crossport).toEqual(threads);
-    expect(crossport.sane).toBe(true);
+    expect(crossport).toMatchObject({ sane: true, cumulative: true, arithmetic: true, sinceCovers: true });
     expect(crossport.before).toEqual({ idle: 0, active: 0, utilization: 0 });
   });
 
