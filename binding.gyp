@@ -25,7 +25,7 @@
       "cflags_cc": ["-std=c++20", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "cflags_cc!": ["-std=gnu++17"],
       "conditions": [
-        ["OS!='win'", { "sources": ["native/posix/os.cc"] }],
+        ["OS!='win'", { "sources": ["native/posix/os.cc"], "libraries": ["-ldl"] }],
         ["OS=='mac'", {
           "xcode_settings": {
             "CLANG_CXX_LANGUAGE_STANDARD": "c++20",

@@ -11,6 +11,8 @@
 #undef NAPI_VERSION
 #pragma pop_macro("NAPI_VERSION")
 
+#include <dlfcn.h>
+
 #include <cstdlib>
 #include <memory>
 #include <string>
@@ -173,10 +175,22 @@ void RefuseOtherNodeAbi(Napi::Env env) {
   throw error;
 }
 
+// Node unloads an addon with the last environment that loaded it: a worker thread that alone
+// required crossport unloads it as it ends, before that thread's loop has run the close callbacks
+// of the addon's libuv handles (and while background threads may still be freeing memory), which
+// then jump into unmapped code. The addon stays loaded for the life of the process instead.
+void StayLoaded() {
+  Dl_info info;
+  if (dladdr(reinterpret_cast<void*>(&StayLoaded), &info) != 0 && info.dli_fname != nullptr) {
+    dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+  }
+}
+
 }  // namespace
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   RefuseOtherNodeAbi(env);
+  StayLoaded();
   auto* addon = new Addon();
   env.SetInstanceData<Addon>(addon);
   if (const char* window = getenv("CROSSPORT_POLL_WINDOW_US")) {

@@ -1,0 +1,16 @@
+// crossport required only inside worker threads, never by the main thread: Node unloads the addon
+// with the last environment that loaded it, and the threads' ends must look as worker_threads'.
+import { runBoth } from './scenario';
+
+describe('crossport used only inside worker threads, as worker_threads', () => {
+  test.each(['exit', 'terminate', 'sequence'])('%s', async (scenario) => {
+    const [reference, observed] = await runBoth('thread-only.js', [scenario]);
+    expect(observed).toEqual(reference);
+    expect(observed).toMatchObject({ code: 0, signal: null });
+  });
+
+  test('what a thread that ends on its own saw', async () => {
+    const [, observed] = await runBoth('thread-only.js', ['exit']);
+    expect(observed.stdout).toEqual(['got 1', 'got 2', 'got 3', 'close', 'thread exit 0', 'exit 0']);
+  });
+});
