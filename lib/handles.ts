@@ -67,9 +67,15 @@ export class FileDescriptor {
     const fd = this.descriptor;
     if (fd < 0) return;
     this.descriptor = -1;
-    closeSync(fd);
+    // One that arrived was made by the addon, which closes it: in a worker thread Node tracks the
+    // descriptors fs opened there, and warns when fs closes another.
+    if (received.delete(this)) native.closeFd(fd);
+    else closeSync(fd);
   }
 }
+
+/** The FileDescriptors made for received messages (see close()). */
+const received = new WeakSet<FileDescriptor>();
 
 function describe(value: unknown): string {
   if (value === null || value === undefined) return String(value);
@@ -215,8 +221,11 @@ function newHandle(kind: HandleKind, fd: number): object {
       fsBinding ??= (process as unknown as { binding(name: string): typeof fsBinding }).binding('fs');
       return new fileHandleClass(new fsBinding!.FileHandle(fd));
     }
-    case HandleKind.FileDescriptor:
-      return new FileDescriptor(fd);
+    case HandleKind.FileDescriptor: {
+      const descriptor = new FileDescriptor(fd);
+      received.add(descriptor);
+      return descriptor;
+    }
   }
   throw new Error(`crossport: unknown handle kind ${kind}`);
 }
@@ -228,7 +237,7 @@ export function createHandles(kinds: HandleKind[], fds: number[]): object[] {
     for (let i = 0; i < kinds.length; i++) made.push(newHandle(kinds[i], fds[i]));
   } catch (error) {
     discardHandles(made);
-    for (const fd of fds.slice(made.length)) closeSync(fd);
+    for (const fd of fds.slice(made.length)) native.closeFd(fd);
     throw error;
   }
   return made;

@@ -93,6 +93,8 @@ export interface Native {
   stop(): void;
   /** FileHandles can be made now: messages that waited for that are delivered. */
   fileHandlesReady(): void;
+  /** Closes a descriptor the addon made (fs.closeSync warns about it in a worker thread). */
+  closeFd(fd: number): void;
   createChannel(ringCapacity?: number): [PortHandle, PortHandle];
   adopt(segmentFd: number, socketFd: number, side: number): PortHandle;
   /**

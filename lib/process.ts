@@ -3,7 +3,6 @@
 // them through an environment variable (with the parent's pid) and adopts them as `parentPort`,
 // once it checked that they are what the variable says.
 import type * as childProcess from 'node:child_process';
-import { closeSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 import { nodeError } from './errors';
@@ -92,8 +91,8 @@ export function startChild(
     throw error;
   } finally {
     // The child has its own copies now (or never will): ours go, and so does port2.
-    closeSync(segmentFd);
-    closeSync(socketFd);
+    native.closeFd(segmentFd);
+    native.closeFd(socketFd);
     handleOf(port2).dispose();
   }
   return Object.assign(child, { port: port1 });

@@ -117,7 +117,7 @@ function bind(path: string, mode: number, backlog: number): { fd: number; file?:
       unlinkIfThere(path);
       return listenAt();
     }
-    fs.closeSync(probe);
+    native.closeFd(probe);
     throw error;
   }
 }
@@ -251,7 +251,7 @@ export class Server extends EventEmitter {
         break;
       }
       if (accepted === null) drained = true;
-      else fs.closeSync(accepted[0]);
+      else native.closeFd(accepted[0]);
     }
     this.reserve = openReserve();
     return drained;
@@ -286,7 +286,7 @@ export class Server extends EventEmitter {
     this.watcher?.close();
     this.watcher = undefined;
     clearTimeout(this.retry);
-    fs.closeSync(this.fd);
+    native.closeFd(this.fd);
     if (this.reserve >= 0) fs.closeSync(this.reserve);
     const file = this.file;
     const now = file && fs.lstatSync(this.socketPath, { bigint: true, throwIfNoEntry: false });
@@ -425,7 +425,7 @@ export function connect(path: string, options: ConnectOptions | import('./nats')
       return;
     }
     if (uids !== null && !uids.has(peer.uid)) {
-      fs.closeSync(fd);
+      native.closeFd(fd);
       reject(refusedListener(path, peer));
       return;
     }

@@ -79,6 +79,13 @@ Napi::Value FileHandlesReady(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// closeFd(fd): closes a descriptor the addon made. (In a worker thread, fs.closeSync warns about
+// one that fs did not open there: "closed but not opened in unmanaged mode".)
+Napi::Value CloseFd(const Napi::CallbackInfo& info) {
+  os::Close(info[0].As<Napi::Number>().Int32Value());
+  return info.Env().Undefined();
+}
+
 Napi::Value CreateChannel(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Addon* addon = GetAddon(env);
@@ -211,6 +218,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setup", Napi::Function::New(env, Setup, "setup"));
   exports.Set("stop", Napi::Function::New(env, Stop, "stop"));
   exports.Set("fileHandlesReady", Napi::Function::New(env, FileHandlesReady, "fileHandlesReady"));
+  exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
   exports.Set("createChannel", Napi::Function::New(env, CreateChannel, "createChannel"));
   exports.Set("adopt", Napi::Function::New(env, Adopt, "adopt"));
   exports.Set("takeOver", Napi::Function::New(env, TakeOver, "takeOver"));
