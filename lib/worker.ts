@@ -242,11 +242,11 @@ export class Worker extends EventEmitter {
       }, ['ignore', 'inherit', 'inherit', noticeFds[1], segmentFd, socketFd]);
     } catch (error) {
       control.port1.close();
-      if (noticeFds.length > 0) fs.closeSync(noticeFds[0]);
+      if (noticeFds.length > 0) native.closeFd(noticeFds[0]);
       throw error;
     } finally {
       // The child has its own copies now (or never will).
-      for (const fd of [...noticeFds.slice(1), ...controlFds]) fs.closeSync(fd);
+      for (const fd of [...noticeFds.slice(1), ...controlFds]) native.closeFd(fd);
       handleOf(control.port2).dispose();
     }
     this.state.child = child;
@@ -566,7 +566,7 @@ export class Worker extends EventEmitter {
     this.state.control?.close();
     this.state.public = null;
     this.state.control = null;
-    if (this.state.noticeFd >= 0) fs.closeSync(this.state.noticeFd);
+    if (this.state.noticeFd >= 0) native.closeFd(this.state.noticeFd);
     this.state.noticeFd = -1;
     if (this.state.killTimer !== null) clearTimeout(this.state.killTimer);
     this.removeAllListeners('message');

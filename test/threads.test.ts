@@ -26,4 +26,10 @@ describe('crossport used only inside worker threads, as worker_threads', () => {
     expect(observed.stderr.join('\n')).toBe('');
     expect(observed).toMatchObject({ stdout: ['server got hi', 'server closed', 'thread exit 0', 'exit 0'], code: 0, signal: null });
   });
+
+  test("a thread starts crossport's Worker and terminates it: no warning", async () => {
+    const observed = await runScenario('thread-only.js', ['crossport', 'worker']);
+    expect(observed.stderr.join('\n')).toBe('');
+    expect(observed).toMatchObject({ stdout: ['worker up', 'worker exit 1', 'thread exit 0', 'exit 0'], code: 0, signal: null });
+  });
 });
