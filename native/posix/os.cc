@@ -48,7 +48,7 @@ constexpr int kFixedSizeSeals = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
 constexpr int kReadOnlySeals = F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW;
 
 // `name` shows in /proc/<pid>/maps ("/memfd:<name>").
-int NewMemoryObject(const char* name, SystemError* err) {
+int OpenMemoryObject(const char* name, SystemError* err) {
   int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (fd < 0) SetError(err, "memfd_create");
   return fd;
@@ -65,7 +65,7 @@ bool AddSeals(int, int, SystemError*) { return true; }
 constexpr int kFixedSizeSeals = 0;
 constexpr int kReadOnlySeals = 0;
 
-int NewMemoryObject(const char*, SystemError* err) {
+int OpenMemoryObject(const char*, SystemError* err) {
   // A random name that is unlinked at once: no other process can open it afterwards.
   char name[64];
   for (int attempt = 0; attempt < 16; attempt++) {
@@ -83,16 +83,23 @@ int NewMemoryObject(const char*, SystemError* err) {
 }
 #endif
 
-}  // namespace
-
-int CreateSharedMemory(size_t size, SystemError* err) {
-  int fd = NewMemoryObject("crossport", err);
+// A new memory object of `size` bytes (zeros), not yet sealed; -1 on failure.
+int NewMemoryObject(const char* name, size_t size, SystemError* err) {
+  int fd = OpenMemoryObject(name, err);
   if (fd < 0) return -1;
   if (ftruncate(fd, static_cast<off_t>(size)) != 0) {
     SetError(err, "ftruncate");
     close(fd);
     return -1;
   }
+  return fd;
+}
+
+}  // namespace
+
+int CreateSharedMemory(size_t size, SystemError* err) {
+  int fd = NewMemoryObject("crossport", size, err);
+  if (fd < 0) return -1;
   // Sealed before anyone else can hold it.
   if (!AddSeals(fd, kFixedSizeSeals, err)) {
     close(fd);
@@ -229,15 +236,10 @@ bool CopyThroughHugePages(int fd, const Span* spans, size_t count, size_t size) 
 }  // namespace
 
 int CreateSealedCopy(const Span* spans, size_t count, SystemError* err) {
-  int fd = NewMemoryObject("crossport", err);
-  if (fd < 0) return -1;
   size_t size = 0;
   for (size_t i = 0; i < count; i++) size += spans[i].size;
-  if (ftruncate(fd, static_cast<off_t>(size)) != 0) {
-    SetError(err, "ftruncate");
-    close(fd);
-    return -1;
-  }
+  int fd = NewMemoryObject("crossport", size, err);
+  if (fd < 0) return -1;
   // Large: through huge pages where the system gives them, else written page by page (pwrite
   // takes no page fault, and does not zero pages it fills whole).
   if (size < kChunkAlign || !CopyThroughHugePages(fd, spans, count, size)) {
@@ -259,14 +261,7 @@ int CreateSealedCopy(const Span* spans, size_t count, SystemError* err) {
 }
 
 int CreateTransferableMemory(size_t size, SystemError* err) {
-  int fd = NewMemoryObject("crossport-buffer", err);
-  if (fd < 0) return -1;
-  if (ftruncate(fd, static_cast<off_t>(size)) != 0) {
-    SetError(err, "ftruncate");
-    close(fd);
-    return -1;
-  }
-  return fd;
+  return NewMemoryObject("crossport-buffer", size, err);
 }
 
 void* MapTransferable(int fd, size_t size, size_t* mapped_length, SystemError* err) {
