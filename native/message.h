@@ -18,10 +18,10 @@
 //
 // The record's fds are: one per handle, in order; per transferred ArrayBuffer, its chunks (sealed
 // memory objects holding its bytes, mapped end to end by the receiver, see transferable.h);
-// then, per port in order: segment, socket, the
-// fds it had received but no record had claimed yet, the unsent fds of each of its overflow
-// records, and the fds of each record it had read but not delivered (a kFds record among those:
-// fds read for a record not yet published). Fds still in a port's socket travel in the socket.
+// then, per port in order: segment, socket, the fds it had received but no record had claimed
+// yet, the unsent fds of each of its overflow records, and the fds of each record it had read but
+// not delivered (a kFds record among those: fds read for a record not yet published). Fds still
+// in a port's socket travel in the socket.
 // Decoding trusts nothing: every count and length is checked against the payload and the fds.
 #pragma once
 
